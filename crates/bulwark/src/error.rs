@@ -1,0 +1,349 @@
+//! FastAPI-shaped error responses.
+//!
+//! Every error that leaves a Bulwark service has one of two bodies, so that a client written for
+//! a FastAPI service works unchanged:
+//!
+//! - `{"detail": "<message>"}` for 4xx/5xx other than 422 ([`HttpError`]);
+//! - `{"detail": [{"type", "loc", "msg", "input"?}, ...]}` for 422 ([`ValidationErrors`]).
+//!
+//! A 5xx body is always generic: the real cause is logged by the caller, never sent. The
+//! [`normalize_error_body`] middleware rewrites any error response that did not come out in one of
+//! these shapes (axum's own rejections, tower-http's 408/413, a caught panic), so that no plain-text
+//! body, stack trace or internal message reaches a client.
+
+use std::borrow::Cow;
+
+use axum::{
+    Json,
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::Value;
+
+/// An error answered as `{"detail": "<message>"}` with a status code.
+///
+/// # Examples
+/// ```
+/// use bulwark::error::HttpError;
+/// use axum::response::IntoResponse;
+///
+/// let response = HttpError::not_found().into_response();
+/// assert_eq!(response.status(), 404);
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpError {
+    status: StatusCode,
+    detail: Cow<'static, str>,
+    www_authenticate: bool,
+}
+
+impl HttpError {
+    /// An error with the given status and public message.
+    pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            www_authenticate: false,
+        }
+    }
+
+    /// 404 `{"detail": "Not Found"}`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not Found")
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer`, as every authentication failure must answer.
+    pub fn unauthorized(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail).with_bearer_challenge()
+    }
+
+    /// 403 `{"detail": "Insufficient permissions"}`.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Insufficient permissions")
+    }
+
+    /// 409 with the given message.
+    pub fn conflict(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 500 with a generic message. Log the cause before answering this.
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    }
+
+    /// 503 with the given message.
+    pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// Adds `WWW-Authenticate: Bearer` to the response.
+    pub fn with_bearer_challenge(mut self) -> Self {
+        self.www_authenticate = true;
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The public message.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.detail)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+#[derive(Serialize)]
+struct DetailBody<'a> {
+    detail: &'a str,
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(DetailBody {
+                detail: &self.detail,
+            }),
+        )
+            .into_response();
+        if self.www_authenticate {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// One element of an error location: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum LocItem {
+    /// An object key, or the source (`body`, `query`, `path`, `header`, `cookie`).
+    Key(String),
+    /// An array index, or a byte offset for malformed JSON.
+    Index(usize),
+}
+
+impl From<&str> for LocItem {
+    fn from(value: &str) -> Self {
+        LocItem::Key(value.to_owned())
+    }
+}
+
+impl From<String> for LocItem {
+    fn from(value: String) -> Self {
+        LocItem::Key(value)
+    }
+}
+
+impl From<usize> for LocItem {
+    fn from(value: usize) -> Self {
+        LocItem::Index(value)
+    }
+}
+
+/// One entry of a 422 body, in pydantic's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorDetail {
+    /// Machine-readable kind, e.g. `missing`, `extra_forbidden`, `json_invalid`.
+    #[serde(rename = "type")]
+    pub kind: Cow<'static, str>,
+    /// Where the error is: `["body", "price"]`, `["path", "item_id"]`, ...
+    pub loc: Vec<LocItem>,
+    /// Human-readable message.
+    pub msg: Cow<'static, str>,
+    /// The offending input. Omitted where echoing it could leak a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// Extra context (limits, expected values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+impl ErrorDetail {
+    /// A detail with kind, location and message; no input.
+    pub fn new(
+        kind: impl Into<Cow<'static, str>>,
+        loc: impl IntoIterator<Item = impl Into<LocItem>>,
+        msg: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            loc: loc.into_iter().map(Into::into).collect(),
+            msg: msg.into(),
+            input: None,
+            ctx: None,
+        }
+    }
+
+    /// Sets the echoed input.
+    pub fn with_input(mut self, input: Value) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    /// Sets the context object.
+    pub fn with_ctx(mut self, ctx: Value) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    /// Prefixes the location, e.g. with `"body"`.
+    pub fn prefixed(mut self, prefix: impl Into<LocItem>) -> Self {
+        self.loc.insert(0, prefix.into());
+        self
+    }
+}
+
+/// A 422 answer: a list of [`ErrorDetail`].
+///
+/// # Examples
+/// ```
+/// use bulwark::error::{ErrorDetail, ValidationErrors};
+/// use axum::response::IntoResponse;
+///
+/// let errors = ValidationErrors::from(ErrorDetail::new("missing", ["body", "price"], "Field required"));
+/// assert_eq!(errors.into_response().status(), 422);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ValidationErrors {
+    detail: Vec<ErrorDetail>,
+}
+
+impl ValidationErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one error.
+    pub fn push(&mut self, detail: ErrorDetail) {
+        self.detail.push(detail);
+    }
+
+    /// True when no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.detail.is_empty()
+    }
+
+    /// The recorded errors.
+    pub fn details(&self) -> &[ErrorDetail] {
+        &self.detail
+    }
+
+    /// `Ok(value)` when no error was recorded, else `Err(self)`.
+    ///
+    /// # Errors
+    /// `self` when it holds at least one error.
+    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.is_empty() { Ok(value) } else { Err(self) }
+    }
+}
+
+impl From<ErrorDetail> for ValidationErrors {
+    fn from(detail: ErrorDetail) -> Self {
+        Self {
+            detail: vec![detail],
+        }
+    }
+}
+
+impl std::fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} validation error(s)", self.detail.len())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl IntoResponse for ValidationErrors {
+    fn into_response(self) -> Response {
+        (StatusCode::UNPROCESSABLE_ENTITY, Json(self)).into_response()
+    }
+}
+
+/// The generic public message for a status code, used where an error has no message of its own.
+pub fn canonical_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "Bad Request",
+        StatusCode::UNAUTHORIZED => "Not authenticated",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "Not Found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        StatusCode::REQUEST_TIMEOUT => "Request Timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+        StatusCode::TOO_MANY_REQUESTS => "Too Many Requests",
+        StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
+        s if s.is_server_error() => "Internal Server Error",
+        s => s.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// Middleware (for `axum::middleware::map_response`) that gives every error response the
+/// `{"detail": ...}` shape.
+///
+/// Responses below 400, and error responses that already are JSON or HTML, pass unchanged. Any
+/// other error body (plain text from an extractor or a tower-http layer, an empty 408/413, a
+/// caught panic) is replaced by the canonical message for its status. Headers such as
+/// `Allow` and `WWW-Authenticate` are kept.
+///
+/// # Examples
+/// ```
+/// use axum::{Router, routing::get, middleware::map_response};
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(map_response(bulwark::error::normalize_error_body));
+/// ```
+pub async fn normalize_error_body(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let already_shaped = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if already_shaped {
+        return response;
+    }
+    let (mut parts, _body) = response.into_parts();
+    let body = serde_json::to_vec(&DetailBody {
+        detail: canonical_detail(status),
+    })
+    .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Turns a caught panic into a generic 500 (for tower-http's `CatchPanicLayer::custom`).
+///
+/// The panic message is logged at error level and never sent.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("<non-string panic>");
+    tracing::error!(panic = message, "handler panicked");
+    HttpError::internal().into_response()
+}

@@ -1,0 +1,31 @@
+//! # Bulwark
+//!
+//! Security building blocks for [axum](https://docs.rs/axum) and [tower](https://docs.rs/tower)
+//! APIs, secure by default. Each module protects against one class of attack and says in its own
+//! docs what it stops, what it does not, and how to deploy it behind a proxy:
+//!
+//! | module | protects |
+//! |---|---|
+//! | [`error`] | error bodies: FastAPI shapes, no internal detail ever sent |
+//! | [`validation`] | typed request parsing with FastAPI-style 422 errors |
+//! | [`jwt`] | bearer authentication: a rotating key ring, strict verification |
+//! | [`rbac`] | role-based authorization (401 vs 403) |
+//! | [`password`] | Argon2id hashing off the async threads, legacy bcrypt, strength policy |
+//! | [`sanitize`] | XSS-safe user HTML over ammonia |
+//! | [`headers`] | hardening response headers |
+//! | [`secret`] | the master secret: strength checks, derived keys, sealing key material |
+//! | [`serve`] | the socket: header-read timeouts, graceful shutdown |
+//!
+//! The library knows nothing of users or items: state flows through axum's `FromRef`, never
+//! through globals, so every protection can be configured once at start-up and tested alone.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod headers;
+pub mod jwt;
+pub mod password;
+pub mod rbac;
+pub mod sanitize;
+pub mod secret;
+pub mod serve;
+pub mod validation;
