@@ -309,10 +309,14 @@ pub fn canonical_detail(status: StatusCode) -> &'static str {
 ///     .route("/", get(|| async { "hi" }))
 ///     .layer(map_response(bulwark::error::normalize_error_body));
 /// ```
-pub async fn normalize_error_body(response: Response) -> Response {
+pub async fn normalize_error_body<B>(response: Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return response.map(Body::new);
     }
     let already_shaped = response
         .headers()
@@ -320,7 +324,7 @@ pub async fn normalize_error_body(response: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
     if already_shaped {
-        return response;
+        return response.map(Body::new);
     }
     let (mut parts, _body) = response.into_parts();
     let body = serde_json::to_vec(&DetailBody {

@@ -1,0 +1,50 @@
+//! The caller, as the handlers of this API see them.
+
+use axum::extract::{FromRef, FromRequestParts};
+use bulwark::{
+    error::HttpError,
+    jwt::{Authenticated, JwtAuth},
+};
+use http::request::Parts;
+
+/// The authenticated caller: id, name and whether they are an admin, all from the verified
+/// token (no database read).
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// User id (`sub`).
+    pub id: i64,
+    /// Username at issue time.
+    pub username: String,
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+impl CurrentUser {
+    /// True when the caller holds `admin`.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    JwtAuth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let id = claims.sub.parse::<i64>().map_err(|_| {
+            HttpError::unauthorized("Could not validate credentials").into_response()
+        })?;
+        Ok(Self {
+            id,
+            username: claims.name.unwrap_or_default(),
+            roles: claims.roles,
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! The command line: raw arguments, kept apart from the resolved [`Settings`].
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Bulwark: a secure-by-default users/items API server.
+#[derive(Debug, Parser)]
+#[command(name = "bulwark", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./bulwark.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect the signing-key ring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// `bulwark serve` flags (they override the file and the environment).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8000.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+}
+
+/// `bulwark users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from stdin or prompted for without echo.
+    Create {
+        /// Username: 3-64 characters of [A-Za-z0-9_.-].
+        name: String,
+        /// A role to grant (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: they can no longer log in.
+    Disable {
+        /// Username.
+        name: String,
+    },
+    /// Replace a user's roles.
+    SetRoles {
+        /// Username.
+        name: String,
+        /// The new roles (none to remove all).
+        roles: Vec<String>,
+    },
+    /// Import users from JSON: [{"username", "hashed_password", "roles", "disabled"}].
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
+}
+
+/// `bulwark keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List keys (never their material).
+    List,
+}

@@ -1,0 +1,282 @@
+//! What each subcommand does.
+
+use std::{io::IsTerminal as _, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use crate::{
+    cli::{Cli, Command, KeysCommand, ServeArgs, UsersCommand},
+    config::Settings,
+    db::{self, NewUser},
+    domain::{Username, rfc3339},
+    startup::{Application, build_state, shutdown_signal},
+    state::AppState,
+    users::{CreateUserError, create_user},
+};
+
+/// Runs one command to completion.
+///
+/// # Errors
+/// Any failure, with context for the user.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Openapi = cli.command {
+        let doc = crate::routes::openapi()
+            .to_pretty_json()
+            .context("cannot render the OpenAPI document")?;
+        println!("{doc}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(&mut settings, args).await,
+            Command::Users(cmd) => users(settings, cmd).await,
+            Command::Keys(KeysCommand::List) => keys_list(settings).await,
+            Command::Migrate => {
+                db::connect(&settings.database_url).await?;
+                println!("migrations applied");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Openapi => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bind) = args.bind {
+        settings.bind = bind;
+    }
+    let app = Application::build(settings.clone()).await?;
+    bootstrap_admin(app.state(), settings).await?;
+    tracing::info!(addr = %app.local_addr()?, backend = app.state().repo.backend(), "listening");
+    app.run_until_stopped(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On a first start with no users at all, creates `admin` with a random password shown once:
+/// on the terminal when there is one, else in a 0600 file in the data folder. Never in a log.
+async fn bootstrap_admin(state: &AppState, settings: &Settings) -> anyhow::Result<()> {
+    if state.repo.count_users().await? > 0 {
+        return Ok(());
+    }
+    let password = loop {
+        let candidate = bulwark::secret::random_token(18);
+        if state.policy.check(&candidate, &["admin"]).is_ok() {
+            break candidate;
+        }
+    };
+    match create_user(
+        state.repo.as_ref(),
+        &state.hasher,
+        &state.policy,
+        "admin",
+        password.clone(),
+        vec!["admin".to_owned()],
+    )
+    .await
+    {
+        Ok(_) => {}
+        // Another instance created it first.
+        Err(CreateUserError::Conflict) => return Ok(()),
+        Err(err) => return Err(anyhow::anyhow!("cannot create the first admin: {err}")),
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  First start: created user 'admin' (role admin) with password:\n\n      {password}\n\n  It is shown once. Log in with it and change it.\n"
+        );
+    } else {
+        let path = settings.data_dir.join("initial-admin-password");
+        let content = format!("{password}\n");
+        let written = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || write_secret_file(&path, content.as_bytes())).await?
+        };
+        written?;
+        tracing::warn!(path = %path.display(), "first start: created user 'admin'; its password is in this file (mode 0600): read it, then delete the file");
+    }
+    Ok(())
+}
+
+fn write_secret_file(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(content)?;
+    Ok(())
+}
+
+async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode> {
+    let state = build_state(settings).await?;
+    let repo = state.repo.as_ref();
+    match cmd {
+        UsersCommand::Create {
+            name,
+            roles,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin).await?;
+            match create_user(repo, &state.hasher, &state.policy, &name, password, roles).await {
+                Ok(user) => {
+                    println!("created user {} (id {})", user.username, user.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => bail!("cannot create user {name:?}: {err}"),
+            }
+        }
+        UsersCommand::List => {
+            println!("{:<6} {:<24} {:<24} {:<9} created_at", "id", "username", "roles", "disabled");
+            for u in repo.list_users().await? {
+                println!(
+                    "{:<6} {:<24} {:<24} {:<9} {}",
+                    u.id,
+                    u.username,
+                    u.roles.join(","),
+                    u.disabled,
+                    rfc3339(u.created_at)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Disable { name } => {
+            let user = repo.find_user(&name).await?.with_context(|| format!("no user {name:?}"))?;
+            repo.set_disabled(user.id, true).await?;
+            println!("disabled {}", user.username);
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::SetRoles { name, mut roles } => {
+            let user = repo.find_user(&name).await?.with_context(|| format!("no user {name:?}"))?;
+            if let Some(bad) = roles.iter().find(|r| !bulwark::rbac::is_valid_role_name(r)) {
+                bail!("invalid role {bad:?}: roles match [a-z][a-z0-9_-]{{0,31}}");
+            }
+            roles.sort();
+            roles.dedup();
+            repo.set_roles(user.id, &roles).await?;
+            println!("{} now has roles: {}", user.username, roles.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Import { file } => import_users(&state, file).await,
+    }
+}
+
+async fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        if from_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+            if password.is_empty() {
+                bail!("no password on standard input");
+            }
+            return Ok(password);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("standard input is not a terminal: pass --password-stdin and pipe the password in");
+        }
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        Ok(first)
+    })
+    .await?
+}
+
+/// One entry of an import file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportedUser {
+    username: String,
+    hashed_password: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+fn is_supported_hash(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$", "$argon2id$"]
+        .iter()
+        .any(|p| hash.starts_with(p))
+}
+
+async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Result<ExitCode> {
+    let bytes = tokio::fs::read(&file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let entries: Vec<ImportedUser> = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: expected a JSON array of {{\"username\", \"hashed_password\", \"roles\", \"disabled\"}}",
+            file.display()
+        )
+    })?;
+    let (mut imported, mut skipped, mut refused) = (0, 0, 0);
+    for (i, entry) in entries.into_iter().enumerate() {
+        let name = match Username::parse(&entry.username, &["username"]) {
+            Ok(name) => name,
+            Err(detail) => {
+                eprintln!("entry {i}: refused: {}", detail.msg);
+                refused += 1;
+                continue;
+            }
+        };
+        if !is_supported_hash(&entry.hashed_password) {
+            eprintln!("entry {i} ({}): refused: hashed_password is not a bcrypt ($2a$/$2b$/$2y$) or Argon2id hash", name.as_str());
+            refused += 1;
+            continue;
+        }
+        if let Some(bad) = entry.roles.iter().find(|r| !bulwark::rbac::is_valid_role_name(r)) {
+            eprintln!("entry {i} ({}): refused: invalid role {bad:?}", name.as_str());
+            refused += 1;
+            continue;
+        }
+        let user = NewUser {
+            username: name.as_str().to_owned(),
+            password_hash: entry.hashed_password,
+            roles: entry.roles,
+            disabled: entry.disabled,
+        };
+        match state.repo.create_user(user).await {
+            Ok(_) => imported += 1,
+            Err(db::DbError::Conflict) => {
+                eprintln!("entry {i} ({}): skipped: the username exists", name.as_str());
+                skipped += 1;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    println!("imported {imported}, skipped {skipped} existing, refused {refused}");
+    Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn keys_list(settings: Settings) -> anyhow::Result<ExitCode> {
+    let state = build_state(settings).await?;
+    println!("{:<18} {:<6} {:<10} {:<22} retires_at", "kid", "alg", "state", "created_at");
+    for key in state.keys.ring().keys() {
+        println!(
+            "{:<18} {:<6} {:<10} {:<22} {}",
+            key.kid(),
+            key.alg_name(),
+            key.state().as_str(),
+            rfc3339(key.created_at()),
+            key.retires_at().map(rfc3339).unwrap_or_else(|| "-".to_owned())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

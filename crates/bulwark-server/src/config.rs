@@ -1,0 +1,405 @@
+//! Typed, layered settings: defaults < `bulwark.toml` (or `--config`) < `BULWARK_*` environment
+//! < command-line flags. Resolved once at start-up; nothing reads configuration afterwards.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// Every setting of the server. Unknown keys in the file are an error (a typo must not silently
+/// leave a protection at its default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Folder for the embedded database and the generated master secret.
+    pub data_dir: PathBuf,
+    /// Redis for shared stores; unset means in-process stores.
+    pub redis_url: Option<String>,
+    /// The master secret itself (prefer `master_secret_file`).
+    pub master_secret: Option<SecretString>,
+    /// A file holding the master secret.
+    pub master_secret_file: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// Origins allowed for CORS and CSRF origin checks.
+    pub allowed_origins: Vec<String>,
+    /// Whether `POST /users/signup` is open.
+    pub allow_signup: bool,
+    /// Whether `/docs` and `/openapi.json` are served.
+    pub docs: bool,
+    /// Access-token lifetime.
+    pub access_token_ttl: DurationSetting,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: DurationSetting,
+    /// How often the signing key rotates.
+    pub key_rotation_interval: DurationSetting,
+    /// `HS256` (default).
+    pub jwt_algorithm: String,
+    /// `iss` of issued tokens.
+    pub jwt_issuer: String,
+    /// `aud` of issued tokens.
+    pub jwt_audience: String,
+    /// Clock leeway for token times, at most 60 s.
+    pub jwt_leeway: DurationSetting,
+    /// Time allowed to send request headers.
+    pub header_read_timeout: DurationSetting,
+    /// Time allowed for a whole request.
+    pub request_timeout: DurationSetting,
+    /// Mark cookies `Secure` even without TLS (behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    /// Argon2id parameters for new hashes.
+    pub password_hashing: PasswordHashing,
+    /// Rate limits (see the contract's Rate limiting section).
+    pub rate_limits: RateLimits,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// TLS certificate (PEM), set by `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), set by `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: "sqlite://./bulwark-data/bulwark.db".to_owned(),
+            data_dir: PathBuf::from("./bulwark-data"),
+            redis_url: None,
+            master_secret: None,
+            master_secret_file: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_signup: false,
+            docs: true,
+            access_token_ttl: DurationSetting::mins(15),
+            refresh_token_ttl: DurationSetting::mins(14 * 24 * 60),
+            key_rotation_interval: DurationSetting::mins(24 * 60),
+            jwt_algorithm: "HS256".to_owned(),
+            jwt_issuer: "bulwark".to_owned(),
+            jwt_audience: "bulwark-api".to_owned(),
+            jwt_leeway: DurationSetting(Duration::from_secs(30)),
+            header_read_timeout: DurationSetting(Duration::from_secs(10)),
+            request_timeout: DurationSetting(Duration::from_secs(30)),
+            secure_cookies: false,
+            password_hashing: PasswordHashing::default(),
+            rate_limits: RateLimits::default(),
+            log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordHashing {
+    /// Memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Passes (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Rate-limit settings, as the contract writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Whether limits apply.
+    pub enabled: bool,
+    /// Logins per client IP.
+    pub login_per_ip: String,
+    /// Logins per username.
+    pub login_per_username: String,
+    /// Everything else, per user or per client IP.
+    pub default: String,
+    /// Overrides: `"METHOD /path/template" = "N/unit"`.
+    pub routes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_ip: "5/minute".to_owned(),
+            login_per_username: "5/minute".to_owned(),
+            default: "600/minute".to_owned(),
+            routes: Default::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration written `"90s"`, `"15m"`, `"24h"`, `"7d"` or as a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSetting(pub Duration);
+
+impl DurationSetting {
+    const fn mins(m: u64) -> Self {
+        Self(Duration::from_secs(m * 60))
+    }
+
+    /// Parses the forms above.
+    ///
+    /// # Errors
+    /// A message saying what is allowed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let bad = || format!("invalid duration {text:?}: use a number with s, m, h or d (e.g. \"90s\", \"15m\", \"24h\", \"7d\"), or a bare number of seconds");
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let factor = match unit.trim() {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(factor)
+            .map(|s| Self(Duration::from_secs(s)))
+            .ok_or_else(bad)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Secs(s) => Ok(Self(Duration::from_secs(s))),
+            Raw::Text(t) => Self::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Top-level keys, used to keep unrelated `BULWARK_*` variables (e.g. the test suite's) out.
+const KEYS: &[&str] = &[
+    "bind", "database_url", "data_dir", "redis_url", "master_secret", "master_secret_file",
+    "trusted_proxies", "allowed_origins", "allow_signup", "docs", "access_token_ttl",
+    "refresh_token_ttl", "key_rotation_interval", "jwt_algorithm", "jwt_issuer", "jwt_audience",
+    "jwt_leeway", "header_read_timeout", "request_timeout", "secure_cookies", "password_hashing",
+    "rate_limits", "log_format", "tls_cert", "tls_key",
+];
+
+impl Settings {
+    /// Loads defaults < file < environment. `file` is `--config`; without it `bulwark.toml` in
+    /// the working directory is read when present.
+    ///
+    /// # Errors
+    /// A message naming the key and what is allowed.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => figment = figment.merge(Toml::file("bulwark.toml")),
+        }
+        let env = Env::prefixed("BULWARK_")
+            .split("__")
+            .filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+            });
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that types alone do not.
+    ///
+    /// # Errors
+    /// A message naming the key and what is allowed.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            bail!("database_url: must start with sqlite://, postgres:// or postgresql://");
+        }
+        if self.jwt_algorithm != "HS256" {
+            bail!("jwt_algorithm: {:?} is not supported; allowed: \"HS256\"", self.jwt_algorithm);
+        }
+        if self.jwt_leeway.0 > Duration::from_secs(60) {
+            bail!("jwt_leeway: at most 60s is allowed");
+        }
+        let ttl = self.access_token_ttl.0;
+        if ttl < Duration::from_secs(10) || ttl > Duration::from_secs(24 * 3600) {
+            bail!("access_token_ttl: must be between 10s and 24h");
+        }
+        if self.refresh_token_ttl.0 < ttl {
+            bail!("refresh_token_ttl: must be at least access_token_ttl");
+        }
+        if self.key_rotation_interval.0 < Duration::from_secs(60) {
+            bail!("key_rotation_interval: must be at least 60s");
+        }
+        for (key, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d.0.is_zero() {
+                bail!("{key}: must be more than 0s");
+            }
+        }
+        let ph = &self.password_hashing;
+        if ph.memory_kib < 1024 || ph.iterations == 0 || ph.parallelism == 0 {
+            bail!(
+                "password_hashing: memory_kib must be at least 1024, iterations and parallelism at least 1"
+            );
+        }
+        for origin in &self.allowed_origins {
+            if origin == "*" || !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                bail!("allowed_origins: {origin:?} is not an origin such as \"https://app.example\" (\"*\" is never allowed)");
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key must be given together");
+        }
+        Ok(())
+    }
+
+    /// The master secret's source, for messages.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+}
+
+fn describe_figment_error(err: figment::Error) -> String {
+    let mut out = String::from("invalid configuration:");
+    for e in err {
+        let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+        let kind = match &e.kind {
+            // Never echo a value that could be a secret.
+            figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
+            figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+            other => other.to_string(),
+        };
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default();
+        out.push_str(&format!("\n  {key}: {kind}{source}"));
+    }
+    out
+}
+
+/// Reads or creates the master secret (blocking: call from a blocking thread or before the
+/// runtime starts).
+///
+/// # Errors
+/// When the secret is weak, or its file cannot be read or written.
+pub fn load_master_secret(settings: &Settings) -> anyhow::Result<bulwark::secret::MasterSecret> {
+    use bulwark::secret::MasterSecret;
+    use secrecy::ExposeSecret;
+
+    let from_bytes = |bytes: Vec<u8>, source: &str| {
+        MasterSecret::new(bytes).with_context(|| format!("{source}: refusing to start"))
+    };
+    if let Some(secret) = &settings.master_secret {
+        return from_bytes(secret.expose_secret().as_bytes().to_vec(), "master_secret");
+    }
+    if let Some(path) = &settings.master_secret_file {
+        let text = std::fs::read(path)
+            .with_context(|| format!("master_secret_file: cannot read {}", path.display()))?;
+        return from_bytes(trim_line_end(text), "master_secret_file");
+    }
+    let path = settings.master_key_path();
+    if path.exists() {
+        let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return from_bytes(trim_line_end(text), &path.display().to_string());
+    }
+    let secret = MasterSecret::generate();
+    write_private_file(&path, secret.expose())?;
+    tracing::warn!(
+        path = %path.display(),
+        "no master secret configured: generated one with the OS random generator; back it up and keep it private (mode 0600)"
+    );
+    Ok(secret)
+}
+
+fn trim_line_end(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    bytes
+}
+
+fn write_private_file(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_documented_form() {
+        assert_eq!(DurationSetting::parse("90s").unwrap().0, Duration::from_secs(90));
+        assert_eq!(DurationSetting::parse("15m").unwrap().0, Duration::from_secs(900));
+        assert_eq!(DurationSetting::parse("24h").unwrap().0, Duration::from_secs(86_400));
+        assert_eq!(DurationSetting::parse("7d").unwrap().0, Duration::from_secs(604_800));
+        assert_eq!(DurationSetting::parse("42").unwrap().0, Duration::from_secs(42));
+        for bad in ["", "m", "5w", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(DurationSetting::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

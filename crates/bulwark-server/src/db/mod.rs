@@ -1,0 +1,177 @@
+//! The data layer: repository traits, one implementation per backend.
+//!
+//! Handlers see only [`Repository`]; [`sqlite::SqliteStore`] and [`postgres::PgStore`] implement
+//! it. Both run the same SQL text (`$N` placeholders work in both), written once in
+//! [`sql`](self::sql) and instantiated per backend, so a backend can replace any method with a
+//! faster path of its own without touching a handler. Every query is parameterized: no value is
+//! ever formatted into SQL text.
+
+mod models;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use models::{Item, ItemFields, NewUser, StoredKey, User, UserCredentials};
+
+/// A data-layer failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// A unique constraint refused the write (e.g. the username exists).
+    #[error("conflict with an existing row")]
+    Conflict,
+    /// Anything else; logged, answered 500.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of data-layer calls.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Users and their credentials.
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts a user. [`DbError::Conflict`] when the username (case-insensitive) exists.
+    async fn create_user(&self, user: NewUser) -> DbResult<User>;
+    /// The user and password hash for a login, by case-insensitive name.
+    async fn find_credentials(&self, username: &str) -> DbResult<Option<UserCredentials>>;
+    /// A user by id.
+    async fn get_user(&self, id: i64) -> DbResult<Option<User>>;
+    /// A user by case-insensitive name.
+    async fn find_user(&self, username: &str) -> DbResult<Option<User>>;
+    /// Every user, by id.
+    async fn list_users(&self) -> DbResult<Vec<User>>;
+    /// How many users exist.
+    async fn count_users(&self) -> DbResult<i64>;
+    /// Replaces a password hash.
+    async fn set_password_hash(&self, id: i64, hash: &str) -> DbResult<()>;
+    /// Replaces roles. False when no such user.
+    async fn set_roles(&self, id: i64, roles: &[String]) -> DbResult<bool>;
+    /// Disables or enables. False when no such user.
+    async fn set_disabled(&self, id: i64, disabled: bool) -> DbResult<bool>;
+}
+
+/// Items, always scoped by owner unless the caller is an admin.
+#[async_trait]
+pub trait ItemRepo: Send + Sync {
+    /// Inserts an item; returns it once committed.
+    async fn create_item(&self, owner_id: i64, fields: &ItemFields) -> DbResult<Item>;
+    /// The item if it exists and `caller` owns it (or `admin`).
+    async fn get_item(&self, id: i64, caller: i64, admin: bool) -> DbResult<Option<Item>>;
+    /// The owner's items whose name contains `q` (literally, case-insensitively), by id, and
+    /// how many match in all.
+    async fn list_items(
+        &self,
+        owner_id: i64,
+        q: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<Item>, i64)>;
+    /// Replaces an item's fields, with the same access rule as `get_item`.
+    async fn update_item(
+        &self,
+        id: i64,
+        caller: i64,
+        admin: bool,
+        fields: &ItemFields,
+    ) -> DbResult<Option<Item>>;
+    /// Deletes, with the same access rule; the deleted item if there was one.
+    async fn delete_item(&self, id: i64, caller: i64, admin: bool) -> DbResult<Option<Item>>;
+}
+
+/// The signing-key ring's storage (material sealed by the caller).
+#[async_trait]
+pub trait KeyRepo: Send + Sync {
+    /// Every key, newest first.
+    async fn list_keys(&self) -> DbResult<Vec<StoredKey>>;
+    /// Adds a key.
+    async fn insert_key(&self, key: &StoredKey) -> DbResult<()>;
+}
+
+/// Refresh tokens (stored as SHA-256 hashes, never in clear).
+#[async_trait]
+pub trait RefreshRepo: Send + Sync {
+    /// Records a new refresh token.
+    async fn insert_refresh(
+        &self,
+        token_hash: &str,
+        family_id: &str,
+        user_id: i64,
+        access_jti: &str,
+        expires_at: i64,
+    ) -> DbResult<()>;
+}
+
+/// Everything the server needs from its database.
+#[async_trait]
+pub trait Repository: UserRepo + ItemRepo + KeyRepo + RefreshRepo {
+    /// Answers when the database does (for `/ready`).
+    async fn ping(&self) -> DbResult<()>;
+    /// The backend's name: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the database named by `url`, creating an SQLite file (and its folder) when needed, and
+/// applies pending migrations.
+///
+/// # Errors
+/// When the database cannot be reached or migrated.
+pub async fn connect(url: &str) -> DbResult<Arc<dyn Repository>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    }
+}
+
+/// Escapes `%`, `_` and `\` so that `text` matches literally inside `LIKE ... ESCAPE '\'`, and
+/// wraps it for a substring match.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The current time in Unix seconds.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Roles as stored: space-separated (role names cannot contain spaces).
+pub(crate) fn join_roles(roles: &[String]) -> String {
+    roles.join(" ")
+}
+
+pub(crate) fn split_roles(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_owned).collect()
+}
+
+pub(crate) fn map_conflict(err: sqlx::Error) -> DbError {
+    match err.as_database_error() {
+        Some(db) if db.is_unique_violation() => DbError::Conflict,
+        _ => DbError::Sqlx(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(super::like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+        assert_eq!(super::like_pattern(""), "%%");
+    }
+}

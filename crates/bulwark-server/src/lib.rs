@@ -1,0 +1,15 @@
+//! The `bulwark` server: the users/items API of the FastAPI security guide, built on the
+//! `bulwark` library, with its command line.
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod keys;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod users;

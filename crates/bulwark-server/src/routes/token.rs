@@ -1,0 +1,166 @@
+//! `POST /token`: the OAuth2 password flow.
+
+use axum::{
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use bulwark::{
+    error::{ErrorDetail, HttpError},
+    secret::{fingerprint, random_token},
+    validation::Form,
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{db::now, routes::internal, state::AppState};
+
+/// The token routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
+}
+
+/// The OAuth2 password-flow form. Extra OAuth2 fields (`client_id`, ...) are ignored.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginForm {
+    /// Username (case-insensitive).
+    pub username: String,
+    /// Password; never echoed in errors.
+    #[schema(format = Password)]
+    pub password: String,
+    /// `password` when present.
+    pub grant_type: Option<String>,
+    /// Ignored: scopes are not used.
+    pub scope: Option<String>,
+}
+
+/// A token pair.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT access token.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// Opaque refresh token.
+    pub refresh_token: String,
+}
+
+const BAD_CREDENTIALS: &str = "Incorrect username or password";
+
+/// Exchange a username and password for an access token (OAuth2 password flow).
+///
+/// Unknown user, wrong password and disabled user all answer the same 401, after the same
+/// amount of work (a dummy hash is verified for unknown users).
+#[utoipa::path(post, path = "/token", tag = "auth",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    if let Some(grant) = form.grant_type.as_deref() {
+        if grant != "password" {
+            return bulwark::error::ValidationErrors::from(
+                ErrorDetail::new(
+                    "string_pattern_mismatch",
+                    ["body", "grant_type"],
+                    "String should match pattern '^password$'",
+                )
+                .with_input(serde_json::json!(grant)),
+            )
+            .into_response();
+        }
+    }
+    match authenticate(&state, &form.username, form.password).await {
+        Ok(Some(user)) => match issue_pair(&state, user.id, &user.username, &user.roles).await {
+            Ok(pair) => {
+                let mut response = axum::Json(pair).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(response) => response,
+        },
+        Ok(None) => HttpError::unauthorized(BAD_CREDENTIALS).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Checks a username and password. `Ok(None)` for unknown user, wrong password or disabled
+/// user alike; a legacy or outdated hash is replaced after a good login.
+///
+/// # Errors
+/// A 500 response when the database or hasher fails.
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<Option<crate::db::User>, Response> {
+    let password = SecretString::from(password);
+    let credentials = state.repo.find_credentials(username).await.map_err(internal)?;
+    let stored = credentials.as_ref().map(|c| c.password_hash.as_str());
+    let verification = state
+        .hasher
+        .verify(password.clone(), stored)
+        .await
+        .map_err(internal)?;
+    let Some(credentials) = credentials else {
+        return Ok(None);
+    };
+    if !verification.is_match() || credentials.user.disabled {
+        return Ok(None);
+    }
+    if verification.needs_rehash() {
+        let (hasher, repo, id) = (state.hasher.clone(), state.repo.clone(), credentials.user.id);
+        tokio::spawn(async move {
+            match hasher.hash(password).await {
+                Ok(hash) => {
+                    if let Err(err) = repo.set_password_hash(id, hash.as_str()).await {
+                        tracing::error!(error = %err, user_id = id, "could not store re-hashed password");
+                    } else {
+                        tracing::info!(user_id = id, "password hash upgraded to Argon2id");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, user_id = id, "re-hashing failed"),
+            }
+        });
+    }
+    Ok(Some(credentials.user))
+}
+
+/// Issues an access token and a refresh token for a user.
+///
+/// # Errors
+/// A 500 response when signing or storing fails.
+pub async fn issue_pair(
+    state: &AppState,
+    user_id: i64,
+    username: &str,
+    roles: &[String],
+) -> Result<TokenResponse, Response> {
+    let issued = state
+        .jwt
+        .issue(&user_id.to_string(), Some(username), roles)
+        .map_err(internal)?;
+    let refresh = random_token(32);
+    let family = random_token(16);
+    let ttl = i64::try_from(state.settings.refresh_token_ttl.0.as_secs()).unwrap_or(i64::MAX);
+    state
+        .repo
+        .insert_refresh(&fingerprint(&refresh), &family, user_id, &issued.jti, now().saturating_add(ttl))
+        .await
+        .map_err(internal)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        refresh_token: refresh,
+    })
+}
+
+/// 401 for a bad login, exposed for other login routes.
+pub fn bad_credentials() -> HttpError {
+    HttpError::unauthorized(BAD_CREDENTIALS)
+}

@@ -1,0 +1,240 @@
+//! The caller's own profile, signup and user administration.
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use bulwark::{
+    error::{HttpError, ValidationErrors},
+    rbac::{Admin, RequireRole},
+    validation::{Json, Path},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::CurrentUser,
+    db::User,
+    domain::rfc3339,
+    routes::internal,
+    state::AppState,
+    users::{CreateUserError, check_roles, create_user},
+};
+
+/// The user routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(protected))
+        .routes(routes!(me))
+        .routes(routes!(signup))
+        .routes(routes!(list_users, admin_create_user))
+        .routes(routes!(patch_user))
+}
+
+/// A user as answered: never a password hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    /// Stable id.
+    pub id: i64,
+    /// Username.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Whether disabled.
+    pub disabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<User> for UserOut {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            roles: u.roles,
+            disabled: u.disabled,
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// A message.
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    /// Text.
+    pub message: String,
+}
+
+/// Body of `POST /users/signup`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    /// 3-64 characters of `[A-Za-z0-9_.-]`.
+    pub username: String,
+    /// 12-128 characters, not common, not weak.
+    #[schema(format = Password, min_length = 12, max_length = 128)]
+    pub password: String,
+}
+
+/// Body of `POST /admin/users`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCreateUserBody {
+    /// 3-64 characters of `[A-Za-z0-9_.-]`.
+    pub username: String,
+    /// 12-128 characters, not common, not weak.
+    #[schema(format = Password, min_length = 12, max_length = 128)]
+    pub password: String,
+    /// Role names `[a-z][a-z0-9_-]{0,31}`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Body of `PATCH /admin/users/{user_id}`: any of the fields.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserBody {
+    /// New roles.
+    pub roles: Option<Vec<String>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New password.
+    #[schema(format = Password)]
+    pub password: Option<String>,
+}
+
+fn create_error(err: CreateUserError) -> Response {
+    match err {
+        CreateUserError::Invalid(errors) => errors.into_response(),
+        CreateUserError::Conflict => HttpError::conflict("Username already exists").into_response(),
+        CreateUserError::Internal(err) => internal(err),
+    }
+}
+
+/// A route any authenticated user may call.
+#[utoipa::path(get, path = "/protected", tag = "users",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 200, body = Message), (status = 401)))]
+async fn protected(user: CurrentUser) -> axum::Json<Message> {
+    axum::Json(Message {
+        message: format!("Beware, {}. This is a protected route.", user.username),
+    })
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/users/me", tag = "users",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 200, body = UserOut), (status = 401)))]
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<axum::Json<UserOut>, Response> {
+    let found = state.repo.get_user(user.id).await.map_err(internal)?;
+    match found {
+        Some(u) if !u.disabled => Ok(axum::Json(u.into())),
+        _ => Err(HttpError::unauthorized("Could not validate credentials").into_response()),
+    }
+}
+
+/// Open registration, only when `allow_signup = true` (else 404).
+#[utoipa::path(post, path = "/users/signup", tag = "users", request_body = SignupBody,
+    responses((status = 201, body = UserOut), (status = 404), (status = 409), (status = 422)))]
+async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<SignupBody>,
+) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
+    if !state.settings.allow_signup {
+        return Err(HttpError::not_found().into_response());
+    }
+    let user = create_user(state.repo.as_ref(), &state.hasher, &state.policy, &body.username, body.password, Vec::new())
+        .await
+        .map_err(create_error)?;
+    Ok((StatusCode::CREATED, axum::Json(user.into())))
+}
+
+/// Every user (admin only).
+#[utoipa::path(get, path = "/admin/users", tag = "admin",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 200, body = Vec<UserOut>), (status = 401), (status = 403)))]
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: RequireRole<Admin>,
+) -> Result<axum::Json<Vec<UserOut>>, Response> {
+    let users = state.repo.list_users().await.map_err(internal)?;
+    Ok(axum::Json(users.into_iter().map(Into::into).collect()))
+}
+
+/// Create a user with roles (admin only).
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = AdminCreateUserBody,
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 201, body = UserOut), (status = 401), (status = 403), (status = 409), (status = 422)))]
+async fn admin_create_user(
+    State(state): State<AppState>,
+    _admin: RequireRole<Admin>,
+    Json(body): Json<AdminCreateUserBody>,
+) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
+    let user = create_user(state.repo.as_ref(), &state.hasher, &state.policy, &body.username, body.password, body.roles)
+        .await
+        .map_err(create_error)?;
+    Ok((StatusCode::CREATED, axum::Json(user.into())))
+}
+
+/// Change a user's roles, disabled flag or password (admin only).
+#[utoipa::path(patch, path = "/admin/users/{user_id}", tag = "admin", request_body = PatchUserBody,
+    params(("user_id" = i64, Path, description = "User id")),
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn patch_user(
+    State(state): State<AppState>,
+    _admin: RequireRole<Admin>,
+    Path(user_id): Path<i64>,
+    Json(body): Json<PatchUserBody>,
+) -> Result<axum::Json<UserOut>, Response> {
+    let existing = state
+        .repo
+        .get_user(user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "User not found").into_response())?;
+    let mut errors = ValidationErrors::new();
+    if let Some(roles) = &body.roles {
+        check_roles(roles, &mut errors);
+    }
+    if let Some(password) = &body.password {
+        if let Err(v) = state.policy.check(password, &[existing.username.as_str()]) {
+            errors.push(v.to_error_detail(["body", "password"]));
+        }
+    }
+    errors.into_result(()).map_err(IntoResponse::into_response)?;
+    if let Some(password) = body.password {
+        let hash = state
+            .hasher
+            .hash(SecretString::from(password))
+            .await
+            .map_err(internal)?;
+        state
+            .repo
+            .set_password_hash(user_id, hash.as_str())
+            .await
+            .map_err(internal)?;
+    }
+    if let Some(mut roles) = body.roles {
+        roles.sort();
+        roles.dedup();
+        state.repo.set_roles(user_id, &roles).await.map_err(internal)?;
+    }
+    if let Some(disabled) = body.disabled {
+        state
+            .repo
+            .set_disabled(user_id, disabled)
+            .await
+            .map_err(internal)?;
+    }
+    let user = state
+        .repo
+        .get_user(user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "User not found").into_response())?;
+    Ok(axum::Json(user.into()))
+}

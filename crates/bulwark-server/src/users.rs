@@ -1,0 +1,121 @@
+//! Creating users with every rule applied, shared by the HTTP routes and the CLI.
+
+use bulwark::{
+    error::{ErrorDetail, ValidationErrors},
+    password::{PasswordHasher, PasswordPolicy},
+    rbac::is_valid_role_name,
+    validation::with_safe_input,
+};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::{
+    db::{DbError, NewUser, Repository, User},
+    domain::Username,
+};
+
+/// Why a user was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Bad username, password or role (422).
+    #[error("{}", describe(.0))]
+    Invalid(ValidationErrors),
+    /// The username is taken (409).
+    #[error("username already exists")]
+    Conflict,
+    /// Database or hasher failure (500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn describe(errors: &ValidationErrors) -> String {
+    errors
+        .details()
+        .iter()
+        .map(|d| format!("{}: {}", d.loc.last().map(loc_name).unwrap_or_default(), d.msg))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn loc_name(item: &bulwark::error::LocItem) -> String {
+    match item {
+        bulwark::error::LocItem::Key(k) => k.clone(),
+        bulwark::error::LocItem::Index(i) => i.to_string(),
+    }
+}
+
+/// Validates role names, reporting each bad one at `["body", "roles", i]`.
+///
+/// # Errors
+/// The details of bad names.
+pub fn check_roles(roles: &[String], errors: &mut ValidationErrors) {
+    for (i, role) in roles.iter().enumerate() {
+        if !is_valid_role_name(role) {
+            errors.push(with_safe_input(
+                ErrorDetail::new(
+                    "string_pattern_mismatch",
+                    vec!["body".into(), "roles".into(), bulwark::error::LocItem::Index(i)],
+                    "String should match pattern '^[a-z][a-z0-9_-]{0,31}$'",
+                )
+                .with_ctx(json!({"pattern": "^[a-z][a-z0-9_-]{0,31}$"})),
+                json!(role),
+            ));
+        }
+    }
+}
+
+/// Validates and creates a user, hashing the password off the async threads.
+///
+/// # Errors
+/// [`CreateUserError`].
+pub async fn create_user(
+    repo: &dyn Repository,
+    hasher: &PasswordHasher,
+    policy: &PasswordPolicy,
+    username: &str,
+    password: String,
+    roles: Vec<String>,
+) -> Result<User, CreateUserError> {
+    let mut errors = ValidationErrors::new();
+    let name = match Username::parse(username, &["body", "username"]) {
+        Ok(name) => Some(name),
+        Err(detail) => {
+            errors.push(detail);
+            None
+        }
+    };
+    if let Err(violation) = policy.check(&password, &[username]) {
+        errors.push(violation.to_error_detail(["body", "password"]));
+    }
+    check_roles(&roles, &mut errors);
+    let mut roles = roles;
+    roles.sort();
+    roles.dedup();
+    let name = match (errors.is_empty(), name) {
+        (true, Some(name)) => name,
+        _ => return Err(CreateUserError::Invalid(errors)),
+    };
+    if repo
+        .find_user(name.as_str())
+        .await
+        .map_err(anyhow::Error::from)?
+        .is_some()
+    {
+        return Err(CreateUserError::Conflict);
+    }
+    let hash = hasher
+        .hash(SecretString::from(password))
+        .await
+        .map_err(anyhow::Error::from)?;
+    let user = NewUser {
+        username: name.into_string(),
+        password_hash: hash.into_string(),
+        roles,
+        disabled: false,
+    };
+    match repo.create_user(user).await {
+        Ok(user) => Ok(user),
+        Err(DbError::Conflict) => Err(CreateUserError::Conflict),
+        Err(err) => Err(CreateUserError::Internal(err.into())),
+    }
+}

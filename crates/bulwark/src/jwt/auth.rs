@@ -1,0 +1,227 @@
+use std::{sync::Arc, time::Duration};
+
+use jsonwebtoken::{Algorithm, Header, Validation, decode, decode_header, encode};
+
+use super::{claims::Claims, keyring::KeyRing};
+
+/// The most clock leeway accepted, in seconds (RFC 8725 advice: keep it small).
+pub const MAX_LEEWAY_SECS: u64 = 60;
+
+/// Tokens longer than this are rejected before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Issuer, audience and lifetimes of access tokens.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+    leeway: u64,
+}
+
+impl JwtConfig {
+    /// Issuer and audience, a 15-minute lifetime and 30 s of leeway.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            access_ttl: Duration::from_secs(15 * 60),
+            leeway: 30,
+        }
+    }
+
+    /// Sets the access-token lifetime.
+    pub fn access_ttl(mut self, ttl: Duration) -> Self {
+        self.access_ttl = ttl;
+        self
+    }
+
+    /// Sets the clock leeway, capped at [`MAX_LEEWAY_SECS`].
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds.min(MAX_LEEWAY_SECS);
+        self
+    }
+
+    /// The access-token lifetime.
+    pub fn access_ttl_value(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// The clock leeway in seconds.
+    pub fn leeway_value(&self) -> u64 {
+        self.leeway
+    }
+}
+
+/// Why a token was not issued or not accepted. The public answer is always a generic 401; the
+/// variant is for logs and tests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// The ring has no active key.
+    #[error("no active signing key")]
+    NoActiveKey,
+    /// Not a JWT, or too long.
+    #[error("malformed token")]
+    Malformed,
+    /// No `kid`, or a `kid` the ring does not know.
+    #[error("unknown key id")]
+    UnknownKey,
+    /// The key is retired or revoked.
+    #[error("key no longer verifies")]
+    KeyNotValid,
+    /// The header's `alg` is not the key's algorithm (including `none`).
+    #[error("algorithm does not match the key")]
+    AlgorithmMismatch,
+    /// The header names a key source (`jku`, `jwk`, `x5u`, `x5c`): never followed.
+    #[error("token names an external key source")]
+    ExternalKeySource,
+    /// Signature, claims or times are wrong.
+    #[error("invalid token: {0}")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+}
+
+/// A freshly issued access token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The compact JWT. Never log it.
+    pub token: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `exp` (Unix seconds).
+    pub expires_at: i64,
+    /// Lifetime in seconds, for `expires_in`.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("jti", &self.jti)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Issues and verifies access tokens with a [`KeyRing`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JwtAuth {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ring: Arc<KeyRing>,
+    config: JwtConfig,
+    hs256: Validation,
+    eddsa: Validation,
+}
+
+impl JwtAuth {
+    /// Ties a ring to a configuration.
+    pub fn new(ring: Arc<KeyRing>, config: JwtConfig) -> Self {
+        let validation = |alg| {
+            let mut v = Validation::new(alg);
+            v.leeway = config.leeway;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.set_issuer(&[&config.issuer]);
+            v.set_audience(&[&config.audience]);
+            v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
+            v
+        };
+        let hs256 = validation(Algorithm::HS256);
+        let eddsa = validation(Algorithm::EdDSA);
+        Self {
+            inner: Arc::new(Inner {
+                ring,
+                config,
+                hs256,
+                eddsa,
+            }),
+        }
+    }
+
+    /// The key ring.
+    pub fn ring(&self) -> &Arc<KeyRing> {
+        &self.inner.ring
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JwtConfig {
+        &self.inner.config
+    }
+
+    /// Signs a token for `subject` with the active key.
+    ///
+    /// # Errors
+    /// [`JwtError::NoActiveKey`] when the ring has no active key; [`JwtError::Signing`] if the
+    /// signer fails.
+    pub fn issue(
+        &self,
+        subject: &str,
+        name: Option<&str>,
+        roles: &[String],
+    ) -> Result<IssuedToken, JwtError> {
+        let key = self.inner.ring.active().ok_or(JwtError::NoActiveKey)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ttl = self.inner.config.access_ttl.as_secs();
+        let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let jti = crate::secret::random_token(16);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            name: name.map(str::to_owned),
+            roles: roles.to_vec(),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: jti.clone(),
+            iss: self.inner.config.issuer.clone(),
+            aud: self.inner.config.audience.clone(),
+        };
+        let mut header = Header::new(key.alg());
+        header.typ = Some("JWT".to_owned());
+        header.kid = Some(key.kid().to_owned());
+        let token = encode(&header, &claims, key.encoding_key()).map_err(JwtError::Signing)?;
+        Ok(IssuedToken {
+            token,
+            jti,
+            expires_at: exp,
+            expires_in: ttl,
+        })
+    }
+
+    /// Verifies a compact JWT: key by `kid`, the key's own algorithm, signature, then every
+    /// registered claim.
+    ///
+    /// # Errors
+    /// A [`JwtError`] naming the first thing wrong.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwtError::Malformed);
+        }
+        let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
+        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some()
+        {
+            return Err(JwtError::ExternalKeySource);
+        }
+        let kid = header.kid.as_deref().ok_or(JwtError::UnknownKey)?;
+        let key = self.inner.ring.get(kid).ok_or(JwtError::UnknownKey)?;
+        if header.alg != key.alg() {
+            return Err(JwtError::AlgorithmMismatch);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if !key.verifies_at(now) {
+            return Err(JwtError::KeyNotValid);
+        }
+        let validation = match key.alg() {
+            Algorithm::EdDSA => &self.inner.eddsa,
+            _ => &self.inner.hs256,
+        };
+        let data = decode::<Claims>(token, key.decoding_key(), validation).map_err(JwtError::Invalid)?;
+        Ok(data.claims)
+    }
+}

@@ -1,0 +1,66 @@
+use axum::extract::{FromRef, FromRequestParts};
+use http::{header, request::Parts};
+
+use super::{auth::JwtAuth, claims::Claims, rejection::AuthRejection};
+
+/// The verified claims of the caller's access token.
+///
+/// Reads `Authorization: Bearer <JWT>` (scheme compared case-insensitively), verifies it with the
+/// [`JwtAuth`] found in the state through `FromRef`, and rejects anything else with a 401 and
+/// `WWW-Authenticate: Bearer`.
+///
+/// # Examples
+/// ```
+/// use axum::{Router, routing::get, extract::FromRef};
+/// use bulwark::jwt::{Authenticated, JwtAuth};
+///
+/// #[derive(Clone, FromRef)]
+/// struct AppState { jwt: JwtAuth }
+///
+/// async fn me(Authenticated(claims): Authenticated) -> String {
+///     claims.sub
+/// }
+///
+/// fn app(jwt: JwtAuth) -> Router {
+///     Router::new().route("/me", get(me)).with_state(AppState { jwt })
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Claims);
+
+impl std::ops::Deref for Authenticated {
+    type Target = Claims;
+
+    fn deref(&self) -> &Claims {
+        &self.0
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    JwtAuth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(claims) = parts.extensions.get::<Claims>() {
+            return Ok(Self(claims.clone()));
+        }
+        let token = bearer_token(parts).ok_or(AuthRejection::Missing)?;
+        let claims = JwtAuth::from_ref(state).verify(token)?;
+        parts.extensions.insert(claims.clone());
+        Ok(Self(claims))
+    }
+}

@@ -1,0 +1,341 @@
+//! Argon2id hashing and verification on tokio's blocking pool, bounded by a semaphore.
+
+use std::{fmt, sync::Arc, thread};
+
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::{self, PasswordHasher as _, PasswordVerifier as _, phc},
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+/// Argon2id cost parameters.
+///
+/// # Examples
+/// ```
+/// use bulwark::password::Argon2Params;
+///
+/// assert_eq!(Argon2Params::default(), Argon2Params::OWASP);
+/// assert_eq!(Argon2Params::OWASP.memory_kib, 19_456);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory cost in KiB (`m`); at least `8 × parallelism`.
+    pub memory_kib: u32,
+    /// Number of passes (`t`); at least 1.
+    pub iterations: u32,
+    /// Degree of parallelism (`p`); at least 1.
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's recommendation: m=19456 KiB (19 MiB), t=2, p=1.
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// An Argon2id hash in PHC string format (`$argon2id$v=19$m=...`), ready to store.
+///
+/// `Debug` prints `PasswordHash(..)`, never the hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The PHC string, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+/// The outcome of [`PasswordHasher::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Verification {
+    /// Wrong password, unknown user, or an unreadable stored hash.
+    NoMatch,
+    /// The password is right. When `needs_rehash` is true, the stored hash is bcrypt or Argon2
+    /// with other parameters than the hasher's: hash the password again and store the new hash.
+    Match {
+        /// The stored hash should be replaced.
+        needs_rehash: bool,
+    },
+}
+
+impl Verification {
+    /// True when the password is right.
+    pub fn is_match(self) -> bool {
+        matches!(self, Self::Match { .. })
+    }
+
+    /// True when the password is right and the stored hash should be replaced.
+    pub fn needs_rehash(self) -> bool {
+        matches!(self, Self::Match { needs_rehash: true })
+    }
+}
+
+/// Why hashing failed. A wrong password is not an error: it is [`Verification::NoMatch`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// The Argon2 parameters are out of range.
+    #[error("invalid Argon2 parameters: {0}")]
+    InvalidParams(argon2::Error),
+    /// Argon2 failed to hash (e.g. the OS random generator failed).
+    #[error("password hashing failed: {0}")]
+    Hashing(password_hash::Error),
+    /// The blocking task panicked or the runtime is shutting down.
+    #[error("password hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The hasher's job queue was closed.
+    #[error("password hasher is unavailable")]
+    Unavailable,
+}
+
+/// Hashes and verifies passwords with Argon2id on tokio's blocking pool.
+///
+/// Cheap to clone (an `Arc` inside): put one in the application state. At most
+/// [`max_concurrency`](Self::max_concurrency) jobs run at once; others wait for a permit. Must be
+/// used inside a tokio runtime.
+///
+/// # Examples
+/// ```
+/// use bulwark::password::{Argon2Params, PasswordHasher};
+/// use secrecy::SecretString;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bulwark::password::PasswordError> {
+/// // Small parameters keep the example fast; production uses `Argon2Params::default()`.
+/// let params = Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 };
+/// let hasher = PasswordHasher::new(params)?;
+/// let hash = hasher.hash(SecretString::from("correct horse battery staple")).await?;
+///
+/// let outcome = hasher
+///     .verify(SecretString::from("correct horse battery staple"), Some(hash.as_str()))
+///     .await?;
+/// assert!(outcome.is_match() && !outcome.needs_rehash());
+///
+/// // Unknown user: same work, never a match.
+/// let outcome = hasher.verify(SecretString::from("anything"), None).await?;
+/// assert!(!outcome.is_match());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    argon2: Argon2<'static>,
+    params: Argon2Params,
+    /// A hash of a throwaway password with the same parameters, verified for unknown users.
+    dummy: String,
+    permits: Arc<Semaphore>,
+    max_concurrency: usize,
+}
+
+impl PasswordHasher {
+    /// A hasher with these parameters and one concurrent job per CPU.
+    ///
+    /// Computes the dummy hash once, so this takes one hashing time (~20-50 ms with the default
+    /// parameters in a release build); call it at start-up.
+    ///
+    /// # Errors
+    /// [`PasswordError::InvalidParams`] when the parameters are out of range;
+    /// [`PasswordError::Hashing`] when the dummy hash cannot be made.
+    pub fn new(params: Argon2Params) -> Result<Self, PasswordError> {
+        let cpus = thread::available_parallelism().map_or(1, usize::from);
+        Self::with_max_concurrency(params, cpus)
+    }
+
+    /// A hasher that runs at most `max_concurrency` jobs at once (at least 1).
+    ///
+    /// # Errors
+    /// As [`PasswordHasher::new`].
+    pub fn with_max_concurrency(
+        params: Argon2Params,
+        max_concurrency: usize,
+    ) -> Result<Self, PasswordError> {
+        let argon_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(PasswordError::InvalidParams)?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
+        let dummy: phc::PasswordHash = argon2
+            .hash_password(b"bulwark dummy password for unknown users")
+            .map_err(PasswordError::Hashing)?;
+        let max_concurrency = max_concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                argon2,
+                params,
+                dummy: dummy.to_string(),
+                permits: Arc::new(Semaphore::new(max_concurrency)),
+                max_concurrency,
+            }),
+        })
+    }
+
+    /// The parameters new hashes are made with.
+    pub fn params(&self) -> Argon2Params {
+        self.inner.params
+    }
+
+    /// The most hashing jobs that run at once.
+    pub fn max_concurrency(&self) -> usize {
+        self.inner.max_concurrency
+    }
+
+    /// Hashes a new password with Argon2id and a random salt.
+    ///
+    /// # Errors
+    /// [`PasswordError::Hashing`] if Argon2 fails, [`PasswordError::Task`] if the blocking task
+    /// fails.
+    pub async fn hash(&self, password: SecretString) -> Result<PasswordHash, PasswordError> {
+        self.run(move |inner| inner.hash(password.expose_secret()))
+            .await?
+    }
+
+    /// Checks a password against a stored hash (Argon2 PHC string or bcrypt `$2a$`/`$2b$`/`$2y$`).
+    ///
+    /// `stored = None` (unknown user) verifies against the dummy hash, so it takes as long as a
+    /// wrong password, and answers [`Verification::NoMatch`]. A stored hash in an unknown or broken
+    /// format is logged at `warn` (without the hash) and answers `NoMatch` too.
+    ///
+    /// # Errors
+    /// [`PasswordError::Task`] if the blocking task fails. A wrong password is not an error.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verification, PasswordError> {
+        let stored = stored.map(str::to_owned);
+        self.run(move |inner| inner.verify(password.expose_secret(), stored.as_deref()))
+            .await
+    }
+
+    /// Runs `job` on the blocking pool once a permit is free. The permit moves into the job, so
+    /// it is held until the work ends even if the caller stops waiting.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Unavailable)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job(&inner)
+        })
+        .await
+        .map_err(PasswordError::Task)
+    }
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.inner.params)
+            .field("max_concurrency", &self.inner.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn hash(&self, password: &str) -> Result<PasswordHash, PasswordError> {
+        let hash: phc::PasswordHash = self
+            .argon2
+            .hash_password(password.as_bytes())
+            .map_err(PasswordError::Hashing)?;
+        Ok(PasswordHash(hash.to_string()))
+    }
+
+    fn verify(&self, password: &str, stored: Option<&str>) -> Verification {
+        let outcome = match stored {
+            Some(s) if s.starts_with("$argon2") => self.verify_argon2(password, s),
+            Some(s) if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) => {
+                verify_bcrypt(password, s)
+            }
+            Some(_) => {
+                tracing::warn!("stored password hash has an unknown format; treated as no match");
+                None
+            }
+            None => None,
+        };
+        outcome.unwrap_or_else(|| {
+            // Unknown user or unreadable hash: spend the same time as a real check.
+            let _ = self.verify_argon2(password, &self.dummy);
+            Verification::NoMatch
+        })
+    }
+
+    /// `None` when the stored hash cannot be read.
+    fn verify_argon2(&self, password: &str, stored: &str) -> Option<Verification> {
+        let parsed = phc::PasswordHash::new(stored)
+            .inspect_err(|e| tracing::warn!(error = %e, "stored Argon2 hash is malformed"))
+            .ok()?;
+        match self.argon2.verify_password(password.as_bytes(), &parsed) {
+            Ok(()) => Some(Verification::Match {
+                needs_rehash: self.is_outdated(&parsed),
+            }),
+            Err(password_hash::Error::PasswordInvalid) => Some(Verification::NoMatch),
+            Err(e) => {
+                tracing::warn!(error = %e, "stored Argon2 hash cannot be verified");
+                None
+            }
+        }
+    }
+
+    fn is_outdated(&self, hash: &phc::PasswordHash) -> bool {
+        let current = self.argon2.params();
+        let same_params = Params::try_from(hash).is_ok_and(|p| {
+            p.m_cost() == current.m_cost()
+                && p.t_cost() == current.t_cost()
+                && p.p_cost() == current.p_cost()
+        });
+        hash.algorithm.as_str() != "argon2id"
+            || hash.version != Some(Version::V0x13.into())
+            || hash.hash.as_ref().map(|h| h.len()) != Some(Params::DEFAULT_OUTPUT_LEN)
+            || !same_params
+    }
+}
+
+/// Legacy bcrypt, with passlib's 72-byte truncation. A match always needs a rehash.
+fn verify_bcrypt(password: &str, stored: &str) -> Option<Verification> {
+    match bcrypt::verify(password, stored) {
+        Ok(true) => Some(Verification::Match { needs_rehash: true }),
+        Ok(false) => Some(Verification::NoMatch),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored bcrypt hash is malformed");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
