@@ -95,7 +95,8 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings) -> anyhow::Resul
         let content = format!("{password}\n");
         let written = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || write_secret_file(&path, content.as_bytes())).await?
+            tokio::task::spawn_blocking(move || write_secret_file(&path, content.as_bytes()))
+                .await?
         };
         written?;
         tracing::warn!(path = %path.display(), "first start: created user 'admin'; its password is in this file (mode 0600): read it, then delete the file");
@@ -139,7 +140,10 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             }
         }
         UsersCommand::List => {
-            println!("{:<6} {:<24} {:<24} {:<9} created_at", "id", "username", "roles", "disabled");
+            println!(
+                "{:<6} {:<24} {:<24} {:<9} created_at",
+                "id", "username", "roles", "disabled"
+            );
             for u in repo.list_users().await? {
                 println!(
                     "{:<6} {:<24} {:<24} {:<9} {}",
@@ -153,13 +157,19 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Disable { name } => {
-            let user = repo.find_user(&name).await?.with_context(|| format!("no user {name:?}"))?;
+            let user = repo
+                .find_user(&name)
+                .await?
+                .with_context(|| format!("no user {name:?}"))?;
             repo.set_disabled(user.id, true).await?;
             println!("disabled {}", user.username);
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::SetRoles { name, mut roles } => {
-            let user = repo.find_user(&name).await?.with_context(|| format!("no user {name:?}"))?;
+            let user = repo
+                .find_user(&name)
+                .await?
+                .with_context(|| format!("no user {name:?}"))?;
             if let Some(bad) = roles.iter().find(|r| !bulwark::rbac::is_valid_role_name(r)) {
                 bail!("invalid role {bad:?}: roles match [a-z][a-z0-9_-]{{0,31}}");
             }
@@ -185,7 +195,9 @@ async fn read_password(from_stdin: bool) -> anyhow::Result<String> {
             return Ok(password);
         }
         if !std::io::stdin().is_terminal() {
-            bail!("standard input is not a terminal: pass --password-stdin and pipe the password in");
+            bail!(
+                "standard input is not a terminal: pass --password-stdin and pipe the password in"
+            );
         }
         let first = rpassword::prompt_password("Password: ")?;
         let second = rpassword::prompt_password("Repeat password: ")?;
@@ -236,12 +248,22 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
             }
         };
         if !is_supported_hash(&entry.hashed_password) {
-            eprintln!("entry {i} ({}): refused: hashed_password is not a bcrypt ($2a$/$2b$/$2y$) or Argon2id hash", name.as_str());
+            eprintln!(
+                "entry {i} ({}): refused: hashed_password is not a bcrypt ($2a$/$2b$/$2y$) or Argon2id hash",
+                name.as_str()
+            );
             refused += 1;
             continue;
         }
-        if let Some(bad) = entry.roles.iter().find(|r| !bulwark::rbac::is_valid_role_name(r)) {
-            eprintln!("entry {i} ({}): refused: invalid role {bad:?}", name.as_str());
+        if let Some(bad) = entry
+            .roles
+            .iter()
+            .find(|r| !bulwark::rbac::is_valid_role_name(r))
+        {
+            eprintln!(
+                "entry {i} ({}): refused: invalid role {bad:?}",
+                name.as_str()
+            );
             refused += 1;
             continue;
         }
@@ -254,19 +276,29 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
         match state.repo.create_user(user).await {
             Ok(_) => imported += 1,
             Err(db::DbError::Conflict) => {
-                eprintln!("entry {i} ({}): skipped: the username exists", name.as_str());
+                eprintln!(
+                    "entry {i} ({}): skipped: the username exists",
+                    name.as_str()
+                );
                 skipped += 1;
             }
             Err(err) => return Err(err.into()),
         }
     }
     println!("imported {imported}, skipped {skipped} existing, refused {refused}");
-    Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn keys_list(settings: Settings) -> anyhow::Result<ExitCode> {
     let state = build_state(settings).await?;
-    println!("{:<18} {:<6} {:<10} {:<22} retires_at", "kid", "alg", "state", "created_at");
+    println!(
+        "{:<18} {:<6} {:<10} {:<22} retires_at",
+        "kid", "alg", "state", "created_at"
+    );
     for key in state.keys.ring().keys() {
         println!(
             "{:<18} {:<6} {:<10} {:<22} {}",
@@ -274,9 +306,10 @@ async fn keys_list(settings: Settings) -> anyhow::Result<ExitCode> {
             key.alg_name(),
             key.state().as_str(),
             rfc3339(key.created_at()),
-            key.retires_at().map(rfc3339).unwrap_or_else(|| "-".to_owned())
+            key.retires_at()
+                .map(rfc3339)
+                .unwrap_or_else(|| "-".to_owned())
         );
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -175,9 +175,15 @@ impl DurationSetting {
     /// A message saying what is allowed.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let bad = || format!("invalid duration {text:?}: use a number with s, m, h or d (e.g. \"90s\", \"15m\", \"24h\", \"7d\"), or a bare number of seconds");
+        let bad = || {
+            format!(
+                "invalid duration {text:?}: use a number with s, m, h or d (e.g. \"90s\", \"15m\", \"24h\", \"7d\"), or a bare number of seconds"
+            )
+        };
         let n: u64 = number.parse().map_err(|_| bad())?;
         let factor = match unit.trim() {
             "" | "s" => 1,
@@ -209,11 +215,31 @@ impl<'de> Deserialize<'de> for DurationSetting {
 
 /// Top-level keys, used to keep unrelated `BULWARK_*` variables (e.g. the test suite's) out.
 const KEYS: &[&str] = &[
-    "bind", "database_url", "data_dir", "redis_url", "master_secret", "master_secret_file",
-    "trusted_proxies", "allowed_origins", "allow_signup", "docs", "access_token_ttl",
-    "refresh_token_ttl", "key_rotation_interval", "jwt_algorithm", "jwt_issuer", "jwt_audience",
-    "jwt_leeway", "header_read_timeout", "request_timeout", "secure_cookies", "password_hashing",
-    "rate_limits", "log_format", "tls_cert", "tls_key",
+    "bind",
+    "database_url",
+    "data_dir",
+    "redis_url",
+    "master_secret",
+    "master_secret_file",
+    "trusted_proxies",
+    "allowed_origins",
+    "allow_signup",
+    "docs",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "key_rotation_interval",
+    "jwt_algorithm",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_leeway",
+    "header_read_timeout",
+    "request_timeout",
+    "secure_cookies",
+    "password_hashing",
+    "rate_limits",
+    "log_format",
+    "tls_cert",
+    "tls_key",
 ];
 
 impl Settings {
@@ -233,12 +259,10 @@ impl Settings {
             }
             None => figment = figment.merge(Toml::file("bulwark.toml")),
         }
-        let env = Env::prefixed("BULWARK_")
-            .split("__")
-            .filter(|key| {
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
-            });
+        let env = Env::prefixed("BULWARK_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        });
         let settings: Settings = figment
             .merge(env)
             .extract()
@@ -259,7 +283,10 @@ impl Settings {
             bail!("database_url: must start with sqlite://, postgres:// or postgresql://");
         }
         if self.jwt_algorithm != "HS256" {
-            bail!("jwt_algorithm: {:?} is not supported; allowed: \"HS256\"", self.jwt_algorithm);
+            bail!(
+                "jwt_algorithm: {:?} is not supported; allowed: \"HS256\"",
+                self.jwt_algorithm
+            );
         }
         if self.jwt_leeway.0 > Duration::from_secs(60) {
             bail!("jwt_leeway: at most 60s is allowed");
@@ -290,7 +317,9 @@ impl Settings {
         }
         for origin in &self.allowed_origins {
             if origin == "*" || !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                bail!("allowed_origins: {origin:?} is not an origin such as \"https://app.example\" (\"*\" is never allowed)");
+                bail!(
+                    "allowed_origins: {origin:?} is not an origin such as \"https://app.example\" (\"*\" is never allowed)"
+                );
             }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
@@ -308,7 +337,11 @@ impl Settings {
 fn describe_figment_error(err: figment::Error) -> String {
     let mut out = String::from("invalid configuration:");
     for e in err {
-        let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+        let key = if e.path.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            e.path.join(".")
+        };
         let kind = match &e.kind {
             // Never echo a value that could be a secret.
             figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
@@ -347,7 +380,8 @@ pub fn load_master_secret(settings: &Settings) -> anyhow::Result<bulwark::secret
     }
     let path = settings.master_key_path();
     if path.exists() {
-        let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return from_bytes(trim_line_end(text), &path.display().to_string());
     }
     let secret = MasterSecret::generate();
@@ -393,11 +427,26 @@ mod tests {
 
     #[test]
     fn durations_parse_in_every_documented_form() {
-        assert_eq!(DurationSetting::parse("90s").unwrap().0, Duration::from_secs(90));
-        assert_eq!(DurationSetting::parse("15m").unwrap().0, Duration::from_secs(900));
-        assert_eq!(DurationSetting::parse("24h").unwrap().0, Duration::from_secs(86_400));
-        assert_eq!(DurationSetting::parse("7d").unwrap().0, Duration::from_secs(604_800));
-        assert_eq!(DurationSetting::parse("42").unwrap().0, Duration::from_secs(42));
+        assert_eq!(
+            DurationSetting::parse("90s").unwrap().0,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            DurationSetting::parse("15m").unwrap().0,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            DurationSetting::parse("24h").unwrap().0,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            DurationSetting::parse("7d").unwrap().0,
+            Duration::from_secs(604_800)
+        );
+        assert_eq!(
+            DurationSetting::parse("42").unwrap().0,
+            Duration::from_secs(42)
+        );
         for bad in ["", "m", "5w", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(DurationSetting::parse(bad).is_err(), "{bad}");
         }

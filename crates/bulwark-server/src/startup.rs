@@ -50,7 +50,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .context("cannot open the database")?;
     let ring = Arc::new(KeyRing::new());
-    let keys = Arc::new(KeyManager::new(Arc::clone(&repo), &secret, Arc::clone(&ring)));
+    let keys = Arc::new(KeyManager::new(
+        Arc::clone(&repo),
+        &secret,
+        Arc::clone(&ring),
+    ));
     keys.ensure_active().await?;
     let jwt = JwtAuth::new(
         ring,
@@ -116,8 +120,18 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("x-csrf-token")])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-csrf-token"),
+            ])
             .allow_credentials(true)
             .max_age(Duration::from_secs(600)),
     )

@@ -32,7 +32,13 @@ fn describe(errors: &ValidationErrors) -> String {
     errors
         .details()
         .iter()
-        .map(|d| format!("{}: {}", d.loc.last().map(loc_name).unwrap_or_default(), d.msg))
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d.loc.last().map(loc_name).unwrap_or_default(),
+                d.msg
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -54,7 +60,11 @@ pub fn check_roles(roles: &[String], errors: &mut ValidationErrors) {
             errors.push(with_safe_input(
                 ErrorDetail::new(
                     "string_pattern_mismatch",
-                    vec!["body".into(), "roles".into(), bulwark::error::LocItem::Index(i)],
+                    vec![
+                        "body".into(),
+                        "roles".into(),
+                        bulwark::error::LocItem::Index(i),
+                    ],
                     "String should match pattern '^[a-z][a-z0-9_-]{0,31}$'",
                 )
                 .with_ctx(json!({"pattern": "^[a-z][a-z0-9_-]{0,31}$"})),

@@ -249,7 +249,11 @@ impl ValidationErrors {
     /// # Errors
     /// `self` when it holds at least one error.
     pub fn into_result<T>(self, value: T) -> Result<T, Self> {
-        if self.is_empty() { Ok(value) } else { Err(self) }
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 

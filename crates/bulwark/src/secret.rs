@@ -285,8 +285,16 @@ mod tests {
             MasterSecret::new(b"short".to_vec()),
             Err(WeakSecret::TooShort { len: 5, min: 32 })
         ));
-        for known in ["hello-from-escape-team", "staysecureyourescapeteam", "secret", "changeme"] {
-            assert!(MasterSecret::new(known.as_bytes().to_vec()).is_err(), "{known}");
+        for known in [
+            "hello-from-escape-team",
+            "staysecureyourescapeteam",
+            "secret",
+            "changeme",
+        ] {
+            assert!(
+                MasterSecret::new(known.as_bytes().to_vec()).is_err(),
+                "{known}"
+            );
         }
         assert_eq!(
             MasterSecret::new(
@@ -323,7 +331,12 @@ mod tests {
         let a = MasterSecret::generate();
         let sealed = a.sealer().seal(b"material", b"ctx");
         assert_eq!(a.sealer().open(&sealed, b"ctx").unwrap(), b"material");
-        assert!(MasterSecret::generate().sealer().open(&sealed, b"ctx").is_err());
+        assert!(
+            MasterSecret::generate()
+                .sealer()
+                .open(&sealed, b"ctx")
+                .is_err()
+        );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

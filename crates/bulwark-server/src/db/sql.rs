@@ -4,7 +4,6 @@
 //! `pool` field. The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
 //! and only portable SQL (`RETURNING`, `LIKE ... ESCAPE`, `LOWER`).
 
-
 macro_rules! impl_repository {
     ($store:ty, $row:ty) => {
         impl $store {

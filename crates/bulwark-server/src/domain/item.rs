@@ -43,13 +43,23 @@ impl TryFrom<ItemBody> for ItemFields {
         let name_len = body.name.chars().count();
         if name_len == 0 {
             errors.push(
-                body_error("name", "string_too_short", "String should have at least 1 character", json!(body.name))
-                    .with_ctx(json!({"min_length": 1})),
+                body_error(
+                    "name",
+                    "string_too_short",
+                    "String should have at least 1 character",
+                    json!(body.name),
+                )
+                .with_ctx(json!({"min_length": 1})),
             );
         } else if name_len > MAX_NAME {
             errors.push(
-                body_error("name", "string_too_long", "String should have at most 200 characters", json!(body.name))
-                    .with_ctx(json!({"max_length": MAX_NAME})),
+                body_error(
+                    "name",
+                    "string_too_long",
+                    "String should have at most 200 characters",
+                    json!(body.name),
+                )
+                .with_ctx(json!({"max_length": MAX_NAME})),
             );
         } else if body.name.chars().any(char::is_control) {
             errors.push(body_error(
@@ -96,16 +106,31 @@ impl TryFrom<ItemBody> for ItemFields {
 
 fn check_amount(errors: &mut ValidationErrors, field: &str, value: f64, zero_ok: bool) {
     if !value.is_finite() {
-        errors.push(body_error(field, "finite_number", "Input should be a finite number", json!(null)));
+        errors.push(body_error(
+            field,
+            "finite_number",
+            "Input should be a finite number",
+            json!(null),
+        ));
     } else if zero_ok && value < 0.0 {
         errors.push(
-            body_error(field, "greater_than_equal", "Input should be greater than or equal to 0", json!(value))
-                .with_ctx(json!({"ge": 0})),
+            body_error(
+                field,
+                "greater_than_equal",
+                "Input should be greater than or equal to 0",
+                json!(value),
+            )
+            .with_ctx(json!({"ge": 0})),
         );
     } else if !zero_ok && value <= 0.0 {
         errors.push(
-            body_error(field, "greater_than", "Input should be greater than 0", json!(value))
-                .with_ctx(json!({"gt": 0})),
+            body_error(
+                field,
+                "greater_than",
+                "Input should be greater than 0",
+                json!(value),
+            )
+            .with_ctx(json!({"gt": 0})),
         );
     } else if value > MAX_AMOUNT {
         errors.push(
@@ -186,29 +211,47 @@ impl ListItemsQuery {
         let offset = self.offset.unwrap_or(0);
         if limit < 1 {
             errors.push(
-                ErrorDetail::new("greater_than_equal", ["query", "limit"], "Input should be greater than or equal to 1")
-                    .with_input(json!(limit.to_string()))
-                    .with_ctx(json!({"ge": 1})),
+                ErrorDetail::new(
+                    "greater_than_equal",
+                    ["query", "limit"],
+                    "Input should be greater than or equal to 1",
+                )
+                .with_input(json!(limit.to_string()))
+                .with_ctx(json!({"ge": 1})),
             );
         } else if limit > 100 {
             errors.push(
-                ErrorDetail::new("less_than_equal", ["query", "limit"], "Input should be less than or equal to 100")
-                    .with_input(json!(limit.to_string()))
-                    .with_ctx(json!({"le": 100})),
+                ErrorDetail::new(
+                    "less_than_equal",
+                    ["query", "limit"],
+                    "Input should be less than or equal to 100",
+                )
+                .with_input(json!(limit.to_string()))
+                .with_ctx(json!({"le": 100})),
             );
         }
         if offset < 0 {
             errors.push(
-                ErrorDetail::new("greater_than_equal", ["query", "offset"], "Input should be greater than or equal to 0")
-                    .with_input(json!(offset.to_string()))
-                    .with_ctx(json!({"ge": 0})),
+                ErrorDetail::new(
+                    "greater_than_equal",
+                    ["query", "offset"],
+                    "Input should be greater than or equal to 0",
+                )
+                .with_input(json!(offset.to_string()))
+                .with_ctx(json!({"ge": 0})),
             );
         }
-        if let Some(q) = &self.q {
-            if q.chars().count() > MAX_NAME {
+        if let Some(q) = &self.q
+            && q.chars().count() > MAX_NAME
+        {
+            {
                 errors.push(
-                    ErrorDetail::new("string_too_long", ["query", "q"], "String should have at most 200 characters")
-                        .with_ctx(json!({"max_length": MAX_NAME})),
+                    ErrorDetail::new(
+                        "string_too_long",
+                        ["query", "q"],
+                        "String should have at most 200 characters",
+                    )
+                    .with_ctx(json!({"max_length": MAX_NAME})),
                 );
             }
         }
@@ -221,12 +264,23 @@ mod tests {
     use super::*;
 
     fn body(name: &str, price: f64, tax: Option<f64>, description: Option<&str>) -> ItemBody {
-        ItemBody { name: name.into(), description: description.map(Into::into), price, tax }
+        ItemBody {
+            name: name.into(),
+            description: description.map(Into::into),
+            price,
+            tax,
+        }
     }
 
     #[test]
     fn valid_items_parse_and_descriptions_are_sanitized() {
-        let fields = ItemFields::try_from(body("Pen", 1.5, Some(0.5), Some("<b>x</b><script>alert(1)</script>"))).unwrap();
+        let fields = ItemFields::try_from(body(
+            "Pen",
+            1.5,
+            Some(0.5),
+            Some("<b>x</b><script>alert(1)</script>"),
+        ))
+        .unwrap();
         assert_eq!(fields.description.as_deref(), Some("<b>x</b>"));
     }
 
@@ -234,7 +288,10 @@ mod tests {
     fn every_field_rule_is_enforced_and_all_errors_reported() {
         let errors = ItemFields::try_from(body("", 0.0, Some(-1.0), None)).unwrap_err();
         let kinds: Vec<_> = errors.details().iter().map(|d| d.kind.as_ref()).collect();
-        assert_eq!(kinds, ["string_too_short", "greater_than", "greater_than_equal"]);
+        assert_eq!(
+            kinds,
+            ["string_too_short", "greater_than", "greater_than_equal"]
+        );
         assert!(ItemFields::try_from(body(&"n".repeat(201), 1.0, None, None)).is_err());
         assert!(ItemFields::try_from(body("ok", 1e9 + 1.0, None, None)).is_err());
         assert!(ItemFields::try_from(body("ok", 1e9, Some(1e9), None)).is_ok());

@@ -69,8 +69,19 @@ mod tests {
         for ok in ["bob", "Alice_01", "a.b-c", &"x".repeat(64)] {
             assert!(Username::parse(ok, &["body", "username"]).is_ok(), "{ok}");
         }
-        for bad in ["ab", "", "has space", "semi;colon", "ünï", &"x".repeat(65), "a'--"] {
-            assert!(Username::parse(bad, &["body", "username"]).is_err(), "{bad}");
+        for bad in [
+            "ab",
+            "",
+            "has space",
+            "semi;colon",
+            "ünï",
+            &"x".repeat(65),
+            "a'--",
+        ] {
+            assert!(
+                Username::parse(bad, &["body", "username"]).is_err(),
+                "{bad}"
+            );
         }
     }
 }

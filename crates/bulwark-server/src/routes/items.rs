@@ -175,9 +175,5 @@ async fn view_item(
         tax = out.tax.unwrap_or(0.0),
         total = out.price_with_tax,
     );
-    Ok((
-        [(header::CONTENT_SECURITY_POLICY, HTML_CSP)],
-        Html(page),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_SECURITY_POLICY, HTML_CSP)], Html(page)).into_response())
 }

@@ -32,7 +32,10 @@ pub struct KeyOut {
 #[utoipa::path(get, path = "/admin/keys", tag = "admin",
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = Vec<KeyOut>), (status = 401), (status = 403)))]
-async fn list_keys(State(state): State<AppState>, _admin: RequireRole<Admin>) -> axum::Json<Vec<KeyOut>> {
+async fn list_keys(
+    State(state): State<AppState>,
+    _admin: RequireRole<Admin>,
+) -> axum::Json<Vec<KeyOut>> {
     let keys = state
         .keys
         .ring()

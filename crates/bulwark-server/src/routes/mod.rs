@@ -100,12 +100,14 @@ pub fn router(state: AppState) -> Router {
     let (api_router, openapi) = api().split_for_parts();
     let mut router = api_router;
     if docs {
-        let swagger = SwaggerUi::new("/docs").url("/openapi.json", openapi).config(
-            Config::default()
-                .validator_url("none")
-                .try_it_out_enabled(true)
-                .persist_authorization(false),
-        );
+        let swagger = SwaggerUi::new("/docs")
+            .url("/openapi.json", openapi)
+            .config(
+                Config::default()
+                    .validator_url("none")
+                    .try_it_out_enabled(true)
+                    .persist_authorization(false),
+            );
         let docs_router: Router<AppState> = Router::from(swagger).route_layer(
             tower_http::set_header::SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,

@@ -59,8 +59,10 @@ const BAD_CREDENTIALS: &str = "Incorrect username or password";
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    if let Some(grant) = form.grant_type.as_deref() {
-        if grant != "password" {
+    if let Some(grant) = form.grant_type.as_deref()
+        && grant != "password"
+    {
+        {
             return bulwark::error::ValidationErrors::from(
                 ErrorDetail::new(
                     "string_pattern_mismatch",
@@ -99,7 +101,11 @@ pub async fn authenticate(
     password: String,
 ) -> Result<Option<crate::db::User>, Response> {
     let password = SecretString::from(password);
-    let credentials = state.repo.find_credentials(username).await.map_err(internal)?;
+    let credentials = state
+        .repo
+        .find_credentials(username)
+        .await
+        .map_err(internal)?;
     let stored = credentials.as_ref().map(|c| c.password_hash.as_str());
     let verification = state
         .hasher
@@ -113,7 +119,11 @@ pub async fn authenticate(
         return Ok(None);
     }
     if verification.needs_rehash() {
-        let (hasher, repo, id) = (state.hasher.clone(), state.repo.clone(), credentials.user.id);
+        let (hasher, repo, id) = (
+            state.hasher.clone(),
+            state.repo.clone(),
+            credentials.user.id,
+        );
         tokio::spawn(async move {
             match hasher.hash(password).await {
                 Ok(hash) => {
@@ -149,7 +159,13 @@ pub async fn issue_pair(
     let ttl = i64::try_from(state.settings.refresh_token_ttl.0.as_secs()).unwrap_or(i64::MAX);
     state
         .repo
-        .insert_refresh(&fingerprint(&refresh), &family, user_id, &issued.jti, now().saturating_add(ttl))
+        .insert_refresh(
+            &fingerprint(&refresh),
+            &family,
+            user_id,
+            &issued.jti,
+            now().saturating_add(ttl),
+        )
         .await
         .map_err(internal)?;
     Ok(TokenResponse {

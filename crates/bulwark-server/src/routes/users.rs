@@ -128,7 +128,10 @@ async fn protected(user: CurrentUser) -> axum::Json<Message> {
 #[utoipa::path(get, path = "/users/me", tag = "users",
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = UserOut), (status = 401)))]
-async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<axum::Json<UserOut>, Response> {
+async fn me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<axum::Json<UserOut>, Response> {
     let found = state.repo.get_user(user.id).await.map_err(internal)?;
     match found {
         Some(u) if !u.disabled => Ok(axum::Json(u.into())),
@@ -146,9 +149,16 @@ async fn signup(
     if !state.settings.allow_signup {
         return Err(HttpError::not_found().into_response());
     }
-    let user = create_user(state.repo.as_ref(), &state.hasher, &state.policy, &body.username, body.password, Vec::new())
-        .await
-        .map_err(create_error)?;
+    let user = create_user(
+        state.repo.as_ref(),
+        &state.hasher,
+        &state.policy,
+        &body.username,
+        body.password,
+        Vec::new(),
+    )
+    .await
+    .map_err(create_error)?;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -173,9 +183,16 @@ async fn admin_create_user(
     _admin: RequireRole<Admin>,
     Json(body): Json<AdminCreateUserBody>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
-    let user = create_user(state.repo.as_ref(), &state.hasher, &state.policy, &body.username, body.password, body.roles)
-        .await
-        .map_err(create_error)?;
+    let user = create_user(
+        state.repo.as_ref(),
+        &state.hasher,
+        &state.policy,
+        &body.username,
+        body.password,
+        body.roles,
+    )
+    .await
+    .map_err(create_error)?;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -200,12 +217,16 @@ async fn patch_user(
     if let Some(roles) = &body.roles {
         check_roles(roles, &mut errors);
     }
-    if let Some(password) = &body.password {
-        if let Err(v) = state.policy.check(password, &[existing.username.as_str()]) {
+    if let Some(password) = &body.password
+        && let Err(v) = state.policy.check(password, &[existing.username.as_str()])
+    {
+        {
             errors.push(v.to_error_detail(["body", "password"]));
         }
     }
-    errors.into_result(()).map_err(IntoResponse::into_response)?;
+    errors
+        .into_result(())
+        .map_err(IntoResponse::into_response)?;
     if let Some(password) = body.password {
         let hash = state
             .hasher
@@ -221,7 +242,11 @@ async fn patch_user(
     if let Some(mut roles) = body.roles {
         roles.sort();
         roles.dedup();
-        state.repo.set_roles(user_id, &roles).await.map_err(internal)?;
+        state
+            .repo
+            .set_roles(user_id, &roles)
+            .await
+            .map_err(internal)?;
     }
     if let Some(disabled) = body.disabled {
         state

@@ -204,7 +204,10 @@ impl JwtAuth {
             return Err(JwtError::Malformed);
         }
         let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
-        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some()
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
         {
             return Err(JwtError::ExternalKeySource);
         }
@@ -221,7 +224,8 @@ impl JwtAuth {
             Algorithm::EdDSA => &self.inner.eddsa,
             _ => &self.inner.hs256,
         };
-        let data = decode::<Claims>(token, key.decoding_key(), validation).map_err(JwtError::Invalid)?;
+        let data =
+            decode::<Claims>(token, key.decoding_key(), validation).map_err(JwtError::Invalid)?;
         Ok(data.claims)
     }
 }

@@ -69,7 +69,7 @@ impl KeyRing {
     /// Every key, newest first.
     pub fn keys(&self) -> Vec<Arc<SigningKey>> {
         let mut keys: Vec<_> = self.snapshot().keys.values().cloned().collect();
-        keys.sort_by(|a, b| b.created_at().cmp(&a.created_at()));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at()));
         keys
     }
 }

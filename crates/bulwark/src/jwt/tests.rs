@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use std::{sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -29,7 +31,12 @@ fn claims_json(overrides: serde_json::Value) -> serde_json::Value {
 }
 
 fn sign(key: &SigningKey, header: Header, claims: serde_json::Value) -> String {
-    encode(&header, &claims, &EncodingKey::from_secret(key.expose_secret()).unwrap()).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(key.expose_secret()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn header_for(key: &SigningKey) -> Header {
@@ -55,7 +62,10 @@ fn issued_tokens_verify_and_carry_the_contract_claims() {
 #[test]
 fn alg_none_is_rejected() {
     let (auth, key) = setup();
-    let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid()));
+    let header = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+        key.kid()
+    ));
     let payload = URL_SAFE_NO_PAD.encode(claims_json(json!({})).to_string());
     assert!(auth.verify(&format!("{header}.{payload}.")).is_err());
 }
@@ -65,9 +75,15 @@ fn unknown_or_missing_kid_is_rejected() {
     let (auth, key) = setup();
     let mut h = header_for(&key);
     h.kid = Some("nope".into());
-    assert!(matches!(auth.verify(&sign(&key, h, claims_json(json!({})))), Err(JwtError::UnknownKey)));
+    assert!(matches!(
+        auth.verify(&sign(&key, h, claims_json(json!({})))),
+        Err(JwtError::UnknownKey)
+    ));
     let h = Header::new(Algorithm::HS256);
-    assert!(matches!(auth.verify(&sign(&key, h, claims_json(json!({})))), Err(JwtError::UnknownKey)));
+    assert!(matches!(
+        auth.verify(&sign(&key, h, claims_json(json!({})))),
+        Err(JwtError::UnknownKey)
+    ));
 }
 
 #[test]
@@ -75,7 +91,10 @@ fn a_different_algorithm_than_the_keys_is_rejected() {
     let (auth, key) = setup();
     let mut h = header_for(&key);
     h.alg = Algorithm::HS512;
-    assert!(matches!(auth.verify(&sign(&key, h, claims_json(json!({})))), Err(JwtError::AlgorithmMismatch)));
+    assert!(matches!(
+        auth.verify(&sign(&key, h, claims_json(json!({})))),
+        Err(JwtError::AlgorithmMismatch)
+    ));
 }
 
 #[test]
@@ -83,10 +102,16 @@ fn external_key_sources_are_never_followed() {
     let (auth, key) = setup();
     let mut h = header_for(&key);
     h.jku = Some("https://evil.example/jwks.json".into());
-    assert!(matches!(auth.verify(&sign(&key, h, claims_json(json!({})))), Err(JwtError::ExternalKeySource)));
+    assert!(matches!(
+        auth.verify(&sign(&key, h, claims_json(json!({})))),
+        Err(JwtError::ExternalKeySource)
+    ));
     let mut h = header_for(&key);
     h.x5u = Some("https://evil.example/cert".into());
-    assert!(matches!(auth.verify(&sign(&key, h, claims_json(json!({})))), Err(JwtError::ExternalKeySource)));
+    assert!(matches!(
+        auth.verify(&sign(&key, h, claims_json(json!({})))),
+        Err(JwtError::ExternalKeySource)
+    ));
 }
 
 #[test]
@@ -105,7 +130,10 @@ fn expired_future_and_misaddressed_tokens_are_rejected() {
     for missing in ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"] {
         let mut claims = claims_json(json!({}));
         claims.as_object_mut().unwrap().remove(missing);
-        assert!(auth.verify(&sign(&key, header_for(&key), claims)).is_err(), "{missing}");
+        assert!(
+            auth.verify(&sign(&key, header_for(&key), claims)).is_err(),
+            "{missing}"
+        );
     }
     // Within the leeway: accepted.
     let token = sign(&key, header_for(&key), claims_json(json!({"exp": t - 10})));
@@ -119,7 +147,10 @@ fn tampered_or_foreign_signatures_are_rejected() {
     let (head, _sig) = token.rsplit_once('.').unwrap();
     let forged_payload = URL_SAFE_NO_PAD.encode(claims_json(json!({"sub": "2"})).to_string());
     let (h, _) = head.split_once('.').unwrap();
-    assert!(auth.verify(&format!("{h}.{forged_payload}.{_sig}")).is_err());
+    assert!(
+        auth.verify(&format!("{h}.{forged_payload}.{_sig}"))
+            .is_err()
+    );
     let other = SigningKey::generate_hs256(now());
     let mut h = header_for(&key);
     h.kid = Some(key.kid().to_owned());
@@ -137,24 +168,46 @@ fn old_keys_keep_verifying_until_they_retire_and_revoked_keys_stop_at_once() {
     let old_secret = old.expose_secret().to_vec();
     let old_kid = old.kid().to_owned();
     ring.replace(vec![old]);
-    let auth = JwtAuth::new(Arc::clone(&ring), JwtConfig::new("iss", "aud").access_ttl(Duration::from_secs(60)));
+    let auth = JwtAuth::new(
+        Arc::clone(&ring),
+        JwtConfig::new("iss", "aud").access_ttl(Duration::from_secs(60)),
+    );
     let token = auth.issue("1", None, &[]).unwrap().token;
     let newer = SigningKey::generate_hs256(t);
     let newer_kid = newer.kid().to_owned();
-    let verifying =
-        SigningKey::from_hs256_secret(old_kid.clone(), old_secret.clone(), KeyState::Verifying, t - 100, Some(t + 60))
-            .unwrap();
+    let verifying = SigningKey::from_hs256_secret(
+        old_kid.clone(),
+        old_secret.clone(),
+        KeyState::Verifying,
+        t - 100,
+        Some(t + 60),
+    )
+    .unwrap();
     ring.replace(vec![verifying, newer]);
-    assert!(auth.verify(&token).is_ok(), "rotation must not log anyone out");
+    assert!(
+        auth.verify(&token).is_ok(),
+        "rotation must not log anyone out"
+    );
     assert_eq!(ring.active().unwrap().kid(), newer_kid);
-    let retired = SigningKey::from_hs256_secret(old_kid.clone(), old_secret.clone(), KeyState::Verifying, t - 100, Some(t - 1))
-        .unwrap();
+    let retired = SigningKey::from_hs256_secret(
+        old_kid.clone(),
+        old_secret.clone(),
+        KeyState::Verifying,
+        t - 100,
+        Some(t - 1),
+    )
+    .unwrap();
     ring.replace(vec![retired]);
     assert!(matches!(auth.verify(&token), Err(JwtError::KeyNotValid)));
-    let revoked = SigningKey::from_hs256_secret(old_kid, old_secret, KeyState::Revoked, t - 100, None).unwrap();
+    let revoked =
+        SigningKey::from_hs256_secret(old_kid, old_secret, KeyState::Revoked, t - 100, None)
+            .unwrap();
     ring.replace(vec![revoked]);
     assert!(matches!(auth.verify(&token), Err(JwtError::KeyNotValid)));
-    assert!(matches!(auth.issue("1", None, &[]), Err(JwtError::NoActiveKey)));
+    assert!(matches!(
+        auth.issue("1", None, &[]),
+        Err(JwtError::NoActiveKey)
+    ));
 }
 
 #[test]

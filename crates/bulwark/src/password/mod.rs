@@ -23,8 +23,11 @@
 //! Breached-password lookups beyond the bundled list (no Have I Been Pwned query). A pepper
 //! (a server-side secret mixed into every hash). The database lookup that precedes verification can
 //! still take a different time for a known and an unknown username; keep it an indexed query.
-//! bcrypt only reads the first 72 bytes of a password (as passlib does); that weakness lasts until
-//! the hash is upgraded at the next login.
+//! bcrypt only reads the first 72 bytes of a password (as passlib does), and a bcrypt check takes
+//! its own time (cost 12 ≈ 250 ms), not the dummy's, so an account with a legacy hash can be told
+//! apart from an unknown user by timing; both last until the hash is upgraded at the next login.
+//! Stored hashes are trusted: a hash imported with huge Argon2 parameters costs that much per
+//! check.
 //!
 //! **Deployment.** Peak memory is about `m_cost × max_concurrency` (19 MiB per CPU by default). A
 //! queued verification waits for a permit without limit: put a request timeout in front of the
