@@ -355,3 +355,129 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     tracing::error!(panic = message, "handler panicked");
     HttpError::internal().into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, middleware::map_response, routing::get};
+    use http::{Request, StatusCode, header};
+    use http_body_util::BodyExt as _;
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, http::HeaderMap, Value) {
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route(
+                "/text-error",
+                get(|| async { (StatusCode::BAD_REQUEST, "internal detail: /etc/x") }),
+            )
+            .route(
+                "/panic",
+                get(|| async {
+                    #[allow(clippy::panic)]
+                    let r: &str = panic!("secret panic message at src/lib.rs:1");
+                    r
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(map_response(normalize_error_body))
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_generic_json_500() {
+        let (status, _, body) = call(app(), "GET", "/panic").await;
+        assert_eq!(status, 500);
+        assert_eq!(body, json!({"detail": "Internal Server Error"}));
+    }
+
+    #[tokio::test]
+    async fn plain_text_errors_are_replaced_by_the_canonical_detail() {
+        let (status, headers, body) = call(app(), "GET", "/text-error").await;
+        assert_eq!(status, 400);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body, json!({"detail": "Bad Request"}));
+        let (status, _, body) = call(app(), "GET", "/missing").await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"detail": "Not Found"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_keeps_its_allow_header() {
+        let (status, headers, body) = call(app(), "DELETE", "/ok").await;
+        assert_eq!(status, 405);
+        assert!(headers.contains_key(header::ALLOW));
+        assert_eq!(body, json!({"detail": "Method Not Allowed"}));
+    }
+
+    #[tokio::test]
+    async fn json_errors_and_successes_pass_unchanged() {
+        let app = Router::new()
+            .route(
+                "/teapot",
+                get(|| async { HttpError::new(StatusCode::IM_A_TEAPOT, "short and stout") }),
+            )
+            .route(
+                "/unauth",
+                get(|| async { HttpError::unauthorized("Not authenticated") }),
+            )
+            .layer(map_response(normalize_error_body));
+        let (status, _, body) = call(app.clone(), "GET", "/teapot").await;
+        assert_eq!(
+            (status.as_u16(), body),
+            (418, json!({"detail": "short and stout"}))
+        );
+        let (_, headers, _) = call(app, "GET", "/unauth").await;
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn validation_errors_serialize_in_pydantic_shape() {
+        let mut errors = ValidationErrors::new();
+        errors.push(ErrorDetail::new(
+            "missing",
+            ["body", "price"],
+            "Field required",
+        ));
+        errors.push(
+            ErrorDetail::new(
+                "int_parsing",
+                vec![LocItem::from("body"), LocItem::from(2usize)],
+                "bad",
+            )
+            .with_input(json!("x")),
+        );
+        assert_eq!(
+            serde_json::to_value(&errors).unwrap(),
+            json!({"detail": [
+                {"type": "missing", "loc": ["body", "price"], "msg": "Field required"},
+                {"type": "int_parsing", "loc": ["body", 2], "msg": "bad", "input": "x"}
+            ]})
+        );
+    }
+}

@@ -97,7 +97,8 @@ pub enum SealError {
 /// ```
 /// use bulwark::secret::{MasterSecret, WeakSecret};
 ///
-/// assert!(matches!(MasterSecret::new(b"changeme".to_vec()), Err(WeakSecret::TooShort { .. })));
+/// assert!(matches!(MasterSecret::new(b"changeme".to_vec()), Err(WeakSecret::WellKnown)));
+/// assert!(matches!(MasterSecret::new(b"a-random-but-short".to_vec()), Err(WeakSecret::TooShort { .. })));
 /// let secret = MasterSecret::generate();
 /// assert_ne!(secret.derive_key("csrf"), secret.derive_key("keyring"));
 /// ```
