@@ -388,6 +388,10 @@ mod tests {
         )
     }
 
+    fn boom() -> &'static str {
+        panic!("secret panic message at src/lib.rs:1")
+    }
+
     fn app() -> Router {
         Router::new()
             .route("/ok", get(|| async { "fine" }))
@@ -395,14 +399,7 @@ mod tests {
                 "/text-error",
                 get(|| async { (StatusCode::BAD_REQUEST, "internal detail: /etc/x") }),
             )
-            .route(
-                "/panic",
-                get(|| async {
-                    #[allow(clippy::panic)]
-                    let r: &str = panic!("secret panic message at src/lib.rs:1");
-                    r
-                }),
-            )
+            .route("/panic", get(|| async { boom() }))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(map_response(normalize_error_body))
     }

@@ -10,6 +10,7 @@
 //! | [`validation`] | typed request parsing with FastAPI-style 422 errors |
 //! | [`jwt`] | bearer authentication: a rotating key ring, strict verification |
 //! | [`rbac`] | role-based authorization (401 vs 403) |
+//! | [`revocation`] | revoking tokens before they expire, shared across instances |
 //! | [`password`] | Argon2id hashing off the async threads, legacy bcrypt, strength policy |
 //! | [`sanitize`] | XSS-safe user HTML over ammonia |
 //! | [`headers`] | hardening response headers |
@@ -25,7 +26,11 @@ pub mod headers;
 pub mod jwt;
 pub mod password;
 pub mod rbac;
+pub mod revocation;
 pub mod sanitize;
 pub mod secret;
 pub mod serve;
+pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod validation;

@@ -2,7 +2,11 @@ use std::{sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, Header, Validation, decode, decode_header, encode};
 
-use super::{claims::Claims, keyring::KeyRing};
+use super::{
+    claims::{Claims, TokenSubject},
+    keyring::KeyRing,
+};
+use crate::revocation::RevocationList;
 
 /// The most clock leeway accepted, in seconds (RFC 8725 advice: keep it small).
 pub const MAX_LEEWAY_SECS: u64 = 60;
@@ -82,6 +86,16 @@ pub enum JwtError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Signing(#[source] jsonwebtoken::errors::Error),
+    /// The token (by `jti`) or every token of its subject (by version) was revoked.
+    #[error("token revoked")]
+    Revoked,
+}
+
+/// Reloads the key ring from wherever keys are kept, when a token names a `kid` the ring does not
+/// know yet (another instance may have just rotated).
+pub trait KeyRefresh: Send + Sync + std::fmt::Debug {
+    /// Reloads; errors are the implementation's to log.
+    fn refresh(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// A freshly issued access token.
@@ -118,7 +132,13 @@ struct Inner {
     config: JwtConfig,
     hs256: Validation,
     eddsa: Validation,
+    revocations: Option<Arc<RevocationList>>,
+    refresher: Option<Arc<dyn KeyRefresh>>,
+    last_refresh_ms: std::sync::atomic::AtomicI64,
 }
+
+/// Unknown-`kid` reloads happen at most this often, so garbage tokens cannot hammer the store.
+const REFRESH_INTERVAL_MS: i64 = 1_000;
 
 impl JwtAuth {
     /// Ties a ring to a configuration.
@@ -141,7 +161,75 @@ impl JwtAuth {
                 config,
                 hs256,
                 eddsa,
+                revocations: None,
+                refresher: None,
+                last_refresh_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             }),
+        }
+    }
+
+    /// Checks every verified token against `list` (revoked `jti`s and subject versions).
+    ///
+    /// # Panics
+    /// If called after the value was cloned (configure once, at start-up).
+    #[must_use]
+    pub fn with_revocations(mut self, list: Arc<RevocationList>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .map(|inner| inner.revocations = Some(list))
+            .unwrap_or_else(|| unreachable!("JwtAuth is configured before it is cloned"));
+        self
+    }
+
+    /// Reloads the ring through `refresher` (at most once a second) when a token names an
+    /// unknown `kid`.
+    ///
+    /// # Panics
+    /// If called after the value was cloned (configure once, at start-up).
+    #[must_use]
+    pub fn with_key_refresh(mut self, refresher: Arc<dyn KeyRefresh>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .map(|inner| inner.refresher = Some(refresher))
+            .unwrap_or_else(|| unreachable!("JwtAuth is configured before it is cloned"));
+        self
+    }
+
+    /// The revocation list, when configured.
+    pub fn revocations(&self) -> Option<&Arc<RevocationList>> {
+        self.inner.revocations.as_ref()
+    }
+
+    /// [`JwtAuth::verify`], and on an unknown `kid` one ring reload (rate-limited) and a retry.
+    ///
+    /// # Errors
+    /// As [`JwtAuth::verify`].
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Claims, JwtError> {
+        match self.verify(token) {
+            Err(JwtError::UnknownKey) if self.inner.refresher.is_some() => {
+                let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+                let last = self
+                    .inner
+                    .last_refresh_ms
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if now_ms - last < REFRESH_INTERVAL_MS
+                    || self
+                        .inner
+                        .last_refresh_ms
+                        .compare_exchange(
+                            last,
+                            now_ms,
+                            std::sync::atomic::Ordering::AcqRel,
+                            std::sync::atomic::Ordering::Relaxed,
+                        )
+                        .is_err()
+                {
+                    return Err(JwtError::UnknownKey);
+                }
+                if let Some(refresher) = &self.inner.refresher {
+                    refresher.refresh().await;
+                }
+                self.verify(token)
+            }
+            other => other,
         }
     }
 
@@ -166,15 +254,29 @@ impl JwtAuth {
         name: Option<&str>,
         roles: &[String],
     ) -> Result<IssuedToken, JwtError> {
+        self.issue_for(&TokenSubject {
+            sub: subject.to_owned(),
+            name: name.map(str::to_owned),
+            roles: roles.to_vec(),
+            version: 0,
+        })
+    }
+
+    /// Signs a token for `subject` (with its token version) with the active key.
+    ///
+    /// # Errors
+    /// As [`JwtAuth::issue`].
+    pub fn issue_for(&self, subject: &TokenSubject) -> Result<IssuedToken, JwtError> {
         let key = self.inner.ring.active().ok_or(JwtError::NoActiveKey)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let ttl = self.inner.config.access_ttl.as_secs();
         let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let jti = crate::secret::random_token(16);
         let claims = Claims {
-            sub: subject.to_owned(),
-            name: name.map(str::to_owned),
-            roles: roles.to_vec(),
+            sub: subject.sub.clone(),
+            name: subject.name.clone(),
+            roles: subject.roles.clone(),
+            ver: subject.version,
             iat: now,
             nbf: now,
             exp,
@@ -226,6 +328,11 @@ impl JwtAuth {
         };
         let data =
             decode::<Claims>(token, key.decoding_key(), validation).map_err(JwtError::Invalid)?;
+        if let Some(list) = &self.inner.revocations
+            && list.is_revoked(&data.claims)
+        {
+            return Err(JwtError::Revoked);
+        }
         Ok(data.claims)
     }
 }

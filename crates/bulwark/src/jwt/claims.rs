@@ -27,6 +27,23 @@ pub struct Claims {
     pub iss: String,
     /// Audience.
     pub aud: String,
+    /// The subject's token version at issue time. Raising a subject's version (on a password,
+    /// role or status change) revokes every token issued before; see [`crate::revocation`].
+    #[serde(default)]
+    pub ver: u64,
+}
+
+/// Who a token is issued to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSubject {
+    /// Stable id (`sub`).
+    pub sub: String,
+    /// Display name (`name`).
+    pub name: Option<String>,
+    /// Roles (`roles`).
+    pub roles: Vec<String>,
+    /// Token version (`ver`).
+    pub version: u64,
 }
 
 impl Claims {

@@ -59,7 +59,7 @@ where
             return Ok(Self(claims.clone()));
         }
         let token = bearer_token(parts).ok_or(AuthRejection::Missing)?;
-        let claims = JwtAuth::from_ref(state).verify(token)?;
+        let claims = JwtAuth::from_ref(state).verify_refreshing(token).await?;
         parts.extensions.insert(claims.clone());
         Ok(Self(claims))
     }

@@ -51,6 +51,7 @@ pub struct SigningKey {
     created_at: i64,
     retires_at: Option<i64>,
     secret: SecretBox<[u8]>,
+    public: Option<Vec<u8>>,
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -103,9 +104,106 @@ impl SigningKey {
             created_at,
             retires_at,
             secret: SecretBox::new(secret.into_boxed_slice()),
+            public: None,
             encoding,
             decoding,
         })
+    }
+
+    /// A fresh Ed25519 (EdDSA) key pair from the OS generator and a random `kid`.
+    pub fn generate_ed25519(created_at: i64) -> Self {
+        use aws_lc_rs::signature::Ed25519KeyPair;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        #[allow(clippy::expect_used)]
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("the OS random generator works");
+        let kid = crate::secret::random_token(12);
+        Self::from_ed25519_pkcs8(
+            kid,
+            pkcs8.as_ref().to_vec(),
+            KeyState::Active,
+            created_at,
+            None,
+        )
+        .unwrap_or_else(|_| unreachable!("a generated PKCS#8 document is valid"))
+    }
+
+    /// An EdDSA key from its stored PKCS#8 document.
+    ///
+    /// # Errors
+    /// `jsonwebtoken`'s error when the document is not an Ed25519 private key.
+    pub fn from_ed25519_pkcs8(
+        kid: String,
+        pkcs8: Vec<u8>,
+        state: KeyState,
+        created_at: i64,
+        retires_at: Option<i64>,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8))
+            .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEddsaKey)?;
+        let public = pair.public_key().as_ref().to_vec();
+        let encoding = EncodingKey::from_ed_der(&pkcs8);
+        let decoding = DecodingKey::from_ed_der(&public);
+        Ok(Self {
+            kid,
+            alg: Algorithm::EdDSA,
+            state,
+            created_at,
+            retires_at,
+            secret: SecretBox::new(pkcs8.into_boxed_slice()),
+            public: Some(public),
+            encoding,
+            decoding,
+        })
+    }
+
+    /// Rebuilds a key from stored material, by algorithm name (`HS256` or `EdDSA`).
+    ///
+    /// # Errors
+    /// When the algorithm is unknown or the material unusable.
+    pub fn from_material(
+        alg: &str,
+        kid: String,
+        material: Vec<u8>,
+        state: KeyState,
+        created_at: i64,
+        retires_at: Option<i64>,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        match alg {
+            "HS256" => Self::from_hs256_secret(kid, material, state, created_at, retires_at),
+            "EdDSA" => Self::from_ed25519_pkcs8(kid, material, state, created_at, retires_at),
+            _ => Err(jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm.into()),
+        }
+    }
+
+    /// The same key in another state, with another retirement time.
+    pub fn with_state(&self, state: KeyState, retires_at: Option<i64>) -> Self {
+        Self {
+            kid: self.kid.clone(),
+            alg: self.alg,
+            state,
+            created_at: self.created_at,
+            retires_at,
+            secret: SecretBox::new(self.secret.expose_secret().to_vec().into_boxed_slice()),
+            public: self.public.clone(),
+            encoding: self.encoding.clone(),
+            decoding: self.decoding.clone(),
+        }
+    }
+
+    /// The public JWK of an asymmetric key (`None` for HMAC keys, which have nothing public).
+    pub fn public_jwk(&self) -> Option<serde_json::Value> {
+        use base64::Engine as _;
+        let public = self.public.as_ref()?;
+        Some(serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }))
     }
 
     /// The key id (`kid` header).

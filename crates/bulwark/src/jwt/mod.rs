@@ -12,9 +12,15 @@
 //! - keys are 256-bit random values from the OS generator, never a hard-coded string, and the
 //!   ring keeps old keys verifying until their tokens expire, so rotating never logs anyone out.
 //!
-//! **Not covered here.** Revoking single tokens before they expire needs a revocation store
-//! checked after verification; storing the ring's keys (sealed) is the application's job (see
-//! [`crate::secret::Sealer`]). Tokens are only as private as the transport: serve over TLS.
+//! - a [`KeyManager`] keeps the ring in step with a [`store::KeyStore`] shared by every instance:
+//!   scheduled rotation happens once per interval however many instances run, replaced keys
+//!   verify until their tokens expire, and a revoked key's tokens fail at once; key material is
+//!   stored sealed with the master secret ([`crate::secret::Sealer`]);
+//! - with [`JwtAuth::with_revocations`], revoked tokens fail too (see [`crate::revocation`]).
+//!
+//! **Not covered here.** Tokens are only as private as the transport: serve over TLS. A token
+//! signed by a key another instance created a moment ago verifies after one rate-limited reload
+//! ([`JwtAuth::verify_refreshing`]).
 //!
 //! [RFC 8725]: https://www.rfc-editor.org/rfc/rfc8725
 //!
@@ -37,13 +43,16 @@ mod claims;
 mod extract;
 mod key;
 mod keyring;
+mod manager;
 mod rejection;
+pub mod store;
 
-pub use auth::{IssuedToken, JwtAuth, JwtConfig, JwtError, MAX_LEEWAY_SECS};
-pub use claims::Claims;
+pub use auth::{IssuedToken, JwtAuth, JwtConfig, JwtError, KeyRefresh, MAX_LEEWAY_SECS};
+pub use claims::{Claims, TokenSubject};
 pub use extract::{Authenticated, bearer_token};
 pub use key::{HS256_KEY_LEN, KeyState, SigningKey};
 pub use keyring::KeyRing;
+pub use manager::{KeyAlgorithm, KeyError, KeyManager};
 pub use rejection::AuthRejection;
 
 #[cfg(test)]

@@ -1,0 +1,65 @@
+//! The single-instance backend: a log in process memory.
+
+use std::sync::Mutex;
+
+use super::{Revocation, RevocationStore, StoreError, StoreFuture};
+
+/// Keeps the log in memory; expired token entries are dropped as new ones arrive, and a
+/// subject's older minimums are replaced by its newest, so the log stays bounded by the number
+/// of live revocations.
+#[derive(Debug, Default)]
+pub struct MemoryRevocationStore {
+    log: Mutex<Log>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    next: u64,
+    entries: Vec<(u64, Revocation)>,
+}
+
+impl MemoryRevocationStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl RevocationStore for MemoryRevocationStore {
+    fn publish<'a>(&'a self, revocation: &'a Revocation) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let mut log = self
+                .log
+                .lock()
+                .map_err(|_| StoreError::new("poisoned lock"))?;
+            log.entries.retain(|(_, r)| match (r, revocation) {
+                (Revocation::Token { expires_at, .. }, _) => *expires_at + 60 >= now,
+                (Revocation::Subject { sub: old, .. }, Revocation::Subject { sub, .. }) => {
+                    old != sub
+                }
+                _ => true,
+            });
+            log.next += 1;
+            let seq = log.next;
+            log.entries.push((seq, revocation.clone()));
+            Ok(())
+        })
+    }
+
+    fn since(&self, cursor: u64) -> StoreFuture<'_, (Vec<Revocation>, u64)> {
+        Box::pin(async move {
+            let log = self
+                .log
+                .lock()
+                .map_err(|_| StoreError::new("poisoned lock"))?;
+            let items = log
+                .entries
+                .iter()
+                .filter(|(seq, _)| *seq > cursor)
+                .map(|(_, r)| r.clone())
+                .collect();
+            Ok((items, log.next.max(cursor)))
+        })
+    }
+}

@@ -1,0 +1,85 @@
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use super::*;
+
+fn claims(sub: &str, jti: &str, ver: u64) -> Claims {
+    Claims {
+        sub: sub.into(),
+        name: None,
+        roles: vec![],
+        iat: 0,
+        nbf: 0,
+        exp: i64::MAX / 2,
+        jti: jti.into(),
+        iss: "i".into(),
+        aud: "a".into(),
+        ver,
+    }
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    crate::testing::revocation_store_conformance(Arc::new(MemoryRevocationStore::new())).await;
+}
+
+#[test]
+fn subject_minimums_only_rise_and_expired_tokens_are_pruned() {
+    let list = RevocationList::new();
+    list.apply(&Revocation::Subject {
+        sub: "u".into(),
+        min_version: 4,
+    });
+    list.apply(&Revocation::Subject {
+        sub: "u".into(),
+        min_version: 2,
+    });
+    assert!(list.is_revoked(&claims("u", "x", 3)));
+    list.apply(&Revocation::Token {
+        jti: "old".into(),
+        expires_at: 100,
+    });
+    list.apply(&Revocation::Token {
+        jti: "new".into(),
+        expires_at: 10_000,
+    });
+    list.prune(1_000, 60);
+    assert_eq!(list.len(), 1);
+    assert!(list.is_revoked(&claims("v", "new", 0)));
+    assert!(!list.is_revoked(&claims("v", "old", 0)));
+}
+
+#[test]
+fn revoked_tokens_fail_verification() {
+    use crate::jwt::{JwtAuth, JwtConfig, JwtError, KeyRing, SigningKey, TokenSubject};
+    let ring = Arc::new(KeyRing::new());
+    ring.replace(vec![SigningKey::generate_hs256(0)]);
+    let list = Arc::new(RevocationList::new());
+    let auth = JwtAuth::new(ring, JwtConfig::new("i", "a")).with_revocations(Arc::clone(&list));
+    let subject = TokenSubject {
+        sub: "7".into(),
+        version: 1,
+        ..Default::default()
+    };
+    let issued = auth.issue_for(&subject).unwrap();
+    assert!(auth.verify(&issued.token).is_ok());
+    list.apply(&Revocation::Token {
+        jti: issued.jti.clone(),
+        expires_at: issued.expires_at,
+    });
+    assert!(matches!(auth.verify(&issued.token), Err(JwtError::Revoked)));
+    let other = auth.issue_for(&subject).unwrap();
+    list.apply(&Revocation::Subject {
+        sub: "7".into(),
+        min_version: 2,
+    });
+    assert!(matches!(auth.verify(&other.token), Err(JwtError::Revoked)));
+    let fresh = auth
+        .issue_for(&TokenSubject {
+            version: 2,
+            ..subject
+        })
+        .unwrap();
+    assert!(auth.verify(&fresh.token).is_ok());
+}
