@@ -81,4 +81,11 @@ pub enum UsersCommand {
 pub enum KeysCommand {
     /// List keys (never their material).
     List,
+    /// Rotate now: a new active key; the previous one verifies until its tokens expire.
+    Rotate,
+    /// Revoke a key in an emergency: its tokens are rejected at once.
+    Revoke {
+        /// The key id.
+        kid: String,
+    },
 }

@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(args) => serve(&mut settings, args).await,
             Command::Users(cmd) => users(settings, cmd).await,
-            Command::Keys(KeysCommand::List) => keys_list(settings).await,
+            Command::Keys(cmd) => keys(settings, cmd).await,
             Command::Migrate => {
                 db::connect(&settings.database_url).await?;
                 println!("migrations applied");
@@ -162,6 +162,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                 .await?
                 .with_context(|| format!("no user {name:?}"))?;
             repo.set_disabled(user.id, true).await?;
+            crate::sessions::invalidate_user_tokens(&state, user.id).await?;
             println!("disabled {}", user.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -176,6 +177,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             roles.sort();
             roles.dedup();
             repo.set_roles(user.id, &roles).await?;
+            crate::sessions::invalidate_user_tokens(&state, user.id).await?;
             println!("{} now has roles: {}", user.username, roles.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -293,8 +295,23 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
     })
 }
 
-async fn keys_list(settings: Settings) -> anyhow::Result<ExitCode> {
+async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let state = build_state(settings).await?;
+    match cmd {
+        KeysCommand::List => {}
+        KeysCommand::Rotate => {
+            let kid = state.keys.rotate().await?;
+            println!(
+                "rotated: new active key {kid}; the previous key verifies until its tokens expire"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        KeysCommand::Revoke { kid } => {
+            state.keys.revoke(&kid).await?;
+            println!("revoked key {kid}: its tokens are rejected now");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     println!(
         "{:<18} {:<6} {:<10} {:<22} retires_at",
         "kid", "alg", "state", "created_at"

@@ -42,7 +42,7 @@ pub struct Settings {
     pub refresh_token_ttl: DurationSetting,
     /// How often the signing key rotates.
     pub key_rotation_interval: DurationSetting,
-    /// `HS256` (default).
+    /// `HS256` (default) or `EdDSA`.
     pub jwt_algorithm: String,
     /// `iss` of issued tokens.
     pub jwt_issuer: String,
@@ -282,9 +282,9 @@ impl Settings {
         {
             bail!("database_url: must start with sqlite://, postgres:// or postgresql://");
         }
-        if self.jwt_algorithm != "HS256" {
+        if !matches!(self.jwt_algorithm.as_str(), "HS256" | "EdDSA") {
             bail!(
-                "jwt_algorithm: {:?} is not supported; allowed: \"HS256\"",
+                "jwt_algorithm: {:?} is not supported; allowed: \"HS256\", \"EdDSA\"",
                 self.jwt_algorithm
             );
         }

@@ -12,8 +12,9 @@ use axum::{Router, extract::DefaultBodyLimit, middleware::map_response};
 use bulwark::{
     error::{normalize_error_body, panic_response},
     headers::SecurityHeadersLayer,
-    jwt::{JwtAuth, JwtConfig, KeyRing},
+    jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
+    revocation::{RevocationList, Revoker},
     serve::{ServeOptions, serve},
 };
 use http::{HeaderValue, Method, StatusCode, header};
@@ -26,9 +27,7 @@ use tower_http::{
 
 use crate::{
     config::{Settings, load_master_secret},
-    db,
-    keys::KeyManager,
-    routes,
+    db, routes,
     state::AppState,
 };
 
@@ -50,18 +49,38 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .context("cannot open the database")?;
     let ring = Arc::new(KeyRing::new());
+    let algorithm = match settings.jwt_algorithm.as_str() {
+        "EdDSA" => KeyAlgorithm::EdDsa,
+        _ => KeyAlgorithm::Hs256,
+    };
+    // A replaced key verifies for one token lifetime plus the leeway: no token it signed is
+    // still valid after that.
+    let grace = settings.access_token_ttl.0 + settings.jwt_leeway.0;
     let keys = Arc::new(KeyManager::new(
-        Arc::clone(&repo),
+        repo.clone(),
         &secret,
         Arc::clone(&ring),
+        algorithm,
+        grace,
+        settings.key_rotation_interval.0,
     ));
-    keys.ensure_active().await?;
+    keys.ensure_active()
+        .await
+        .context("cannot load the signing keys")?;
+    let revocations = Arc::new(RevocationList::new());
+    let revoker = Arc::new(Revoker::new(repo.clone(), Arc::clone(&revocations)));
+    revoker
+        .sync()
+        .await
+        .context("cannot load the revocation list")?;
     let jwt = JwtAuth::new(
         ring,
         JwtConfig::new(settings.jwt_issuer.clone(), settings.jwt_audience.clone())
             .access_ttl(settings.access_token_ttl.0)
             .leeway(settings.jwt_leeway.0.as_secs()),
-    );
+    )
+    .with_revocations(revocations)
+    .with_key_refresh(keys.clone());
     let ph = &settings.password_hashing;
     let hasher = PasswordHasher::new(Argon2Params {
         memory_kib: ph.memory_kib,
@@ -75,6 +94,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         hasher,
         policy: Arc::new(PasswordPolicy::default()),
         keys,
+        revoker,
         settings,
     })
 }
@@ -187,9 +207,15 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Serves until `shutdown` completes, then drains in-flight requests. Meanwhile keeps the
+    /// key ring in step with the database (rotation, retirement, other instances' keys: every
+    /// second) and pulls revocations (every 250 ms).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let maintenance = Arc::clone(&self.state.keys).spawn_maintenance(Duration::from_secs(1));
+        let revocations = Arc::clone(&self.state.revoker).spawn_sync(Duration::from_millis(250));
         serve(self.listener, self.router, self.options, shutdown).await;
+        maintenance.abort();
+        revocations.abort();
     }
 }
 

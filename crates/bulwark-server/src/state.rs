@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use bulwark::{
-    jwt::JwtAuth,
+    jwt::{JwtAuth, KeyManager},
     password::{PasswordHasher, PasswordPolicy},
+    revocation::Revoker,
 };
 
-use crate::{config::Settings, db::Repository, keys::KeyManager};
+use crate::{config::Settings, db::Repository};
 
 /// Everything a handler may need. Cheap to clone (all `Arc`s).
 #[derive(Clone, FromRef)]
@@ -21,8 +22,10 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Rules for new passwords.
     pub policy: Arc<PasswordPolicy>,
-    /// The signing-key ring's persistence.
+    /// The signing-key ring and its rotation.
     pub keys: Arc<KeyManager>,
+    /// Token revocation, shared through the database.
+    pub revoker: Arc<Revoker>,
     /// Resolved settings.
     pub settings: Arc<Settings>,
 }

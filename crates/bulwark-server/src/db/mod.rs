@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use models::{Item, ItemFields, NewUser, StoredKey, User, UserCredentials};
+pub use models::{Item, ItemFields, NewUser, User, UserCredentials};
 
 /// A data-layer failure.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ pub trait UserRepo: Send + Sync {
     async fn set_password_hash(&self, id: i64, hash: &str) -> DbResult<()>;
     /// Replaces roles. False when no such user.
     async fn set_roles(&self, id: i64, roles: &[String]) -> DbResult<bool>;
+    /// Raises the user's token version (revoking every token issued before); the new version,
+    /// or `None` when no such user.
+    async fn bump_token_version(&self, id: i64) -> DbResult<Option<u64>>;
     /// Disables or enables. False when no such user.
     async fn set_disabled(&self, id: i64, disabled: bool) -> DbResult<bool>;
 }
@@ -86,15 +89,6 @@ pub trait ItemRepo: Send + Sync {
     async fn delete_item(&self, id: i64, caller: i64, admin: bool) -> DbResult<Option<Item>>;
 }
 
-/// The signing-key ring's storage (material sealed by the caller).
-#[async_trait]
-pub trait KeyRepo: Send + Sync {
-    /// Every key, newest first.
-    async fn list_keys(&self) -> DbResult<Vec<StoredKey>>;
-    /// Adds a key.
-    async fn insert_key(&self, key: &StoredKey) -> DbResult<()>;
-}
-
 /// Refresh tokens (stored as SHA-256 hashes, never in clear).
 #[async_trait]
 pub trait RefreshRepo: Send + Sync {
@@ -107,11 +101,42 @@ pub trait RefreshRepo: Send + Sync {
         access_jti: &str,
         expires_at: i64,
     ) -> DbResult<()>;
+    /// Spends a refresh token (once: concurrent attempts cannot both succeed).
+    async fn spend_refresh(&self, token_hash: &str) -> DbResult<SpendOutcome>;
+    /// Spends every token of a family; answers the access-token ids issued with them and when.
+    async fn revoke_family(&self, family_id: &str) -> DbResult<Vec<(String, i64)>>;
+    /// The family of the refresh token issued with an access token.
+    async fn family_of_access(&self, access_jti: &str) -> DbResult<Option<String>>;
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpendOutcome {
+    /// It was live and is now spent.
+    Spent {
+        /// Its family.
+        family_id: String,
+        /// Its user.
+        user_id: i64,
+    },
+    /// It had been spent before: a replay; the family must be revoked.
+    Reused {
+        /// Its family.
+        family_id: String,
+    },
+    /// Unknown or expired.
+    Invalid,
 }
 
 /// Everything the server needs from its database.
 #[async_trait]
-pub trait Repository: UserRepo + ItemRepo + KeyRepo + RefreshRepo {
+pub trait Repository:
+    UserRepo
+    + ItemRepo
+    + RefreshRepo
+    + bulwark::jwt::store::KeyStore
+    + bulwark::revocation::RevocationStore
+{
     /// Answers when the database does (for `/ready`).
     async fn ping(&self) -> DbResult<()>;
     /// The backend's name: `sqlite` or `postgres`.
@@ -158,6 +183,10 @@ pub(crate) fn join_roles(roles: &[String]) -> String {
 
 pub(crate) fn split_roles(roles: &str) -> Vec<String> {
     roles.split_whitespace().map(str::to_owned).collect()
+}
+
+pub(crate) fn store_error(err: sqlx::Error) -> bulwark::store::StoreError {
+    bulwark::store::StoreError::new(err.to_string())
 }
 
 pub(crate) fn map_conflict(err: sqlx::Error) -> DbError {

@@ -13,6 +13,8 @@ pub struct User {
     pub disabled: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Token version: tokens carrying a lower `ver` are revoked.
+    pub token_version: u64,
 }
 
 /// A user with the stored password hash, for login only.
@@ -61,21 +63,4 @@ pub struct Item {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
-}
-
-/// A signing key as stored: material sealed with the master secret.
-#[derive(Clone)]
-pub struct StoredKey {
-    /// Key id.
-    pub kid: String,
-    /// JOSE algorithm name.
-    pub alg: String,
-    /// `active`, `verifying`, `retired`, `revoked`.
-    pub state: String,
-    /// Sealed material.
-    pub sealed: Vec<u8>,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds.
-    pub retires_at: Option<i64>,
 }

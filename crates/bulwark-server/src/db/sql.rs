@@ -15,6 +15,8 @@ macro_rules! impl_repository {
                     roles: $crate::db::split_roles(row.try_get::<&str, _>("roles")?),
                     disabled: row.try_get("disabled")?,
                     created_at: row.try_get("created_at")?,
+                    token_version: u64::try_from(row.try_get::<i64, _>("token_version")?)
+                        .unwrap_or(0),
                 })
             }
 
@@ -44,7 +46,7 @@ macro_rules! impl_repository {
                 let now = $crate::db::now();
                 let row = sqlx::query(
                     "INSERT INTO users (username, username_key, password_hash, roles, disabled, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id, username, roles, disabled, created_at",
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id, username, roles, disabled, created_at, token_version",
                 )
                 .bind(&user.username)
                 .bind(user.username.to_lowercase())
@@ -64,7 +66,7 @@ macro_rules! impl_repository {
             ) -> $crate::db::DbResult<Option<$crate::db::UserCredentials>> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at, password_hash FROM users WHERE username_key = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version, password_hash FROM users WHERE username_key = $1",
                 )
                 .bind(username.to_lowercase())
                 .fetch_optional(&self.pool)
@@ -80,7 +82,7 @@ macro_rules! impl_repository {
 
             async fn get_user(&self, id: i64) -> $crate::db::DbResult<Option<$crate::db::User>> {
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at FROM users WHERE id = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version FROM users WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -93,7 +95,7 @@ macro_rules! impl_repository {
                 username: &str,
             ) -> $crate::db::DbResult<Option<$crate::db::User>> {
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at FROM users WHERE username_key = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version FROM users WHERE username_key = $1",
                 )
                 .bind(username.to_lowercase())
                 .fetch_optional(&self.pool)
@@ -103,7 +105,7 @@ macro_rules! impl_repository {
 
             async fn list_users(&self) -> $crate::db::DbResult<Vec<$crate::db::User>> {
                 let rows = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at FROM users ORDER BY id",
+                    "SELECT id, username, roles, disabled, created_at, token_version FROM users ORDER BY id",
                 )
                 .fetch_all(&self.pool)
                 .await?;
@@ -139,6 +141,21 @@ macro_rules! impl_repository {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn bump_token_version(&self, id: i64) -> $crate::db::DbResult<Option<u64>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "UPDATE users SET token_version = token_version + 1, updated_at = $1 WHERE id = $2 RETURNING token_version",
+                )
+                .bind($crate::db::now())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row
+                    .map(|r| r.try_get::<i64, _>("token_version"))
+                    .transpose()?
+                    .map(|v| u64::try_from(v).unwrap_or(0)))
             }
 
             async fn set_disabled(&self, id: i64, disabled: bool) -> $crate::db::DbResult<bool> {
@@ -274,45 +291,195 @@ macro_rules! impl_repository {
             }
         }
 
-        #[async_trait::async_trait]
-        impl $crate::db::KeyRepo for $store {
-            async fn list_keys(&self) -> $crate::db::DbResult<Vec<$crate::db::StoredKey>> {
+        impl $store {
+            fn key_from_row(row: &$row) -> Result<bulwark::jwt::store::StoredKey, sqlx::Error> {
                 use sqlx::Row as _;
-                let rows = sqlx::query(
-                    "SELECT kid, alg, state, material, created_at, retires_at FROM signing_keys ORDER BY created_at DESC, kid",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok($crate::db::StoredKey {
-                            kid: row.try_get("kid")?,
-                            alg: row.try_get("alg")?,
-                            state: row.try_get("state")?,
-                            sealed: row.try_get("material")?,
-                            created_at: row.try_get("created_at")?,
-                            retires_at: row.try_get("retires_at")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(Into::into)
+                let state: String = row.try_get("state")?;
+                Ok(bulwark::jwt::store::StoredKey {
+                    kid: row.try_get("kid")?,
+                    alg: row.try_get("alg")?,
+                    state: bulwark::jwt::KeyState::parse(&state)
+                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown key state {state:?}").into()))?,
+                    sealed: row.try_get("material")?,
+                    created_at: row.try_get("created_at")?,
+                    retires_at: row.try_get("retires_at")?,
+                })
             }
 
-            async fn insert_key(&self, key: &$crate::db::StoredKey) -> $crate::db::DbResult<()> {
+            async fn rotate_tx(
+                &self,
+                key: &bulwark::jwt::store::StoredKey,
+                retire_at: i64,
+                slot: Option<i64>,
+            ) -> Result<bool, sqlx::Error> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(slot) = slot {
+                    let claimed = sqlx::query(
+                        "INSERT INTO key_rotations (slot, created_at) VALUES ($1, $2) ON CONFLICT (slot) DO NOTHING",
+                    )
+                    .bind(slot)
+                    .bind($crate::db::now())
+                    .execute(&mut *tx)
+                    .await?;
+                    if claimed.rows_affected() == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                sqlx::query("UPDATE signing_keys SET state = 'verifying', retires_at = $1 WHERE state = 'active'")
+                    .bind(retire_at)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, state, material, created_at, retires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     VALUES ($1, $2, 'active', $3, $4, NULL)",
                 )
                 .bind(&key.kid)
                 .bind(&key.alg)
-                .bind(&key.state)
                 .bind(&key.sealed)
                 .bind(key.created_at)
-                .bind(key.retires_at)
-                .execute(&self.pool)
-                .await
-                .map_err($crate::db::map_conflict)?;
-                Ok(())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+
+        impl bulwark::jwt::store::KeyStore for $store {
+            fn list(&self) -> bulwark::store::StoreFuture<'_, Vec<bulwark::jwt::store::StoredKey>> {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "SELECT kid, alg, state, material, created_at, retires_at FROM signing_keys ORDER BY created_at DESC, kid",
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::db::store_error)?;
+                    rows.iter()
+                        .map(Self::key_from_row)
+                        .collect::<Result<_, _>>()
+                        .map_err($crate::db::store_error)
+                })
+            }
+
+            fn rotate<'a>(
+                &'a self,
+                key: &'a bulwark::jwt::store::StoredKey,
+                retire_at: i64,
+                slot: Option<i64>,
+            ) -> bulwark::store::StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    self.rotate_tx(key, retire_at, slot)
+                        .await
+                        .map_err($crate::db::store_error)
+                })
+            }
+
+            fn revoke<'a>(&'a self, kid: &'a str) -> bulwark::store::StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE signing_keys SET state = 'revoked' WHERE kid = $1")
+                        .bind(kid)
+                        .execute(&self.pool)
+                        .await
+                        .map_err($crate::db::store_error)?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn retire_due(&self, now: i64) -> bulwark::store::StoreFuture<'_, u64> {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE signing_keys SET state = 'retired' WHERE state = 'verifying' AND retires_at IS NOT NULL AND retires_at <= $1",
+                    )
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::db::store_error)?;
+                    Ok(done.rows_affected())
+                })
+            }
+        }
+
+        impl bulwark::revocation::RevocationStore for $store {
+            fn publish<'a>(
+                &'a self,
+                revocation: &'a bulwark::revocation::Revocation,
+            ) -> bulwark::store::StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    use bulwark::revocation::Revocation;
+                    let (kind, subject, min_version, expires_at) = match revocation {
+                        Revocation::Token { jti, expires_at } => ("token", jti.as_str(), None, Some(*expires_at)),
+                        Revocation::Subject { sub, min_version } => (
+                            "subject",
+                            sub.as_str(),
+                            Some(i64::try_from(*min_version).unwrap_or(i64::MAX)),
+                            None,
+                        ),
+                        _ => return Err(bulwark::store::StoreError::new("unsupported revocation kind")),
+                    };
+                    sqlx::query(
+                        "INSERT INTO revocations (kind, subject, min_version, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(kind)
+                    .bind(subject)
+                    .bind(min_version)
+                    .bind(expires_at)
+                    .bind($crate::db::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::db::store_error)?;
+                    Ok(())
+                })
+            }
+
+            fn since(
+                &self,
+                cursor: u64,
+            ) -> bulwark::store::StoreFuture<'_, (Vec<bulwark::revocation::Revocation>, u64)> {
+                Box::pin(async move {
+                    use bulwark::revocation::Revocation;
+                    use sqlx::Row as _;
+                    let now = $crate::db::now();
+                    // Rows of the last few seconds are read again: an id can commit after a
+                    // larger one; applying a revocation twice is harmless.
+                    let rows = sqlx::query(
+                        "SELECT id, kind, subject, min_version, expires_at FROM revocations \
+                         WHERE (id > $1 OR created_at >= $2) AND (expires_at IS NULL OR expires_at >= $3) ORDER BY id",
+                    )
+                    .bind(i64::try_from(cursor).unwrap_or(i64::MAX))
+                    .bind(now - 5)
+                    .bind(now - 120)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::db::store_error)?;
+                    let mut next = cursor;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let read = || -> Result<(i64, Option<Revocation>), sqlx::Error> {
+                            let id: i64 = row.try_get("id")?;
+                            let kind: String = row.try_get("kind")?;
+                            let subject: String = row.try_get("subject")?;
+                            let r = match kind.as_str() {
+                                "token" => Some(Revocation::Token {
+                                    jti: subject,
+                                    expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0),
+                                }),
+                                "subject" => Some(Revocation::Subject {
+                                    sub: subject,
+                                    min_version: u64::try_from(
+                                        row.try_get::<Option<i64>, _>("min_version")?.unwrap_or(0),
+                                    )
+                                    .unwrap_or(0),
+                                }),
+                                _ => None,
+                            };
+                            Ok((id, r))
+                        };
+                        let (id, r) = read().map_err($crate::db::store_error)?;
+                        next = next.max(u64::try_from(id).unwrap_or(0));
+                        out.extend(r);
+                    }
+                    Ok((out, next))
+                })
             }
         }
 
@@ -339,6 +506,74 @@ macro_rules! impl_repository {
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn spend_refresh(
+                &self,
+                token_hash: &str,
+            ) -> $crate::db::DbResult<$crate::db::SpendOutcome> {
+                use sqlx::Row as _;
+                let now = $crate::db::now();
+                let spent = sqlx::query(
+                    "UPDATE refresh_tokens SET spent_at = $1 \
+                     WHERE token_hash = $2 AND spent_at IS NULL AND expires_at > $1 \
+                     RETURNING family_id, user_id",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = spent {
+                    return Ok($crate::db::SpendOutcome::Spent {
+                        family_id: row.try_get("family_id")?,
+                        user_id: row.try_get("user_id")?,
+                    });
+                }
+                let row = sqlx::query(
+                    "SELECT family_id, spent_at FROM refresh_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) if row.try_get::<Option<i64>, _>("spent_at")?.is_some() => {
+                        Ok($crate::db::SpendOutcome::Reused {
+                            family_id: row.try_get("family_id")?,
+                        })
+                    }
+                    _ => Ok($crate::db::SpendOutcome::Invalid),
+                }
+            }
+
+            async fn revoke_family(
+                &self,
+                family_id: &str,
+            ) -> $crate::db::DbResult<Vec<(String, i64)>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "UPDATE refresh_tokens SET spent_at = COALESCE(spent_at, $1) WHERE family_id = $2 \
+                     RETURNING access_jti, created_at",
+                )
+                .bind($crate::db::now())
+                .bind(family_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("access_jti")?, r.try_get("created_at")?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
+            async fn family_of_access(
+                &self,
+                access_jti: &str,
+            ) -> $crate::db::DbResult<Option<String>> {
+                use sqlx::Row as _;
+                let row = sqlx::query("SELECT family_id FROM refresh_tokens WHERE access_jti = $1")
+                    .bind(access_jti)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("family_id")).transpose()?)
             }
         }
 

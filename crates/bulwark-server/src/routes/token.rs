@@ -1,5 +1,6 @@
 //! `POST /token`: the OAuth2 password flow.
 
+use axum::http::StatusCode;
 use axum::{
     extract::State,
     http::{HeaderValue, header},
@@ -7,19 +8,26 @@ use axum::{
 };
 use bulwark::{
     error::{ErrorDetail, HttpError},
-    secret::{fingerprint, random_token},
-    validation::Form,
+    jwt::Authenticated,
+    validation::{Form, JsonOrForm},
 };
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{db::now, routes::internal, state::AppState};
+use crate::{
+    routes::internal,
+    sessions::{self, TokenResponse, issue_pair},
+    state::AppState,
+};
 
 /// The token routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
 /// The OAuth2 password-flow form. Extra OAuth2 fields (`client_id`, ...) are ignored.
@@ -34,19 +42,6 @@ pub struct LoginForm {
     pub grant_type: Option<String>,
     /// Ignored: scopes are not used.
     pub scope: Option<String>,
-}
-
-/// A token pair.
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// JWT access token.
-    pub access_token: String,
-    /// Always `bearer`.
-    pub token_type: &'static str,
-    /// Access-token lifetime in seconds.
-    pub expires_in: u64,
-    /// Opaque refresh token.
-    pub refresh_token: String,
 }
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password";
@@ -75,7 +70,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         }
     }
     match authenticate(&state, &form.username, form.password).await {
-        Ok(Some(user)) => match issue_pair(&state, user.id, &user.username, &user.roles).await {
+        Ok(Some(user)) => match issue_pair(&state, &user, None).await {
             Ok(pair) => {
                 let mut response = axum::Json(pair).into_response();
                 response
@@ -140,43 +135,48 @@ pub async fn authenticate(
     Ok(Some(credentials.user))
 }
 
-/// Issues an access token and a refresh token for a user.
-///
-/// # Errors
-/// A 500 response when signing or storing fails.
-pub async fn issue_pair(
-    state: &AppState,
-    user_id: i64,
-    username: &str,
-    roles: &[String],
-) -> Result<TokenResponse, Response> {
-    let issued = state
-        .jwt
-        .issue(&user_id.to_string(), Some(username), roles)
-        .map_err(internal)?;
-    let refresh = random_token(32);
-    let family = random_token(16);
-    let ttl = i64::try_from(state.settings.refresh_token_ttl.0.as_secs()).unwrap_or(i64::MAX);
-    state
-        .repo
-        .insert_refresh(
-            &fingerprint(&refresh),
-            &family,
-            user_id,
-            &issued.jti,
-            now().saturating_add(ttl),
-        )
-        .await
-        .map_err(internal)?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "bearer",
-        expires_in: issued.expires_in,
-        refresh_token: refresh,
-    })
-}
-
 /// 401 for a bad login, exposed for other login routes.
 pub fn bad_credentials() -> HttpError {
     HttpError::unauthorized(BAD_CREDENTIALS)
+}
+
+/// Body of `POST /token/refresh` (JSON or form).
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshBody {
+    /// The refresh token from the last pair. Never echoed in errors.
+    pub refresh_token: String,
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Exchange a refresh token for a new pair. The presented token is spent; presenting a spent
+/// token again revokes its whole family (every token descended from the same login).
+#[utoipa::path(post, path = "/token/refresh", tag = "auth",
+    request_body(content = RefreshBody, content_type = "application/json"),
+    responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
+async fn refresh(
+    State(state): State<AppState>,
+    JsonOrForm(body): JsonOrForm<RefreshBody>,
+) -> Response {
+    match sessions::refresh(&state, &body.refresh_token).await {
+        Ok(Ok(pair)) => no_store(axum::Json(pair).into_response()),
+        Ok(Err(_)) => HttpError::unauthorized("Invalid refresh token").into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Revoke the presented access token and its refresh family at once.
+#[utoipa::path(post, path = "/logout", tag = "auth",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
+    responses((status = 204), (status = 401)))]
+async fn logout(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Response {
+    match sessions::logout(&state, &claims).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(response) => response,
+    }
 }

@@ -8,7 +8,7 @@ use axum::{
 use bulwark::{
     error::{HttpError, ValidationErrors},
     rbac::{Admin, RequireRole},
-    validation::{Json, Path},
+    validation::{BodyRejection, Json, Path},
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -144,11 +144,13 @@ async fn me(
     responses((status = 201, body = UserOut), (status = 404), (status = 409), (status = 422)))]
 async fn signup(
     State(state): State<AppState>,
-    Json(body): Json<SignupBody>,
+    body: Result<Json<SignupBody>, BodyRejection>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
+    // A closed route answers 404 whatever the body: its body rules are not revealed either.
     if !state.settings.allow_signup {
         return Err(HttpError::not_found().into_response());
     }
+    let Json(body) = body.map_err(IntoResponse::into_response)?;
     let user = create_user(
         state.repo.as_ref(),
         &state.hasher,
@@ -220,13 +222,12 @@ async fn patch_user(
     if let Some(password) = &body.password
         && let Err(v) = state.policy.check(password, &[existing.username.as_str()])
     {
-        {
-            errors.push(v.to_error_detail(["body", "password"]));
-        }
+        errors.push(v.to_error_detail(["body", "password"]));
     }
     errors
         .into_result(())
         .map_err(IntoResponse::into_response)?;
+    let changes = body.password.is_some() || body.roles.is_some() || body.disabled.is_some();
     if let Some(password) = body.password {
         let hash = state
             .hasher
@@ -252,6 +253,12 @@ async fn patch_user(
         state
             .repo
             .set_disabled(user_id, disabled)
+            .await
+            .map_err(internal)?;
+    }
+    // Any change of password, roles or status ends every outstanding token of the user.
+    if changes {
+        crate::sessions::invalidate_user_tokens(&state, user_id)
             .await
             .map_err(internal)?;
     }

@@ -1,0 +1,182 @@
+//! Token pairs over their whole life: issue, refresh with reuse detection, logout, and
+//! invalidation when a user's password, roles or status change.
+
+use axum::response::Response;
+use bulwark::{
+    jwt::{Claims, TokenSubject},
+    revocation::Revocation,
+    secret::{fingerprint, random_token},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    db::{SpendOutcome, User, now},
+    routes::internal,
+    state::AppState,
+};
+
+/// A token pair, as `/token` and `/token/refresh` answer.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT access token.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// Opaque refresh token (256 random bits); single use.
+    pub refresh_token: String,
+}
+
+fn ttl_secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// Issues an access token and a refresh token for `user`, in `family` (a new one per login).
+///
+/// # Errors
+/// A 500 response when signing or storing fails.
+pub async fn issue_pair(
+    state: &AppState,
+    user: &User,
+    family: Option<String>,
+) -> Result<TokenResponse, Response> {
+    let issued = state
+        .jwt
+        .issue_for(&TokenSubject {
+            sub: user.id.to_string(),
+            name: Some(user.username.clone()),
+            roles: user.roles.clone(),
+            version: user.token_version,
+        })
+        .map_err(internal)?;
+    let refresh = random_token(32);
+    let family = family.unwrap_or_else(|| random_token(16));
+    let expires_at = now().saturating_add(ttl_secs(state.settings.refresh_token_ttl.0));
+    state
+        .repo
+        .insert_refresh(
+            &fingerprint(&refresh),
+            &family,
+            user.id,
+            &issued.jti,
+            expires_at,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        refresh_token: refresh,
+    })
+}
+
+/// Why a refresh was refused. All answer the same 401.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshRefused {
+    /// Unknown, expired, or its user is gone or disabled.
+    Invalid,
+    /// Spent before: the family was revoked.
+    Reused,
+}
+
+/// Spends `refresh_token` and issues the next pair of its family. A token spent before revokes
+/// its whole family (every refresh token and the access tokens issued with them).
+///
+/// # Errors
+/// `Ok(Err(_))` for a refused token; `Err` (a 500 response) when storage fails.
+pub async fn refresh(
+    state: &AppState,
+    refresh_token: &str,
+) -> Result<Result<TokenResponse, RefreshRefused>, Response> {
+    match state
+        .repo
+        .spend_refresh(&fingerprint(refresh_token))
+        .await
+        .map_err(internal)?
+    {
+        SpendOutcome::Invalid => Ok(Err(RefreshRefused::Invalid)),
+        SpendOutcome::Reused { family_id } => {
+            tracing::warn!("refresh token reused: revoking its family");
+            revoke_family(state, &family_id).await?;
+            Ok(Err(RefreshRefused::Reused))
+        }
+        SpendOutcome::Spent { family_id, user_id } => {
+            let user = state.repo.get_user(user_id).await.map_err(internal)?;
+            match user {
+                Some(user) if !user.disabled => {
+                    Ok(Ok(issue_pair(state, &user, Some(family_id)).await?))
+                }
+                _ => Ok(Err(RefreshRefused::Invalid)),
+            }
+        }
+    }
+}
+
+/// Spends every refresh token of a family and revokes the access tokens issued with them.
+///
+/// # Errors
+/// A 500 response when storage fails.
+pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), Response> {
+    let access = state
+        .repo
+        .revoke_family(family_id)
+        .await
+        .map_err(internal)?;
+    let ttl = ttl_secs(state.settings.access_token_ttl.0);
+    for (jti, issued_at) in access {
+        state
+            .revoker
+            .revoke(Revocation::Token {
+                jti,
+                expires_at: issued_at.saturating_add(ttl),
+            })
+            .await
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// Revokes the presented access token and its refresh family.
+///
+/// # Errors
+/// A 500 response when storage fails.
+pub async fn logout(state: &AppState, claims: &Claims) -> Result<(), Response> {
+    state
+        .revoker
+        .revoke(Revocation::Token {
+            jti: claims.jti.clone(),
+            expires_at: claims.exp,
+        })
+        .await
+        .map_err(internal)?;
+    if let Some(family) = state
+        .repo
+        .family_of_access(&claims.jti)
+        .await
+        .map_err(internal)?
+    {
+        revoke_family(state, &family).await?;
+    }
+    Ok(())
+}
+
+/// Revokes every outstanding token of a user (after a password, role or status change), on
+/// every instance within the revocation sync interval.
+///
+/// # Errors
+/// When storage fails.
+pub async fn invalidate_user_tokens(state: &AppState, user_id: i64) -> anyhow::Result<()> {
+    if let Some(version) = state.repo.bump_token_version(user_id).await? {
+        state
+            .revoker
+            .revoke(Revocation::Subject {
+                sub: user_id.to_string(),
+                min_version: version,
+            })
+            .await?;
+    }
+    Ok(())
+}
