@@ -134,8 +134,19 @@ struct Inner {
     eddsa: Validation,
     revocations: Option<Arc<RevocationList>>,
     refresher: Option<Arc<dyn KeyRefresh>>,
+    headers: std::sync::RwLock<std::collections::HashMap<String, Arc<ParsedHeader>>>,
     last_refresh_ms: std::sync::atomic::AtomicI64,
 }
+
+/// A parsed JOSE header: only what verification needs.
+#[derive(Debug)]
+struct ParsedHeader {
+    alg: Algorithm,
+    kid: String,
+}
+
+/// Distinct headers remembered (a handful per key; garbage is never cached).
+const MAX_CACHED_HEADERS: usize = 256;
 
 /// Unknown-`kid` reloads happen at most this often, so garbage tokens cannot hammer the store.
 const REFRESH_INTERVAL_MS: i64 = 1_000;
@@ -163,6 +174,7 @@ impl JwtAuth {
                 eddsa,
                 revocations: None,
                 refresher: None,
+                headers: Default::default(),
                 last_refresh_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             }),
         }
@@ -296,14 +308,15 @@ impl JwtAuth {
         })
     }
 
-    /// Verifies a compact JWT: key by `kid`, the key's own algorithm, signature, then every
-    /// registered claim.
-    ///
-    /// # Errors
-    /// A [`JwtError`] naming the first thing wrong.
-    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(JwtError::Malformed);
+    /// The token's header, parsed once per distinct header text: every token a key signs has
+    /// the same header, so after the first token of a key this is a hash lookup. Headers naming
+    /// an external key source, or no `kid`, are refused and never cached.
+    fn header_of(&self, token: &str) -> Result<Arc<ParsedHeader>, JwtError> {
+        let segment = token.split('.').next().unwrap_or_default();
+        if let Ok(cache) = self.inner.headers.read()
+            && let Some(found) = cache.get(segment)
+        {
+            return Ok(Arc::clone(found));
         }
         let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.jku.is_some()
@@ -313,8 +326,37 @@ impl JwtAuth {
         {
             return Err(JwtError::ExternalKeySource);
         }
-        let kid = header.kid.as_deref().ok_or(JwtError::UnknownKey)?;
-        let key = self.inner.ring.get(kid).ok_or(JwtError::UnknownKey)?;
+        let kid = header.kid.ok_or(JwtError::UnknownKey)?;
+        let known = self.inner.ring.get(&kid).is_some();
+        let parsed = Arc::new(ParsedHeader {
+            alg: header.alg,
+            kid,
+        });
+        // Cache only headers of known keys, and only a few: garbage headers cannot fill memory.
+        if known
+            && let Ok(mut cache) = self.inner.headers.write()
+            && cache.len() < MAX_CACHED_HEADERS
+        {
+            cache.insert(segment.to_owned(), Arc::clone(&parsed));
+        }
+        Ok(parsed)
+    }
+
+    /// Verifies a compact JWT: key by `kid`, the key's own algorithm, signature, then every
+    /// registered claim.
+    ///
+    /// # Errors
+    /// A [`JwtError`] naming the first thing wrong.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwtError::Malformed);
+        }
+        let header = self.header_of(token)?;
+        let key = self
+            .inner
+            .ring
+            .get(&header.kid)
+            .ok_or(JwtError::UnknownKey)?;
         if header.alg != key.alg() {
             return Err(JwtError::AlgorithmMismatch);
         }
