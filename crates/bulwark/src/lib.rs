@@ -6,9 +6,11 @@
 //!
 //! | module | protects |
 //! |---|---|
+//! | [`client_ip`] | client identity: the socket peer, or forwarded addresses only from trusted proxies |
 //! | [`error`] | error bodies: FastAPI shapes, no internal detail ever sent |
 //! | [`validation`] | typed request parsing with FastAPI-style 422 errors |
 //! | [`jwt`] | bearer authentication: a rotating key ring, strict verification |
+//! | [`rate_limit`] | request floods and password guessing: exact GCRA limits, memory or Redis |
 //! | [`rbac`] | role-based authorization (401 vs 403) |
 //! | [`revocation`] | revoking tokens before they expire, shared across instances |
 //! | [`password`] | Argon2id hashing off the async threads, legacy bcrypt, strength policy |
@@ -21,10 +23,12 @@
 //! through globals, so every protection can be configured once at start-up and tested alone.
 #![warn(missing_docs)]
 
+pub mod client_ip;
 pub mod error;
 pub mod headers;
 pub mod jwt;
 pub mod password;
+pub mod rate_limit;
 pub mod rbac;
 pub mod revocation;
 pub mod sanitize;

@@ -64,3 +64,22 @@ where
         Ok(Self(claims))
     }
 }
+
+/// Middleware (for `axum::middleware::from_fn_with_state`) that verifies a bearer token when
+/// the request has one and records its [`Claims`] for the layers after it (a rate limiter keyed
+/// by user) and for [`Authenticated`], which then does not verify again. A missing or invalid
+/// token is not refused here: routes that need authentication refuse it with their 401.
+pub async fn authenticate(
+    axum::extract::State(auth): axum::extract::State<JwtAuth>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut parts, body) = request.into_parts();
+    if let Some(token) = bearer_token(&parts)
+        && let Ok(claims) = auth.verify_refreshing(token).await
+    {
+        parts.extensions.insert(claims);
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}

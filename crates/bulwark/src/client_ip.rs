@@ -1,0 +1,325 @@
+//! Who the client is, as far as the network can tell: the socket peer, or — only behind proxies
+//! you trust — the address they forwarded.
+//!
+//! **Threat model.** `X-Forwarded-For` and `Forwarded` are ordinary request headers: any client
+//! can send `X-Forwarded-For: 1.2.3.4` and, where a server believes it, pick its own rate-limit
+//! key, dodge an IP ban or frame someone else. [`TrustedProxies::client_ip`] believes these
+//! headers only when the socket peer is a trusted proxy (by CIDR), and then takes the
+//! **right-most address that is not itself a trusted proxy**: entries to its left were written by
+//! the client and prove nothing (this is why the left-most address, which some limiters use, is
+//! spoofable).
+//!
+//! **Deployment.** List exactly the addresses of your own proxies / load balancers in
+//! `trusted_proxies`. A proxy that appends to `X-Forwarded-For` (nginx `$proxy_add_x_forwarded_for`,
+//! most cloud load balancers) works as is. With no trusted proxies the socket peer is the client —
+//! behind an untrusted proxy every client then shares the proxy's address.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, Request},
+    middleware::Next,
+    response::Response,
+};
+use http::{HeaderMap, request::Parts};
+
+/// An IP network in CIDR notation, such as `10.0.0.0/8` or `::1/128` (a bare address means one
+/// host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// A CIDR that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid CIDR {0:?}: expected an address or address/prefix such as 10.0.0.0/8 or ::1/128")]
+pub struct CidrError(pub String);
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || CidrError(s.to_owned());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| err())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().map_err(|_| err())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Self { network, prefix })
+    }
+}
+
+impl Cidr {
+    /// True when `ip` is inside this network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The proxies whose forwarding headers are believed.
+///
+/// # Examples
+/// ```
+/// use bulwark::client_ip::TrustedProxies;
+/// use http::HeaderMap;
+///
+/// let proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap());
+/// // The peer is a trusted proxy: the right-most untrusted address is the client.
+/// assert_eq!(proxies.client_ip("10.0.0.1".parse().unwrap(), &headers), "203.0.113.7".parse::<std::net::IpAddr>().unwrap());
+/// // An untrusted peer's headers are ignored.
+/// assert_eq!(proxies.client_ip("198.51.100.1".parse().unwrap(), &headers), "198.51.100.1".parse::<std::net::IpAddr>().unwrap());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    networks: Vec<Cidr>,
+}
+
+impl TrustedProxies {
+    /// No trusted proxy: the socket peer is always the client.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses CIDRs.
+    ///
+    /// # Errors
+    /// The first entry that does not parse.
+    pub fn parse<S: AsRef<str>>(cidrs: &[S]) -> Result<Self, CidrError> {
+        let networks = cidrs
+            .iter()
+            .map(|c| c.as_ref().parse())
+            .collect::<Result<_, _>>()?;
+        Ok(Self { networks })
+    }
+
+    /// True when `ip` is a trusted proxy.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(ip))
+    }
+
+    /// The client address for a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        // Walk the forwarded chain from the right (nearest hop) to the left.
+        let chain = forwarded_chain(headers);
+        for ip in chain.iter().rev() {
+            match ip {
+                Some(ip) if self.is_trusted(*ip) => continue,
+                Some(ip) => return *ip,
+                // An entry we cannot parse (obfuscated, "unknown"): stop believing the chain
+                // there; the last trusted hop is the best we know.
+                None => break,
+            }
+        }
+        chain
+            .iter()
+            .rev()
+            .map_while(|ip| *ip)
+            .last()
+            .unwrap_or(peer)
+    }
+}
+
+/// The addresses of `Forwarded` (`for=`) when present, else of `X-Forwarded-For`, left to right.
+/// Unparseable entries are `None`.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let forwarded: Vec<Option<IpAddr>> = headers
+        .get_all(http::header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_node(v.trim().trim_matches('"')))
+            })
+        })
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| parse_node(s.trim()))
+        .collect()
+}
+
+/// An address as forwarding headers write it: `1.2.3.4`, `1.2.3.4:80`, `[::1]`, `[::1]:80`.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sock) = s.parse::<SocketAddr>() {
+        return Some(canonical(sock.ip()));
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
+        .map(canonical)
+}
+
+/// The client's address, as resolved by [`resolve_client_ip`]; falls back to the socket peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        Ok(ClientIp(canonical(peer)))
+    }
+}
+
+/// Middleware (for `axum::middleware::from_fn_with_state`) that resolves the client address once
+/// and stores it as a [`ClientIp`] extension for the layers and handlers after it.
+pub async fn resolve_client_ip(
+    axum::extract::State(proxies): axum::extract::State<std::sync::Arc<TrustedProxies>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = proxies.client_ip(peer, request.headers());
+    request.extensions_mut().insert(ClientIp(ip));
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains(ip("10.1.2.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6");
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8::1")));
+        assert!(!v6.contains(ip("10.1.2.3")));
+        let host: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(host.contains(ip("127.0.0.1")) && !host.contains(ip("127.0.0.2")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+        let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
+        assert_eq!(proxies.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_address_is_the_client() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8", "192.168.1.1"]).unwrap();
+        // The client prepended a spoofed address; proxies appended the real one and themselves.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 192.168.1.1")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("198.51.100.4"));
+        // Several header lines form one list.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.4"),
+        ]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("198.51.100.4"));
+        // RFC 7239 Forwarded wins over X-Forwarded-For, with ports and IPv6 brackets.
+        let h = headers(&[
+            (
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https",
+            ),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("2001:db8::7"));
+        // Only proxies in the chain: the left-most of them is the best we know.
+        let h = headers(&[("x-forwarded-for", "10.0.0.9, 10.0.0.8")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.9"));
+        // No header: the proxy itself.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.5"), &HeaderMap::new()),
+            ip("10.0.0.5")
+        );
+        // Garbage stops the walk at the last good hop.
+        let h = headers(&[("x-forwarded-for", "203.0.113.1, garbage, 10.0.0.7")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.7"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Rate limiting: exact, bounded, proxy-safe, shared across instances.
+//!
+//! **Threat model.** Password guessing, credential stuffing and request floods. The limiters of
+//! the FastAPI guide key on spoofable headers, use fixed windows (twice the limit passes across a
+//! window edge), send non-standard headers and stop limiting — or crash — when Redis fails. Here:
+//!
+//! - the algorithm is **GCRA** ([`Quota::gcra`]): one timestamp per key, exact (never more than
+//!   `limit` requests in any `period`, under any concurrency, because each step is atomic in its
+//!   store), and smooth (no window edge to exploit);
+//! - keys are the authenticated user, else the client IP resolved by [`crate::client_ip`]
+//!   (forwarding headers only from trusted proxies); logins are limited per IP *and* per
+//!   (lower-cased) username;
+//! - stores: [`store::memory::MemoryRateLimitStore`] (sharded, bounded: a flood of distinct keys
+//!   cannot grow memory without limit nor evict a client at its limit) or
+//!   [`store::redis::RedisRateLimitStore`] (one atomic Lua round trip, 50 ms budget);
+//! - when the store fails, [`FailMode::Closed`] checks (logins) answer 503 and
+//!   [`FailMode::Open`] checks (everything else) pass; both are logged and counted;
+//! - responses carry `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (IETF draft)
+//!   and, when refused, 429 with `Retry-After`.
+//!
+//! **Not covered.** Distributed floods from many real addresses need upstream capacity; an
+//! attacker with many IPv6 addresses gets one budget per address.
+
+mod middleware;
+mod quota;
+pub mod store;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+pub use middleware::{RateLimitPolicy, RouteKey, enforce};
+pub use quota::{Decision, Quota, QuotaError};
+pub use store::RateLimitStore;
+
+use crate::error::HttpError;
+
+/// What to do when the store cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Let the request through (general limits: availability first).
+    Open,
+    /// Refuse with 503 (login limits: a guessing attack must not profit from an outage).
+    Closed,
+}
+
+/// Checks requests against a [`RateLimitStore`] with an outage policy.
+#[derive(Debug)]
+pub struct RateLimiter {
+    store: Arc<dyn RateLimitStore>,
+    failures: AtomicU64,
+}
+
+/// The store failed and the check was [`FailMode::Closed`]: answered 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterUnavailable;
+
+impl IntoResponse for LimiterUnavailable {
+    fn into_response(self) -> Response {
+        let mut response =
+            HttpError::unavailable("Service temporarily unavailable").into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+}
+
+impl RateLimiter {
+    /// A limiter over `store`.
+    pub fn new(store: Arc<dyn RateLimitStore>) -> Self {
+        Self {
+            store,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Checks one request for `key`.
+    ///
+    /// # Errors
+    /// [`LimiterUnavailable`] when the store fails and `mode` is [`FailMode::Closed`].
+    pub async fn check(
+        &self,
+        key: &str,
+        quota: &Quota,
+        mode: FailMode,
+    ) -> Result<Option<Decision>, LimiterUnavailable> {
+        match self.store.check(key, quota).await {
+            Ok(decision) => Ok(Some(decision)),
+            Err(err) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                match mode {
+                    FailMode::Open => {
+                        tracing::warn!(error = %err, "rate-limit store unavailable: failing open");
+                        Ok(None)
+                    }
+                    FailMode::Closed => {
+                        tracing::error!(error = %err, "rate-limit store unavailable: failing closed");
+                        Err(LimiterUnavailable)
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many checks the store failed so far.
+    pub fn store_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+impl Decision {
+    /// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After`
+    /// when refused) — unless the headers already describe a limit with fewer requests
+    /// remaining, so that where two limits apply, the tighter one is shown.
+    pub fn apply_headers(&self, headers: &mut HeaderMap) {
+        let existing = headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok());
+        if existing.is_some_and(|r| r <= self.remaining) {
+            return;
+        }
+        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
+        if self.allowed {
+            headers.remove(header::RETRY_AFTER);
+        } else {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after_secs),
+            );
+        }
+    }
+
+    /// The 429 answer for a refused request, with every header.
+    pub fn too_many_requests(&self) -> Response {
+        let mut response =
+            HttpError::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
+        self.apply_headers(response.headers_mut());
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests;

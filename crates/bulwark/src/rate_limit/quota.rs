@@ -1,0 +1,198 @@
+use std::{fmt, str::FromStr, time::Duration};
+
+/// A limit such as `5/minute`: at most `limit` requests in any `period`, refilling smoothly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    limit: u32,
+    period: Duration,
+}
+
+/// A limit string that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid rate limit {0:?}: expected N/second, N/minute, N/hour or N/day with N >= 1 (e.g. \"5/minute\")"
+)]
+pub struct QuotaError(pub String);
+
+impl FromStr for Quota {
+    type Err = QuotaError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || QuotaError(s.to_owned());
+        let (n, unit) = s.trim().split_once('/').ok_or_else(err)?;
+        let limit: u32 = n.trim().parse().map_err(|_| err())?;
+        let period = match unit.trim() {
+            "second" | "s" => Duration::from_secs(1),
+            "minute" | "m" => Duration::from_secs(60),
+            "hour" | "h" => Duration::from_secs(3600),
+            "day" | "d" => Duration::from_secs(86_400),
+            _ => return Err(err()),
+        };
+        if limit == 0 || limit > 1_000_000 {
+            return Err(err());
+        }
+        Ok(Self { limit, period })
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "second",
+            60 => "minute",
+            3600 => "hour",
+            _ => "day",
+        };
+        write!(f, "{}/{}", self.limit, unit)
+    }
+}
+
+impl Quota {
+    /// `limit` per `period`.
+    ///
+    /// # Panics
+    /// If `limit` is 0 or `period` is shorter than a microsecond per request.
+    pub fn new(limit: u32, period: Duration) -> Self {
+        assert!(limit > 0, "a quota admits at least one request");
+        assert!(
+            period.as_micros() >= u128::from(limit),
+            "period too short for the limit"
+        );
+        Self { limit, period }
+    }
+
+    /// Requests admitted per period.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The period in microseconds.
+    pub fn period_us(&self) -> i64 {
+        i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// The emission interval: one request's worth of time, in microseconds.
+    pub fn interval_us(&self) -> i64 {
+        (self.period_us() / i64::from(self.limit)).max(1)
+    }
+
+    /// One step of the Generic Cell Rate Algorithm.
+    ///
+    /// `tat` is the stored theoretical arrival time (µs; `None` for a fresh key), `now` the
+    /// current time (µs). Answers the decision and, when admitted, the new TAT to store.
+    /// A key holds exactly one timestamp, whatever the limit, and the count is exact: `limit`
+    /// back-to-back requests pass, the next one waits one interval.
+    pub fn gcra(&self, tat: Option<i64>, now: i64) -> (Decision, Option<i64>) {
+        let period = self.period_us();
+        let interval = self.interval_us();
+        let tat = tat.unwrap_or(now).max(now);
+        let new_tat = tat + interval;
+        let debt = new_tat - now;
+        if debt > period {
+            let retry = new_tat - period - now;
+            let decision = Decision {
+                allowed: false,
+                limit: self.limit,
+                remaining: 0,
+                reset_secs: ceil_secs(tat - now),
+                retry_after_secs: ceil_secs(retry).max(1),
+            };
+            return (decision, None);
+        }
+        let remaining = u32::try_from((period - debt) / interval).unwrap_or(0);
+        let decision = Decision {
+            allowed: true,
+            limit: self.limit,
+            remaining: remaining.min(self.limit),
+            reset_secs: ceil_secs(debt),
+            retry_after_secs: 0,
+        };
+        (decision, Some(new_tat))
+    }
+}
+
+fn ceil_secs(us: i64) -> u64 {
+    u64::try_from(us.max(0)).unwrap_or(0).div_ceil(1_000_000)
+}
+
+/// The outcome of one check against one quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Admitted?
+    pub allowed: bool,
+    /// The quota's limit (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Seconds until the quota is whole again (`RateLimit-Reset`).
+    pub reset_secs: u64,
+    /// When refused, seconds until a request would pass (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn quotas_parse_in_the_contract_forms() {
+        assert_eq!(
+            "5/minute".parse::<Quota>().unwrap(),
+            Quota::new(5, Duration::from_secs(60))
+        );
+        assert_eq!(
+            "600/minute".parse::<Quota>().unwrap().interval_us(),
+            100_000
+        );
+        assert_eq!(
+            "1/day".parse::<Quota>().unwrap().period(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(" 10 / second ".parse::<Quota>().unwrap().limit(), 10);
+        for bad in [
+            "",
+            "5",
+            "0/minute",
+            "-1/minute",
+            "5/fortnight",
+            "five/minute",
+            "5/",
+        ] {
+            assert!(bad.parse::<Quota>().is_err(), "{bad}");
+        }
+        assert_eq!("5/minute".parse::<Quota>().unwrap().to_string(), "5/minute");
+    }
+
+    #[test]
+    fn exactly_limit_requests_pass_in_a_burst_then_one_per_interval() {
+        let q: Quota = "5/minute".parse().unwrap();
+        let mut tat = None;
+        let now = 1_000_000_000;
+        for i in 0..5 {
+            let (d, next) = q.gcra(tat, now);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i);
+            tat = next;
+        }
+        let (d, next) = q.gcra(tat, now);
+        assert!(!d.allowed);
+        assert!(next.is_none());
+        assert_eq!(d.retry_after_secs, 12);
+        assert_eq!(d.reset_secs, 60);
+        // One interval later, one more passes.
+        let (d, _) = q.gcra(tat, now + 12_000_000);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        // After a whole period the quota is whole again.
+        let (d, _) = q.gcra(tat, now + 60_000_000);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 4);
+    }
+}

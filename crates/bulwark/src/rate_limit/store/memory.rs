@@ -1,0 +1,142 @@
+//! The in-process backend: sharded, bounded, exact.
+
+use std::{collections::HashMap, hash::BuildHasher, sync::Mutex, time::Instant};
+
+use super::{Decision, Quota, RateLimitStore, StoreError, StoreFuture};
+
+const SHARDS: usize = 64;
+
+/// One timestamp per key in 64 independently locked shards (no global lock on the hot path).
+///
+/// Keys are stored as 64-bit hashes under a per-process random hasher, so a key costs about 20
+/// bytes whatever its length. The store holds at most `capacity` keys: when a shard is full it
+/// first drops keys whose quota is whole again (forgetting those changes nothing), then evicts
+/// the key with the least debt among a few sampled — a client at its limit carries the most
+/// debt, so flooding the store with new keys cannot reset an attacker's own count.
+#[derive(Debug)]
+pub struct MemoryRateLimitStore {
+    shards: Vec<Mutex<Shard>>,
+    hasher: std::collections::hash_map::RandomState,
+    per_shard: usize,
+    origin: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    tats: HashMap<u64, i64>,
+    last_sweep_us: i64,
+}
+
+impl Default for MemoryRateLimitStore {
+    fn default() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl MemoryRateLimitStore {
+    /// Default number of keys held: about 20 MB at most.
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+    /// A store holding at most about `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(8);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            per_shard,
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_us(&self) -> i64 {
+        // Monotonic: a wall-clock jump cannot reset or freeze limits.
+        i64::try_from(self.origin.elapsed().as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.tats.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check_now(&self, key: &str, quota: &Quota, now: i64) -> Result<Decision, StoreError> {
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from(hash % SHARDS as u64).unwrap_or(0);
+        let mut shard = self.shards[index]
+            .lock()
+            .map_err(|_| StoreError::new("poisoned lock"))?;
+        let tat = shard.tats.get(&hash).copied();
+        let (decision, new_tat) = quota.gcra(tat, now);
+        if let Some(new_tat) = new_tat {
+            if tat.is_none() && shard.tats.len() >= self.per_shard {
+                shard.make_room(now, self.per_shard);
+            }
+            shard.tats.insert(hash, new_tat);
+        }
+        Ok(decision)
+    }
+}
+
+impl Shard {
+    fn make_room(&mut self, now: i64, capacity: usize) {
+        // A full sweep at most once a second per shard keeps a flood from costing O(n) each.
+        if now - self.last_sweep_us > 1_000_000 {
+            self.tats.retain(|_, tat| *tat > now);
+            self.last_sweep_us = now;
+        }
+        if self.tats.len() >= capacity {
+            let victim = self
+                .tats
+                .iter()
+                .take(8)
+                .min_by_key(|(_, tat)| **tat)
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                self.tats.remove(&victim);
+            }
+        }
+    }
+}
+
+impl RateLimitStore for MemoryRateLimitStore {
+    fn check<'a>(&'a self, key: &'a str, quota: &'a Quota) -> StoreFuture<'a, Decision> {
+        let result = self.check_now(key, quota, self.now_us());
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn memory_stays_bounded_and_a_limited_key_survives_a_flood() {
+        let store = MemoryRateLimitStore::with_capacity(6_400);
+        let quota: Quota = "5/minute".parse().unwrap();
+        let now = 1_000_000;
+        for _ in 0..5 {
+            assert!(store.check_now("attacker", &quota, now).unwrap().allowed);
+        }
+        assert!(!store.check_now("attacker", &quota, now).unwrap().allowed);
+        for i in 0..200_000 {
+            let _ = store.check_now(&format!("spoofed-{i}"), &quota, now + 1);
+        }
+        assert!(store.len() <= 6_400 + SHARDS, "bounded: {}", store.len());
+        assert!(
+            !store
+                .check_now("attacker", &quota, now + 2)
+                .unwrap()
+                .allowed,
+            "the attacker's own count was not reset by the flood"
+        );
+    }
+}

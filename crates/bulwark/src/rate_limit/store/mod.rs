@@ -1,0 +1,15 @@
+//! Where rate-limit state lives: a trait, one file per backend.
+
+pub mod memory;
+pub mod redis;
+
+pub use crate::store::{StoreError, StoreFuture};
+
+use super::quota::{Decision, Quota};
+
+/// Applies one GCRA step for `key` atomically: concurrent checks of one key never both take the
+/// last slot.
+pub trait RateLimitStore: Send + Sync + std::fmt::Debug {
+    /// Checks (and, when admitted, counts) one request for `key` under `quota`.
+    fn check<'a>(&'a self, key: &'a str, quota: &'a Quota) -> StoreFuture<'a, Decision>;
+}
