@@ -82,7 +82,7 @@ impl Default for Settings {
             allow_signup: false,
             docs: true,
             access_token_ttl: DurationSetting::mins(15),
-            refresh_token_ttl: DurationSetting::mins(14 * 24 * 60),
+            refresh_token_ttl: DurationSetting::mins(7 * 24 * 60),
             key_rotation_interval: DurationSetting::mins(24 * 60),
             jwt_algorithm: "HS256".to_owned(),
             jwt_issuer: "bulwark".to_owned(),
@@ -148,6 +148,20 @@ impl Default for RateLimits {
             routes: Default::default(),
         }
     }
+}
+
+/// Parsed rate-limit quotas.
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    /// Per user, or per client IP when anonymous.
+    pub default: bulwark::rate_limit::Quota,
+    /// Logins per client IP.
+    pub login_per_ip: bulwark::rate_limit::Quota,
+    /// Logins per username.
+    pub login_per_username: bulwark::rate_limit::Quota,
+    /// Per-route overrides.
+    pub routes:
+        std::collections::HashMap<bulwark::rate_limit::RouteKey, bulwark::rate_limit::Quota>,
 }
 
 /// Log line format.
@@ -298,8 +312,10 @@ impl Settings {
         if self.refresh_token_ttl.0 < ttl {
             bail!("refresh_token_ttl: must be at least access_token_ttl");
         }
-        if self.key_rotation_interval.0 < Duration::from_secs(60) {
-            bail!("key_rotation_interval: must be at least 60s");
+        // Seconds are allowed so that multi-instance rotation can be tested in real time;
+        // production intervals are hours or days.
+        if self.key_rotation_interval.0 < Duration::from_secs(2) {
+            bail!("key_rotation_interval: must be at least 2s");
         }
         for (key, d) in [
             ("header_read_timeout", self.header_read_timeout),
@@ -322,10 +338,49 @@ impl Settings {
                 );
             }
         }
+        self.trusted_proxies()?;
+        self.quotas()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key must be given together");
         }
         Ok(())
+    }
+
+    /// `trusted_proxies`, parsed.
+    ///
+    /// # Errors
+    /// A message naming the key and the bad entry.
+    pub fn trusted_proxies(&self) -> anyhow::Result<bulwark::client_ip::TrustedProxies> {
+        bulwark::client_ip::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+    }
+
+    /// The rate-limit quotas, parsed: default, login per IP, login per username, and the
+    /// per-route overrides.
+    ///
+    /// # Errors
+    /// A message naming the key and what is allowed.
+    pub fn quotas(&self) -> anyhow::Result<Quotas> {
+        use bulwark::rate_limit::{Quota, RouteKey};
+        let rl = &self.rate_limits;
+        let quota = |key: &str, value: &str| -> anyhow::Result<Quota> {
+            value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("rate_limits.{key}: {e}"))
+        };
+        let mut routes = std::collections::HashMap::new();
+        for (route, value) in &rl.routes {
+            let key: RouteKey = route
+                .parse()
+                .map_err(|e| anyhow::anyhow!("rate_limits.routes: {e}"))?;
+            routes.insert(key, quota(&format!("routes.\"{route}\""), value)?);
+        }
+        Ok(Quotas {
+            default: quota("default", &rl.default)?,
+            login_per_ip: quota("login_per_ip", &rl.login_per_ip)?,
+            login_per_username: quota("login_per_username", &rl.login_per_username)?,
+            routes,
+        })
     }
 
     /// The master secret's source, for messages.

@@ -61,6 +61,7 @@ pub async fn issue_pair(
             &family,
             user.id,
             &issued.jti,
+            user.token_version,
             expires_at,
         )
         .await
@@ -103,10 +104,16 @@ pub async fn refresh(
             revoke_family(state, &family_id).await?;
             Ok(Err(RefreshRefused::Reused))
         }
-        SpendOutcome::Spent { family_id, user_id } => {
+        SpendOutcome::Spent {
+            family_id,
+            user_id,
+            token_version,
+        } => {
             let user = state.repo.get_user(user_id).await.map_err(internal)?;
             match user {
-                Some(user) if !user.disabled => {
+                // A version that moved since the spend (a password, role or status change
+                // racing this refresh) refuses too.
+                Some(user) if !user.disabled && user.token_version == token_version => {
                     Ok(Ok(issue_pair(state, &user, Some(family_id)).await?))
                 }
                 _ => Ok(Err(RefreshRefused::Invalid)),

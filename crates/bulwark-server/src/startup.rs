@@ -8,12 +8,21 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{Router, extract::DefaultBodyLimit, middleware::map_response};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware::{from_fn_with_state, map_response},
+};
 use bulwark::{
+    client_ip::{TrustedProxies, resolve_client_ip},
     error::{normalize_error_body, panic_response},
     headers::SecurityHeadersLayer,
     jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
+    rate_limit::{
+        RateLimitPolicy, RateLimitStore, RateLimiter, RouteKey,
+        store::{memory::MemoryRateLimitStore, redis::RedisRateLimitStore},
+    },
     revocation::{RevocationList, Revoker},
     serve::{ServeOptions, serve},
 };
@@ -88,7 +97,10 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         parallelism: ph.parallelism,
     })
     .context("password_hashing: invalid Argon2 parameters")?;
+    let (limits, redis) = rate_limits(&settings)?;
     Ok(AppState {
+        limits,
+        redis,
         repo,
         jwt,
         hasher,
@@ -99,18 +111,62 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     })
 }
 
+/// The login routes: their limits are per IP and per username, and fail closed.
+const LOGIN_ROUTES: &[&str] = &["POST /token", "POST /login"];
+
+fn rate_limits(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<RateLimitPolicy>, Option<RedisRateLimitStore>)> {
+    let quotas = settings.quotas()?;
+    let (store, redis): (Arc<dyn RateLimitStore>, _) = match &settings.redis_url {
+        Some(url) => {
+            let redis = RedisRateLimitStore::new(url, RedisRateLimitStore::DEFAULT_TIMEOUT)
+                .map_err(|e| anyhow::anyhow!("redis_url: {e}"))?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
+        None => (Arc::new(MemoryRateLimitStore::default()), None),
+    };
+    let login_routes = LOGIN_ROUTES
+        .iter()
+        .filter_map(|r| r.parse::<RouteKey>().ok())
+        .collect();
+    let policy = RateLimitPolicy {
+        enabled: settings.rate_limits.enabled,
+        default: quotas.default,
+        login_per_ip: quotas.login_per_ip,
+        login_per_username: quotas.login_per_username,
+        login_routes,
+        routes: quotas.routes,
+        limiter: Arc::new(RateLimiter::new(store)),
+    };
+    Ok((Arc::new(policy), redis))
+}
+
 /// The router with every hardening layer.
 pub fn build_router(state: AppState) -> Router {
     let settings = Arc::clone(&state.settings);
     let tls = settings.tls_cert.is_some();
     let cors = cors_layer(&settings.allowed_origins);
-    let router = routes::router(state);
+    let proxies = Arc::new(
+        settings
+            .trusted_proxies()
+            .unwrap_or_else(|_| TrustedProxies::none()),
+    );
+    let limits = Arc::clone(&state.limits);
+    let jwt = state.jwt.clone();
+    // Route-level layers (the route template is known here), innermost first: the request
+    // meets client identity, then authentication, then rate limiting, then the handler.
+    let router = routes::router(state)
+        .layer(from_fn_with_state(limits, bulwark::rate_limit::enforce))
+        .layer(from_fn_with_state(jwt, bulwark::jwt::authenticate))
+        .layer(from_fn_with_state(proxies, resolve_client_ip));
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
     };
     router.layer(
         ServiceBuilder::new()
+            .layer(map_response(close_when_body_unread))
             .layer(map_response(normalize_error_body))
             .layer(SecurityHeadersLayer::new().with_hsts(tls))
             .layer(
@@ -127,6 +183,23 @@ pub fn build_router(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
+}
+
+/// A 413 or 408 answers before the request body was read, so hyper closes the connection after
+/// the response (RFC 9112 §9.3). `Connection: close` says so, so that clients do not send their
+/// next request on a connection about to close.
+async fn close_when_body_unread(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

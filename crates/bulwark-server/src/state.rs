@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use bulwark::{
     jwt::{JwtAuth, KeyManager},
     password::{PasswordHasher, PasswordPolicy},
+    rate_limit::{RateLimitPolicy, store::redis::RedisRateLimitStore},
     revocation::Revoker,
 };
 
@@ -26,6 +27,10 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     /// Token revocation, shared through the database.
     pub revoker: Arc<Revoker>,
+    /// Rate limits and their store.
+    pub limits: Arc<RateLimitPolicy>,
+    /// The Redis rate-limit store, when `redis_url` is set (for readiness checks).
+    pub redis: Option<RedisRateLimitStore>,
     /// Resolved settings.
     pub settings: Arc<Settings>,
 }

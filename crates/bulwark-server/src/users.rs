@@ -33,11 +33,10 @@ fn describe(errors: &ValidationErrors) -> String {
         .details()
         .iter()
         .map(|d| {
-            format!(
-                "{}: {}",
-                d.loc.last().map(loc_name).unwrap_or_default(),
-                d.msg
-            )
+            // The field path without its source, e.g. `roles.1` (the last item alone would be
+            // a bare index for a role).
+            let field: Vec<String> = d.loc.iter().skip(1).map(loc_name).collect();
+            format!("{}: {}", field.join("."), d.msg)
         })
         .collect::<Vec<_>>()
         .join("; ")

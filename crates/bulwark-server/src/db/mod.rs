@@ -99,9 +99,12 @@ pub trait RefreshRepo: Send + Sync {
         family_id: &str,
         user_id: i64,
         access_jti: &str,
+        token_version: u64,
         expires_at: i64,
     ) -> DbResult<()>;
-    /// Spends a refresh token (once: concurrent attempts cannot both succeed).
+    /// Spends a refresh token (once: concurrent attempts cannot both succeed). A token issued
+    /// under an older token version of its user (before a password, role or status change) is
+    /// not spent and answers [`SpendOutcome::Invalid`].
     async fn spend_refresh(&self, token_hash: &str) -> DbResult<SpendOutcome>;
     /// Spends every token of a family; answers the access-token ids issued with them and when.
     async fn revoke_family(&self, family_id: &str) -> DbResult<Vec<(String, i64)>>;
@@ -118,13 +121,15 @@ pub enum SpendOutcome {
         family_id: String,
         /// Its user.
         user_id: i64,
+        /// The user's token version when it was issued.
+        token_version: u64,
     },
     /// It had been spent before: a replay; the family must be revoked.
     Reused {
         /// Its family.
         family_id: String,
     },
-    /// Unknown or expired.
+    /// Unknown, expired, or issued before the user's last password, role or status change.
     Invalid,
 }
 

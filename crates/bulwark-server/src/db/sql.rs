@@ -491,16 +491,18 @@ macro_rules! impl_repository {
                 family_id: &str,
                 user_id: i64,
                 access_jti: &str,
+                token_version: u64,
                 expires_at: i64,
             ) -> $crate::db::DbResult<()> {
                 sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, access_jti, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, access_jti, token_version, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(token_hash)
                 .bind(family_id)
                 .bind(user_id)
                 .bind(access_jti)
+                .bind(i64::try_from(token_version).unwrap_or(i64::MAX))
                 .bind($crate::db::now())
                 .bind(expires_at)
                 .execute(&self.pool)
@@ -514,10 +516,13 @@ macro_rules! impl_repository {
             ) -> $crate::db::DbResult<$crate::db::SpendOutcome> {
                 use sqlx::Row as _;
                 let now = $crate::db::now();
+                // A token issued before its user's last password, role or status change (an
+                // older token version) is dead: it is not spent, and answers Invalid below.
                 let spent = sqlx::query(
                     "UPDATE refresh_tokens SET spent_at = $1 \
                      WHERE token_hash = $2 AND spent_at IS NULL AND expires_at > $1 \
-                     RETURNING family_id, user_id",
+                     AND token_version = (SELECT u.token_version FROM users u WHERE u.id = refresh_tokens.user_id) \
+                     RETURNING family_id, user_id, token_version",
                 )
                 .bind(now)
                 .bind(token_hash)
@@ -527,6 +532,8 @@ macro_rules! impl_repository {
                     return Ok($crate::db::SpendOutcome::Spent {
                         family_id: row.try_get("family_id")?,
                         user_id: row.try_get("user_id")?,
+                        token_version: u64::try_from(row.try_get::<i64, _>("token_version")?)
+                            .unwrap_or(0),
                     });
                 }
                 let row = sqlx::query(

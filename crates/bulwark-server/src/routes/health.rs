@@ -28,10 +28,16 @@ async fn health() -> axum::Json<Status> {
     axum::Json(Status { status: "ok" })
 }
 
-/// The database answers.
+/// The database (and Redis, when configured) answer.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = Status), (status = 503)))]
 async fn ready(State(state): State<AppState>) -> axum::response::Response {
+    if let Some(redis) = &state.redis
+        && let Err(err) = redis.ping().await
+    {
+        tracing::warn!(error = %err, "readiness check failed: Redis");
+        return HttpError::unavailable("Redis unavailable").into_response();
+    }
     let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.repo.ping()).await;
     match check {
         Ok(Ok(())) => axum::Json(Status { status: "ok" }).into_response(),

@@ -57,19 +57,23 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
     if let Some(grant) = form.grant_type.as_deref()
         && grant != "password"
     {
-        {
-            return bulwark::error::ValidationErrors::from(
-                ErrorDetail::new(
-                    "string_pattern_mismatch",
-                    ["body", "grant_type"],
-                    "String should match pattern '^password$'",
-                )
-                .with_input(serde_json::json!(grant)),
+        return bulwark::error::ValidationErrors::from(
+            ErrorDetail::new(
+                "string_pattern_mismatch",
+                ["body", "grant_type"],
+                "String should match pattern '^password$'",
             )
-            .into_response();
-        }
+            .with_input(serde_json::json!(grant)),
+        )
+        .into_response();
     }
-    match authenticate(&state, &form.username, form.password).await {
+    // Per-username limit (the per-IP one ran in the middleware), checked before any password
+    // work so a guessing attack costs the server nothing once it is over the limit.
+    let limit = match state.limits.check_login_username(&form.username).await {
+        Ok(decision) => decision,
+        Err(response) => return response,
+    };
+    let mut response = match authenticate(&state, &form.username, form.password).await {
         Ok(Some(user)) => match issue_pair(&state, &user, None).await {
             Ok(pair) => {
                 let mut response = axum::Json(pair).into_response();
@@ -82,7 +86,11 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         },
         Ok(None) => HttpError::unauthorized(BAD_CREDENTIALS).into_response(),
         Err(response) => response,
+    };
+    if let Some(decision) = limit {
+        decision.apply_headers(response.headers_mut());
     }
+    response
 }
 
 /// Checks a username and password. `Ok(None)` for unknown user, wrong password or disabled
