@@ -49,6 +49,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// When the database cannot be reached, the master secret is weak or unreadable, or the key
 /// ring cannot be loaded.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    // Settings built in code (tests, embedding) get the same checks as loaded ones.
+    settings.validate()?;
     let settings = Arc::new(settings);
     let secret = {
         let settings = Arc::clone(&settings);

@@ -1,14 +1,16 @@
 //! Serving a router on a socket, hardened against slow and idle clients.
 //!
 //! **Threat model.** A client that opens connections and sends headers a byte at a time
-//! (slowloris) can hold a server's sockets forever. [`serve`] cuts any connection whose request
+//! (slowloris), or that open connections and send nothing at all, can hold a server's sockets
+//! forever. [`serve`] cuts any connection that sends no request, or whose HTTP/1.1 request
 //! headers take longer than [`ServeOptions::header_read_timeout`], speaks HTTP/1.1 and HTTP/2,
 //! records the socket peer as `ConnectInfo<SocketAddr>` for client-identity code, and drains
 //! in-flight requests on shutdown.
 //!
 //! **Not covered.** Timeouts for whole requests belong in a tower layer on the router (see
 //! `tower_http::timeout`); connection floods from many addresses need a firewall or proxy in
-//! front.
+//! front. Once a client has sent the HTTP/2 preface, hyper applies no header timeout to its
+//! streams; only keep-alive pings detect a dead peer.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 
@@ -18,7 +20,7 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
 /// Socket-level limits.
@@ -93,12 +95,23 @@ pub async fn serve(
                 req.map(axum::body::Body::new)
             })
             .map_err(|e: Infallible| match e {});
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
+            // hyper's header-read timer only starts once the protocol is known; a client that
+            // sends nothing (or trickles the HTTP/2 preface) would otherwise be held forever.
+            if !protocol_known_in_time(&stream, header_read_timeout).await {
+                tracing::debug!(%peer, "connection idle before its first request; closed");
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
+            if let Err(err) = watcher.watch(conn).await {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
         });
@@ -109,5 +122,76 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// The HTTP/2 connection preface, which selects HTTP/2 over HTTP/1.1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits, at most `within`, until the client has sent enough bytes to tell HTTP/1.1 from HTTP/2
+/// (a byte that departs from the HTTP/2 preface, or the whole preface). False when the client
+/// sent nothing in time, closed, or failed.
+async fn protocol_known_in_time(stream: &TcpStream, within: Duration) -> bool {
+    let wait = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+                // A partial preface: poll again shortly (peek does not wait for more bytes).
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A connected pair: (client, server side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    const SHORT: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_is_not_waited_for() {
+        let (_client, server) = pair().await;
+        assert!(!protocol_known_in_time(&server, SHORT).await);
+    }
+
+    #[tokio::test]
+    async fn one_http1_byte_is_enough() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"G").await.expect("write");
+        assert!(protocol_known_in_time(&server, SHORT).await);
+        // Peeking consumed nothing.
+        let mut buf = [0u8; 1];
+        assert_eq!(server.peek(&mut buf).await.expect("peek"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_trickled_http2_preface_must_arrive_in_time() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..10]).await.expect("write");
+        assert!(!protocol_known_in_time(&server, SHORT).await);
+        client.write_all(&H2_PREFACE[10..]).await.expect("write");
+        assert!(protocol_known_in_time(&server, SHORT).await);
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_not_served() {
+        let (client, server) = pair().await;
+        drop(client);
+        assert!(!protocol_known_in_time(&server, SHORT).await);
     }
 }
