@@ -86,6 +86,10 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         iterations: 1,
         parallelism: 1,
     };
+    // Most tests log in many times from 127.0.0.1; the rate-limit tests set the contract's
+    // login limits (5/minute) explicitly.
+    settings.rate_limits.login_per_ip = "10000/minute".to_owned();
+    settings.rate_limits.login_per_username = "10000/minute".to_owned();
     let pg = match &backend {
         Backend::Sqlite => {
             settings.database_url = format!("sqlite://{}/bulwark.db", data_dir.path().display());
@@ -298,4 +302,72 @@ pub async fn assert_unauthorized(response: Response, expected_detail: &str) {
     );
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({"detail": expected_detail}));
+}
+
+/// Owns a test database (a temp folder for SQLite, a database for PostgreSQL) and removes it
+/// when dropped.
+pub struct DatabaseGuard {
+    _dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg.take() {
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .execute(&admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A database URL for a fresh, empty database of `backend`, and the guard that removes it.
+pub async fn fresh_database_url(backend: &Backend) -> (String, DatabaseGuard) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}/bulwark.db", dir.path().display());
+            (
+                url,
+                DatabaseGuard {
+                    _dir: dir,
+                    pg: None,
+                },
+            )
+        }
+        Backend::Postgres(admin_url) => {
+            let name = format!("bulwark_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(admin_url)
+                .await
+                .expect("PostgreSQL reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            let url = replace_db_name(admin_url, &name);
+            (
+                url,
+                DatabaseGuard {
+                    _dir: dir,
+                    pg: Some((admin_url.clone(), name)),
+                },
+            )
+        }
+    }
 }

@@ -1,10 +1,18 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 #![allow(unreachable_pub)] // test helpers are `pub` for the test modules only
 
+mod cli;
 mod docs;
 mod hardening;
 mod health;
 mod helpers;
+mod instances;
 mod items;
+mod lifecycle;
+mod stores;
 mod token;
 mod users;

@@ -7,7 +7,12 @@ use bulwark_server::db::{postgres::PgStore, sqlite::SqliteStore};
 use crate::helpers::{Backend, fresh_database_url};
 use crate::test_both;
 
-async fn open(backend: Backend) -> (Arc<dyn bulwark_server::db::Repository>, crate::helpers::DatabaseGuard) {
+async fn open(
+    backend: Backend,
+) -> (
+    Arc<dyn bulwark_server::db::Repository>,
+    crate::helpers::DatabaseGuard,
+) {
     let (url, guard) = fresh_database_url(&backend).await;
     let repo: Arc<dyn bulwark_server::db::Repository> = if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(&url).await.expect("sqlite"))

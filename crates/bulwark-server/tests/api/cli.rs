@@ -1,0 +1,1190 @@
+//! The `bulwark` binary: run for real, with its environment pointing at a temporary folder.
+//!
+//! Each test gets a fresh data folder and database (an SQLite file, or a new PostgreSQL
+//! database). Where a command's effect shows over HTTP, the app is started in-process on the
+//! same database and master secret.
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::{
+    Engine as _,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
+use bulwark::password::{Argon2Params, PasswordHasher};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
+};
+use crate::test_both;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
+/// `password1` hashed by passlib/bcrypt, as the FastAPI version's `user1` was stored.
+const BCRYPT_PASSWORD1: &str = "$2b$04$RkDdsm351qotlvGQQPTs6OtsMUCBETGvvfL6CDrO4xpmWXgctEqJ6";
+
+/// A data folder, a database and a master secret for the binary.
+struct CliEnv {
+    dir: tempfile::TempDir,
+    database_url: String,
+    master_secret: String,
+    _database: DatabaseGuard,
+}
+
+/// A finished command.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn assert_success(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn assert_failure(&self) -> &Self {
+        assert!(
+            self.code.is_some_and(|c| c != 0),
+            "expected a failure exit code, got {:?}\nstdout: {}\nstderr: {}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Kills the child when dropped, so that a failed assertion never leaves a server running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl CliEnv {
+    async fn new(backend: Backend) -> Self {
+        let (database_url, database) = fresh_database_url(&backend).await;
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url,
+            master_secret: bulwark::secret::random_token(32),
+            _database: database,
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The command with a clean environment: only the variables named here reach the binary.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("BULWARK_DATA_DIR", self.dir.path())
+            .env("BULWARK_DATABASE_URL", &self.database_url)
+            .env("BULWARK_MASTER_SECRET", &self.master_secret)
+            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
+            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_command(self.command(args), None).await
+    }
+
+    async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        self.run_command(self.command(args), Some(stdin.to_owned()))
+            .await
+    }
+
+    /// Runs to completion on a blocking thread, killing the command after 60 s.
+    async fn run_command(&self, mut command: Command, stdin: Option<String>) -> Run {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            if stdin.is_some() {
+                command.stdin(Stdio::piped());
+            }
+            let mut child = command.spawn().expect("the binary starts");
+            if let Some(text) = stdin {
+                let mut pipe = child.stdin.take().expect("stdin");
+                pipe.write_all(text.as_bytes()).expect("write stdin");
+            }
+            let pid = child.id();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let watchdog = std::thread::spawn(move || {
+                if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                    // Still running after 60 s: stop it so the test fails instead of hanging.
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            });
+            let output = child.wait_with_output().expect("the binary finishes");
+            let _ = tx.send(());
+            let _ = watchdog.join();
+            Run::from(output)
+        })
+        .await
+        .expect("command thread")
+    }
+
+    /// The app in-process on the same database and master secret. Rate limits are off: these
+    /// tests log in as often as they need to watch a command take effect.
+    async fn app(&self) -> TestApp {
+        let (url, secret) = (self.database_url.clone(), self.master_secret.clone());
+        spawn_app_with(Backend::Sqlite, move |s| {
+            s.database_url = url;
+            s.master_secret = Some(SecretString::from(secret));
+            s.rate_limits.enabled = false;
+        })
+        .await
+    }
+
+    async fn create_user(&self, name: &str, roles: &[&str]) {
+        let mut args = vec!["users", "create", name, "--password-stdin"];
+        for role in roles {
+            args.extend(["--role", role]);
+        }
+        self.run_with_stdin(&args, &format!("{PASSWORD}\n"))
+            .await
+            .assert_success();
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("file exists")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The line of `users list` that names `user`.
+fn list_line<'a>(list: &'a str, user: &str) -> Option<&'a str> {
+    list.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(user))
+}
+
+async fn login_status(app: &TestApp, user: &str, password: &str) -> u16 {
+    app.login(user, password).await.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_prints_the_document_the_server_serves() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let app = spawn_app(Backend::Sqlite).await;
+    let served: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    // Act
+    let run = env.run(&["openapi"]).await;
+
+    // Assert
+    run.assert_success();
+    let printed: Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert!(
+        printed["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    assert_eq!(printed, served);
+}
+
+async fn migrate_applies_the_migrations_and_can_run_again(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+
+    // Act
+    let first = env.run(&["migrate"]).await;
+    let second = env.run(&["migrate"]).await;
+
+    // Assert
+    first.assert_success();
+    second.assert_success();
+    let app = env.app().await;
+    assert_eq!(app.get("/ready", None).await.status(), 200);
+}
+test_both!(migrate_applies_the_migrations_and_can_run_again);
+
+async fn users_create_reads_a_strong_password_from_stdin(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+
+    // Act
+    let run = env
+        .run_with_stdin(
+            &[
+                "users",
+                "create",
+                "alice",
+                "--role",
+                "editor",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
+
+    // Assert
+    run.assert_success();
+    assert!(run.stdout.contains("alice"), "{}", run.stdout);
+    assert!(
+        !run.output().contains(PASSWORD),
+        "the password is never printed"
+    );
+    let app = env.app().await;
+    let login = app.login("alice", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let token: Value = login.json().await.unwrap();
+    let me: Value = app
+        .get("/users/me", token["access_token"].as_str())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["editor"]));
+}
+test_both!(users_create_reads_a_strong_password_from_stdin);
+
+async fn users_create_refuses_a_weak_password_naming_the_rule(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    let cases = [
+        ("password1234", "too common"),
+        ("Sh0rt-pw!", "at least 12 characters"),
+        ("aaaaaaaaaaaa", "too weak"),
+    ];
+
+    // Act / Assert
+    for (password, rule) in cases {
+        let run = env
+            .run_with_stdin(
+                &["users", "create", "alice", "--password-stdin"],
+                &format!("{password}\n"),
+            )
+            .await;
+        run.assert_failure();
+        assert!(
+            run.stderr.contains("password") || run.stderr.contains("Password"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(rule), "{password}: {}", run.stderr);
+        assert!(
+            !run.output().contains(password),
+            "the password is echoed: {}",
+            run.output()
+        );
+    }
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        list_line(&list.stdout, "alice").is_none(),
+        "{}",
+        list.stdout
+    );
+}
+test_both!(users_create_refuses_a_weak_password_naming_the_rule);
+
+async fn users_create_refuses_a_bad_username_or_role(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+
+    // Act
+    let bad_name = env
+        .run_with_stdin(
+            &["users", "create", "al ice", "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
+    let bad_role = env
+        .run_with_stdin(
+            &[
+                "users",
+                "create",
+                "alice",
+                "--role",
+                "Admin",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
+
+    // Assert
+    bad_name.assert_failure();
+    assert!(bad_name.stderr.contains("username"), "{}", bad_name.stderr);
+    bad_role.assert_failure();
+    assert!(bad_role.stderr.contains("roles"), "{}", bad_role.stderr);
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        list_line(&list.stdout, "alice").is_none(),
+        "{}",
+        list.stdout
+    );
+}
+test_both!(users_create_refuses_a_bad_username_or_role);
+
+async fn users_create_refuses_a_duplicate_username_in_any_case(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+
+    // Act
+    let run = env
+        .run_with_stdin(
+            &["users", "create", "ALICE", "--password-stdin"],
+            "another-Valid-pass-93\n",
+        )
+        .await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("exists"), "{}", run.stderr);
+    let app = env.app().await;
+    assert_eq!(
+        login_status(&app, "alice", PASSWORD).await,
+        200,
+        "the first account is untouched"
+    );
+    assert_eq!(
+        login_status(&app, "alice", "another-Valid-pass-93").await,
+        401
+    );
+}
+test_both!(users_create_refuses_a_duplicate_username_in_any_case);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_create_without_a_terminal_or_password_stdin_fails() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+
+    // Act
+    let no_flag = env.run(&["users", "create", "alice"]).await;
+    let empty_stdin = env
+        .run_with_stdin(&["users", "create", "alice", "--password-stdin"], "\n")
+        .await;
+
+    // Assert
+    no_flag.assert_failure();
+    assert!(
+        no_flag.stderr.contains("--password-stdin"),
+        "{}",
+        no_flag.stderr
+    );
+    empty_stdin.assert_failure();
+    assert!(
+        empty_stdin.stderr.contains("password"),
+        "{}",
+        empty_stdin.stderr
+    );
+}
+
+async fn users_list_shows_names_and_roles_but_never_a_hash(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &["editor"]).await;
+    env.create_user("bob", &[]).await;
+
+    // Act
+    let run = env.run(&["users", "list"]).await;
+
+    // Assert
+    run.assert_success();
+    let alice =
+        list_line(&run.stdout, "alice").unwrap_or_else(|| panic!("alice listed: {}", run.stdout));
+    assert!(alice.contains("editor"), "{alice}");
+    assert!(alice.contains("false"), "{alice}");
+    assert!(list_line(&run.stdout, "bob").is_some(), "{}", run.stdout);
+    for secret in ["$argon2", "$2b$", PASSWORD] {
+        assert!(
+            !run.output().contains(secret),
+            "{secret:?} in {}",
+            run.output()
+        );
+    }
+}
+test_both!(users_list_shows_names_and_roles_but_never_a_hash);
+
+async fn users_disable_stops_logins(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+
+    // Act
+    let run = env.run(&["users", "disable", "ALICE"]).await;
+
+    // Assert
+    run.assert_success();
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        list_line(&list.stdout, "alice").is_some_and(|l| l.contains("true")),
+        "{}",
+        list.stdout
+    );
+    let app = env.app().await;
+    assert_eq!(login_status(&app, "alice", PASSWORD).await, 401);
+}
+test_both!(users_disable_stops_logins);
+
+async fn users_disable_ends_the_users_outstanding_tokens_within_a_second(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+    let app = env.app().await;
+    let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/protected", Some(&token)).await.status(), 200);
+
+    // Act
+    env.run(&["users", "disable", "alice"])
+        .await
+        .assert_success();
+    let disabled_at = Instant::now();
+
+    // Assert
+    loop {
+        let status = app.get("/protected", Some(&token)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            disabled_at.elapsed() < Duration::from_millis(1500),
+            "the token of a disabled user still works after {:?}",
+            disabled_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+test_both!(users_disable_ends_the_users_outstanding_tokens_within_a_second);
+
+async fn users_disable_of_an_unknown_user_fails(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+
+    // Act
+    let run = env.run(&["users", "disable", "nobody"]).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("nobody"), "{}", run.stderr);
+}
+test_both!(users_disable_of_an_unknown_user_fails);
+
+async fn users_set_roles_replaces_the_roles(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &["editor"]).await;
+
+    // Act
+    let run = env
+        .run(&["users", "set-roles", "alice", "admin", "viewer"])
+        .await;
+
+    // Assert
+    run.assert_success();
+    let list = env.run(&["users", "list"]).await;
+    let line = list_line(&list.stdout, "alice").expect("alice listed");
+    assert!(
+        line.contains("admin") && line.contains("viewer") && !line.contains("editor"),
+        "{line}"
+    );
+    let app = env.app().await;
+    let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    assert_eq!(
+        app.get("/admin/users", login["access_token"].as_str())
+            .await
+            .status(),
+        200
+    );
+}
+test_both!(users_set_roles_replaces_the_roles);
+
+async fn users_set_roles_refuses_an_invalid_role_and_changes_nothing(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &["editor"]).await;
+
+    // Act
+    let run = env
+        .run(&["users", "set-roles", "alice", "admin", "Bad!"])
+        .await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("role"), "{}", run.stderr);
+    let list = env.run(&["users", "list"]).await;
+    let line = list_line(&list.stdout, "alice").expect("alice listed");
+    assert!(line.contains("editor") && !line.contains("admin"), "{line}");
+}
+test_both!(users_set_roles_refuses_an_invalid_role_and_changes_nothing);
+
+async fn argon2id_hash(password: &str) -> String {
+    let hasher = PasswordHasher::new(Argon2Params {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    hasher
+        .hash(SecretString::from(password.to_owned()))
+        .await
+        .unwrap()
+        .into_string()
+}
+
+async fn users_import_brings_bcrypt_and_argon2id_users_who_can_log_in(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    let argon = argon2id_hash("second-Import-pass-61").await;
+    let file = env.write(
+        "users.json",
+        &json!([
+            {"username": "user1", "hashed_password": BCRYPT_PASSWORD1, "roles": ["admin"], "disabled": false},
+            {"username": "user2", "hashed_password": argon, "roles": [], "disabled": false},
+            {"username": "user3", "hashed_password": BCRYPT_PASSWORD1, "roles": [], "disabled": true},
+        ])
+        .to_string(),
+    );
+
+    // Act
+    let run = env.run(&["users", "import", file.to_str().unwrap()]).await;
+
+    // Assert
+    run.assert_success();
+    assert!(!run.output().contains(BCRYPT_PASSWORD1) && !run.output().contains(&argon));
+    let app = env.app().await;
+    let login = app.login("user1", "password1").await;
+    assert_eq!(login.status(), 200);
+    let token: Value = login.json().await.unwrap();
+    assert_eq!(
+        app.get("/admin/users", token["access_token"].as_str())
+            .await
+            .status(),
+        200,
+        "roles imported"
+    );
+    assert_eq!(
+        login_status(&app, "user2", "second-Import-pass-61").await,
+        200
+    );
+    assert_eq!(login_status(&app, "user1", "password2").await, 401);
+    assert_eq!(
+        login_status(&app, "user3", "password1").await,
+        401,
+        "imported disabled"
+    );
+}
+test_both!(users_import_brings_bcrypt_and_argon2id_users_who_can_log_in);
+
+async fn users_import_refuses_an_entry_with_a_garbage_hash(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    let file = env.write(
+        "users.json",
+        &json!([
+            {"username": "plain", "hashed_password": "plaintext-Secret-77", "roles": [], "disabled": false},
+            {"username": "md5", "hashed_password": "$1$abc$0123456789abcdefghijkl", "roles": [], "disabled": false},
+        ])
+        .to_string(),
+    );
+
+    // Act
+    let run = env.run(&["users", "import", file.to_str().unwrap()]).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("hashed_password"), "{}", run.stderr);
+    assert!(
+        !run.output().contains("plaintext-Secret-77"),
+        "the value is never echoed"
+    );
+    let app = env.app().await;
+    assert_eq!(
+        login_status(&app, "plain", "plaintext-Secret-77").await,
+        401
+    );
+    let list = env.run(&["users", "list"]).await;
+    assert!(list_line(&list.stdout, "plain").is_none() && list_line(&list.stdout, "md5").is_none());
+}
+test_both!(users_import_refuses_an_entry_with_a_garbage_hash);
+
+async fn users_import_never_overwrites_an_existing_account(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+    let file = env.write(
+        "users.json",
+        &json!([{"username": "Alice", "hashed_password": BCRYPT_PASSWORD1, "roles": ["admin"], "disabled": false}])
+            .to_string(),
+    );
+
+    // Act
+    let run = env.run(&["users", "import", file.to_str().unwrap()]).await;
+
+    // Assert
+    assert!(run.code.is_some(), "{}", run.stderr);
+    let app = env.app().await;
+    assert_eq!(login_status(&app, "alice", PASSWORD).await, 200);
+    assert_eq!(login_status(&app, "alice", "password1").await, 401);
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        !list_line(&list.stdout, "alice").unwrap().contains("admin"),
+        "{}",
+        list.stdout
+    );
+}
+test_both!(users_import_never_overwrites_an_existing_account);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_import_of_a_malformed_file_fails() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let not_json = env.write("bad.json", "[{\"username\": ");
+    let wrong_shape = env.write("shape.json", r#"{"username": "user1"}"#);
+    let unknown_field = env.write(
+        "extra.json",
+        &json!([{"username": "user1", "hashed_password": BCRYPT_PASSWORD1, "is_admin": true}])
+            .to_string(),
+    );
+
+    // Act / Assert
+    for file in [not_json, wrong_shape, unknown_field] {
+        let run = env.run(&["users", "import", file.to_str().unwrap()]).await;
+        run.assert_failure();
+        assert!(run.stderr.contains("error"), "{}", run.stderr);
+    }
+    let missing = env.run(&["users", "import", "no-such-file.json"]).await;
+    missing.assert_failure();
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        list_line(&list.stdout, "user1").is_none(),
+        "{}",
+        list.stdout
+    );
+}
+
+async fn keys_list_prints_the_kid_but_never_key_material(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.run(&["migrate"]).await.assert_success();
+    let app = env.app().await;
+    let key = app.state.keys.ring().active().expect("active key");
+    let material = key.expose_secret();
+    let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
+
+    // Act
+    let run = env.run(&["keys", "list"]).await;
+
+    // Assert
+    run.assert_success();
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key.kid()))
+        .unwrap_or_else(|| panic!("kid {} listed: {}", key.kid(), run.stdout));
+    assert!(line.contains("HS256") && line.contains("active"), "{line}");
+    for encoded in [
+        STANDARD.encode(material),
+        URL_SAFE_NO_PAD.encode(material),
+        hex.clone(),
+        hex.to_uppercase(),
+    ] {
+        assert!(!run.output().contains(&encoded), "key material printed");
+    }
+}
+test_both!(keys_list_prints_the_kid_but_never_key_material);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_well_known_master_secret_stops_start_up_with_a_clear_message() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+
+    // Act / Assert
+    for secret in [
+        "changeme",
+        "hello-from-escape-team",
+        "staysecureyourescapeteam",
+        "secret",
+    ] {
+        let mut command = env.command(&["users", "list"]);
+        command.env("BULWARK_MASTER_SECRET", secret);
+        let run = env.run_command(command, None).await;
+        run.assert_failure();
+        assert!(run.stderr.contains("master"), "{secret}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("well-known") || run.stderr.contains("32 bytes"),
+            "{secret}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_secret_shorter_than_32_bytes_stops_start_up_without_echoing_it() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let short = "Xq7vB2mK9xR4pL6nT3wY8zC1dF5gH0j"; // 31 bytes
+    assert_eq!(short.len(), 31);
+
+    // Act
+    let mut users = env.command(&["users", "list"]);
+    users.env("BULWARK_MASTER_SECRET", short);
+    let users = env.run_command(users, None).await;
+    let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0"]);
+    serve.env("BULWARK_MASTER_SECRET", short);
+    let serve = env.run_command(serve, None).await;
+
+    // Assert
+    for run in [users, serve] {
+        run.assert_failure();
+        assert!(run.stderr.contains("master"), "{}", run.stderr);
+        assert!(run.stderr.contains("32"), "{}", run.stderr);
+        assert!(
+            !run.output().contains(short),
+            "the secret is echoed: {}",
+            run.output()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_master_secret_file_stops_start_up() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let file = env.write("secret.txt", "changeme\n");
+
+    // Act
+    let mut command = env.command(&["users", "list"]);
+    command
+        .env_remove("BULWARK_MASTER_SECRET")
+        .env("BULWARK_MASTER_SECRET_FILE", &file);
+    let run = env.run_command(command, None).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("master_secret_file"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_in_the_config_file_fails_naming_the_key() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let top = env.write("typo.toml", "acces_token_ttl = \"15m\"\n");
+    let nested = env.write(
+        "nested.toml",
+        "[rate_limits]\nlogin_per_ipp = \"5/minute\"\n",
+    );
+
+    // Act / Assert
+    for (file, key) in [(&top, "acces_token_ttl"), (&nested, "login_per_ipp")] {
+        let run = env
+            .run(&["--config", file.to_str().unwrap(), "users", "list"])
+            .await;
+        run.assert_failure();
+        assert!(run.stderr.contains(key), "{key}: {}", run.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulwark_toml_in_the_working_directory_is_read() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    env.write("bulwark.toml", "allow_sign_up = true\n");
+
+    // Act
+    let run = env.run(&["users", "list"]).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("allow_sign_up"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_that_does_not_exist_fails() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+
+    // Act
+    let run = env
+        .run(&["--config", "missing.toml", "users", "list"])
+        .await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("missing.toml"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_duration_in_the_environment_fails_naming_the_key() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+
+    // Act
+    let mut command = env.command(&["users", "list"]);
+    command.env("BULWARK_ACCESS_TOKEN_TTL", "abc");
+    let run = env.run_command(command, None).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("access_token_ttl"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_overrides_the_config_file() {
+    // Arrange: the file's value is invalid; the environment's replaces it before it is read.
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let file = env.write("layered.toml", "access_token_ttl = \"abc\"\n");
+
+    // Act
+    let mut overridden = env.command(&["--config", file.to_str().unwrap(), "users", "list"]);
+    overridden.env("BULWARK_ACCESS_TOKEN_TTL", "10m");
+    let overridden = env.run_command(overridden, None).await;
+    let from_file = env
+        .run(&["--config", file.to_str().unwrap(), "users", "list"])
+        .await;
+
+    // Assert
+    overridden.assert_success();
+    from_file.assert_failure();
+    assert!(
+        from_file.stderr.contains("access_token_ttl"),
+        "{}",
+        from_file.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_master_key_is_private_and_reused() {
+    // Arrange
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let key_file = env.data_dir().join("master.key");
+
+    // Act
+    let mut first = env.command(&["users", "list"]);
+    first.env_remove("BULWARK_MASTER_SECRET");
+    let first = env.run_command(first, None).await;
+    let generated = std::fs::read_to_string(&key_file).expect("master.key written");
+    let mut second = env.command(&["keys", "list"]);
+    second.env_remove("BULWARK_MASTER_SECRET");
+    let second = env.run_command(second, None).await;
+
+    // Assert
+    first.assert_success();
+    second.assert_success();
+    assert_eq!(mode(&key_file), 0o600);
+    let secret = generated.trim_end();
+    assert!(secret.len() >= 32, "a 256-bit secret");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        generated,
+        "kept, not regenerated"
+    );
+    assert!(
+        first.stderr.contains("master.key"),
+        "a warning names the file: {}",
+        first.stderr
+    );
+    for run in [&first, &second] {
+        assert!(!run.output().contains(secret), "the secret is printed");
+    }
+}
+
+/// Waits for `path` to exist while the child runs; panics with its log when it exits first.
+fn wait_for_file(child: &mut Child, path: &Path, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "serve exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the "listening" log line and returns the port it names.
+fn wait_for_port(child: &mut Child, log: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter(|l| l.contains("listening"))
+            .find_map(|l| {
+                let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+                let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            });
+        if let Some(port) = port {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited with {status}: {text}");
+        }
+        assert!(Instant::now() < deadline, "serve never listened: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `bulwark serve` with stderr to a file (not a terminal); returns the guard and the log.
+fn start_serve(env: &CliEnv) -> (KillOnDrop, PathBuf) {
+    let log = env.data_dir().join("serve.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut command = env.command(&["serve", "--bind", "127.0.0.1:0"]);
+    command.stdout(Stdio::null()).stderr(Stdio::from(file));
+    (KillOnDrop(command.spawn().expect("serve starts")), log)
+}
+
+async fn serve_on_first_start_creates_admin_with_a_private_password_file_never_logged(
+    backend: Backend,
+) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    let password_file = env.data_dir().join("initial-admin-password");
+
+    // Act
+    let (mut server, log) = start_serve(&env);
+    let port = tokio::task::block_in_place(|| {
+        wait_for_file(&mut server.0, &password_file, &log);
+        wait_for_port(&mut server.0, &log)
+    });
+
+    // Assert
+    assert_eq!(mode(&password_file), 0o600);
+    let password = std::fs::read_to_string(&password_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(password.len() >= 12, "a strong generated password");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/token"))
+        .form(&[("username", "admin"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the first admin logs in with the file's password"
+    );
+    let token: Value = response.json().await.unwrap();
+    let users = client
+        .get(format!("http://127.0.0.1:{port}/admin/users"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), 200, "with the admin role");
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(&password),
+        "the password is in the log: {logged}"
+    );
+    assert!(
+        logged.contains("initial-admin-password"),
+        "the log points at the file: {logged}"
+    );
+}
+test_both!(serve_on_first_start_creates_admin_with_a_private_password_file_never_logged);
+
+async fn serve_with_existing_users_creates_no_admin(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+
+    // Act
+    let (mut server, log) = start_serve(&env);
+    tokio::task::block_in_place(|| wait_for_port(&mut server.0, &log));
+    drop(server);
+
+    // Assert
+    assert!(!env.data_dir().join("initial-admin-password").exists());
+    let list = env.run(&["users", "list"]).await;
+    assert!(
+        list_line(&list.stdout, "admin").is_none(),
+        "{}",
+        list.stdout
+    );
+}
+test_both!(serve_with_existing_users_creates_no_admin);
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().expect("JWT header");
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+async fn access_token(app: &TestApp, user: &str) -> String {
+    let login = app.login(user, PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let body: Value = login.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The state column of `keys list` for `kid`.
+fn key_state(list: &str, kid: &str) -> Option<String> {
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(kid))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .map(str::to_owned)
+}
+
+async fn keys_rotate_makes_a_new_active_key_without_logging_anyone_out(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+    let app = env.app().await;
+    let old_token = access_token(&app, "alice").await;
+    let old_kid = kid_of(&old_token);
+
+    // Act
+    let run = env.run(&["keys", "rotate"]).await;
+
+    // Assert
+    run.assert_success();
+    let list = env.run(&["keys", "list"]).await;
+    let new_kid = list
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("active"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("an active key: {}", list.stdout))
+        .to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(run.stdout.contains(&new_kid), "{}", run.stdout);
+    assert_eq!(
+        key_state(&list.stdout, &old_kid).as_deref(),
+        Some("verifying"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        app.get("/protected", Some(&old_token)).await.status(),
+        200,
+        "rotation never logs anybody out"
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let kid = kid_of(&access_token(&app, "alice").await);
+        if kid == new_kid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app still signs with {kid} after 6 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+test_both!(keys_rotate_makes_a_new_active_key_without_logging_anyone_out);
+
+async fn keys_revoke_rejects_that_keys_tokens(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.create_user("alice", &[]).await;
+    let app = env.app().await;
+    let token = access_token(&app, "alice").await;
+    let kid = kid_of(&token);
+
+    // Act
+    let run = env.run(&["keys", "revoke", &kid]).await;
+
+    // Assert
+    run.assert_success();
+    let list = env.run(&["keys", "list"]).await;
+    assert_eq!(
+        key_state(&list.stdout, &kid).as_deref(),
+        Some("revoked"),
+        "{}",
+        list.stdout
+    );
+    let revoked_at = Instant::now();
+    loop {
+        let response = app.get("/protected", Some(&token)).await;
+        if response.status() == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "a token of the revoked key still works after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let fresh = access_token(&app, "alice").await;
+        if kid_of(&fresh) != kid {
+            assert_eq!(app.get("/protected", Some(&fresh)).await.status(), 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app still signs with the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+test_both!(keys_revoke_rejects_that_keys_tokens);
+
+async fn keys_revoke_of_an_unknown_kid_fails(backend: Backend) {
+    // Arrange
+    let env = CliEnv::new(backend).await;
+    env.run(&["migrate"]).await.assert_success();
+
+    // Act
+    let run = env.run(&["keys", "revoke", "no-such-kid"]).await;
+
+    // Assert
+    run.assert_failure();
+    assert!(run.stderr.contains("no-such-kid"), "{}", run.stderr);
+}
+test_both!(keys_revoke_of_an_unknown_kid_fails);
