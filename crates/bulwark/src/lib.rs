@@ -7,6 +7,7 @@
 //! | module | protects |
 //! |---|---|
 //! | [`client_ip`] | client identity: the socket peer, or forwarded addresses only from trusted proxies |
+//! | [`csrf`] | cross-site request forgery on cookie-authenticated requests |
 //! | [`error`] | error bodies: FastAPI shapes, no internal detail ever sent |
 //! | [`validation`] | typed request parsing with FastAPI-style 422 errors |
 //! | [`jwt`] | bearer authentication: a rotating key ring, strict verification |
@@ -24,6 +25,8 @@
 #![warn(missing_docs)]
 
 pub mod client_ip;
+pub mod cookie;
+pub mod csrf;
 pub mod error;
 pub mod headers;
 pub mod jwt;

@@ -38,7 +38,12 @@ impl std::ops::Deref for Authenticated {
 
 /// The token of an `Authorization: Bearer` header, if there is one.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token_of(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer` header in `headers`, if there is one.
+pub fn bearer_token_of(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;

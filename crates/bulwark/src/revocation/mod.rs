@@ -80,6 +80,12 @@ impl RevocationList {
                 .unwrap_or(true)
     }
 
+    /// True when `jti` was revoked (also used for other one-time values, such as spent CSRF
+    /// cookies).
+    pub fn contains_jti(&self, jti: &str) -> bool {
+        self.tokens.read().map(|t| t.contains_key(jti)).unwrap_or(true)
+    }
+
     /// Records a revocation (idempotent; subject minimums only ever rise).
     pub fn apply(&self, revocation: &Revocation) {
         match revocation {
