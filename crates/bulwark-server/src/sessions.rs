@@ -74,6 +74,24 @@ pub async fn issue_pair(
     })
 }
 
+/// Issues the access token a browser session cookie carries (no refresh token: the browser logs
+/// in again when it expires).
+///
+/// # Errors
+/// A 500 response when signing fails.
+pub fn issue_session(state: &AppState, user: &User) -> Result<String, Response> {
+    state
+        .jwt
+        .issue_for(&TokenSubject {
+            sub: user.id.to_string(),
+            name: Some(user.username.clone()),
+            roles: user.roles.clone(),
+            version: user.token_version,
+        })
+        .map(|issued| issued.token)
+        .map_err(internal)
+}
+
 /// Why a refresh was refused. All answer the same 401.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshRefused {

@@ -88,10 +88,21 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         ring,
         JwtConfig::new(settings.jwt_issuer.clone(), settings.jwt_audience.clone())
             .access_ttl(settings.access_token_ttl.0)
-            .leeway(settings.jwt_leeway.0.as_secs()),
+            .leeway(settings.jwt_leeway.0.as_secs())
+            .session_cookie(crate::routes::browser::SESSION_COOKIE),
     )
     .with_revocations(revocations)
     .with_key_refresh(keys.clone());
+    let secure_cookies = settings.secure_cookies || settings.tls_cert.is_some();
+    let csrf = Arc::new(
+        bulwark::csrf::Csrf::new(
+            &secret,
+            secure_cookies,
+            &settings.allowed_origins,
+            crate::routes::browser::SESSION_COOKIE,
+        )
+        .with_spent_store(Arc::clone(&revoker)),
+    );
     let ph = &settings.password_hashing;
     let hasher = PasswordHasher::new(Argon2Params {
         memory_kib: ph.memory_kib,
@@ -101,6 +112,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     .context("password_hashing: invalid Argon2 parameters")?;
     let (limits, redis) = rate_limits(&settings)?;
     Ok(AppState {
+        csrf,
         limits,
         redis,
         repo,
@@ -156,9 +168,15 @@ pub fn build_router(state: AppState) -> Router {
     );
     let limits = Arc::clone(&state.limits);
     let jwt = state.jwt.clone();
+    let csrf = (
+        Arc::clone(&state.csrf),
+        bulwark::csrf::Scheme(state.scheme()),
+    );
     // Route-level layers (the route template is known here), innermost first: the request
-    // meets client identity, then authentication, then rate limiting, then the handler.
+    // meets client identity, then authentication, then rate limiting, then CSRF, then the
+    // handler.
     let router = routes::router(state)
+        .layer(from_fn_with_state(csrf, bulwark::csrf::protect))
         .layer(from_fn_with_state(limits, bulwark::rate_limit::enforce))
         .layer(from_fn_with_state(jwt, bulwark::jwt::authenticate))
         .layer(from_fn_with_state(proxies, resolve_client_ip));

@@ -12,6 +12,17 @@ use bulwark::{
 
 use crate::{config::Settings, db::Repository};
 
+impl AppState {
+    /// The scheme browsers use to reach this server, for same-origin checks.
+    pub fn scheme(&self) -> &'static str {
+        if self.settings.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// Everything a handler may need. Cheap to clone (all `Arc`s).
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -27,6 +38,8 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     /// Token revocation, shared through the database.
     pub revoker: Arc<Revoker>,
+    /// CSRF tokens for cookie sessions.
+    pub csrf: Arc<bulwark::csrf::Csrf>,
     /// Rate limits and their store.
     pub limits: Arc<RateLimitPolicy>,
     /// The Redis rate-limit store, when `redis_url` is set (for readiness checks).

@@ -2,13 +2,11 @@
 
 use axum::{
     extract::State,
-    http::{StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    http::StatusCode,
+    response::{IntoResponse, Response},
 };
 use bulwark::{
     error::{HttpError, ValidationErrors},
-    headers::HTML_CSP,
-    sanitize::escape_html,
     validation::{Json, Path, Query},
 };
 use serde::Serialize;
@@ -159,21 +157,30 @@ async fn view_item(
         .map_err(internal)?
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "Item not found").into_response())?;
     let out = ItemOut::from(item);
-    let name = escape_html(&out.name);
     // Stored descriptions are sanitized on input; sanitizing again on output costs little and
-    // protects against rows written by other means.
+    // protects against rows written by other means. The template escapes everything else.
     let description = out
         .description
         .as_deref()
         .map(|d| bulwark::sanitize::SafeHtml::sanitize(d).into_string())
         .unwrap_or_default();
-    let page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\
-         <body><main><h1>{name}</h1><section class=\"description\">{description}</section>\
-         <p>Price: {price}</p><p>Tax: {tax}</p><p>Price with tax: {total}</p></main></body></html>\n",
-        price = out.price,
-        tax = out.tax.unwrap_or(0.0),
-        total = out.price_with_tax,
-    );
-    Ok(([(header::CONTENT_SECURITY_POLICY, HTML_CSP)], Html(page)).into_response())
+    Ok(super::browser::html_page(&ItemPage {
+        name: &out.name,
+        description: &description,
+        price: out.price,
+        tax: out.tax.unwrap_or(0.0),
+        price_with_tax: out.price_with_tax,
+    }))
+}
+
+/// The item page. `description` is sanitized HTML (rendered as is); every other value is
+/// escaped by the template engine.
+#[derive(askama::Template)]
+#[template(path = "item.html")]
+struct ItemPage<'a> {
+    name: &'a str,
+    description: &'a str,
+    price: f64,
+    tax: f64,
+    price_with_tax: f64,
 }

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource, and the OpenAPI document they make together.
 
+pub mod browser;
 pub mod health;
 pub mod items;
 pub mod keys;
@@ -42,6 +43,7 @@ pub fn internal(err: impl std::fmt::Display) -> Response {
         (name = "users", description = "The caller and signup"),
         (name = "items", description = "The caller's items"),
         (name = "admin", description = "Administration (role admin)"),
+        (name = "browser", description = "Browser sessions: CSRF tokens, login form, session cookie"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -79,6 +81,7 @@ impl Modify for SecuritySchemes {
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(browser::router())
         .merge(token::router())
         .merge(users::router())
         .merge(items::router())

@@ -178,13 +178,31 @@ async fn refresh(
     }
 }
 
-/// Revoke the presented access token and its refresh family at once.
+/// Revoke the presented access token and its refresh family at once. With the session cookie
+/// (which needs a CSRF token), the cookie is cleared too.
 #[utoipa::path(post, path = "/logout", tag = "auth",
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
-    responses((status = 204), (status = 401)))]
-async fn logout(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Response {
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
+    responses((status = 204), (status = 401), (status = 403)))]
+async fn logout(
+    State(state): State<AppState>,
+    source: Option<axum::Extension<bulwark::jwt::AuthSource>>,
+    Authenticated(claims): Authenticated,
+) -> Response {
     match sessions::logout(&state, &claims).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            // A cookie session (which passed the CSRF check to get here) also loses its cookie.
+            if matches!(
+                source,
+                Some(axum::Extension(bulwark::jwt::AuthSource::Cookie))
+            ) {
+                response.headers_mut().append(
+                    header::SET_COOKIE,
+                    super::browser::clear_session(state.csrf.secure()),
+                );
+            }
+            response
+        }
         Err(response) => response,
     }
 }

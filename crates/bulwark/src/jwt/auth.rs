@@ -21,6 +21,7 @@ pub struct JwtConfig {
     audience: String,
     access_ttl: Duration,
     leeway: u64,
+    session_cookie: Option<String>,
 }
 
 impl JwtConfig {
@@ -31,6 +32,7 @@ impl JwtConfig {
             audience: audience.into(),
             access_ttl: Duration::from_secs(15 * 60),
             leeway: 30,
+            session_cookie: None,
         }
     }
 
@@ -44,6 +46,18 @@ impl JwtConfig {
     pub fn leeway(mut self, seconds: u64) -> Self {
         self.leeway = seconds.min(MAX_LEEWAY_SECS);
         self
+    }
+
+    /// Also accepts an access token in the cookie `name` (browser sessions) when a request has
+    /// no `Authorization: Bearer` header. Pair it with [`crate::csrf`].
+    pub fn session_cookie(mut self, name: impl Into<String>) -> Self {
+        self.session_cookie = Some(name.into());
+        self
+    }
+
+    /// The session cookie's name, when sessions are on.
+    pub fn session_cookie_name(&self) -> Option<&str> {
+        self.session_cookie.as_deref()
     }
 
     /// The access-token lifetime.

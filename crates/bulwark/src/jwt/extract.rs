@@ -36,6 +36,28 @@ impl std::ops::Deref for Authenticated {
     }
 }
 
+/// How a request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSource {
+    /// `Authorization: Bearer`: no ambient authority, no CSRF check needed.
+    Bearer,
+    /// The session cookie: a browser sends it by itself, so unsafe requests need CSRF proof.
+    Cookie,
+}
+
+/// The request's token and where it came from: the bearer header first, else the session cookie
+/// (when configured).
+pub fn credentials<'a>(
+    headers: &'a http::HeaderMap,
+    auth: &JwtAuth,
+) -> Option<(&'a str, AuthSource)> {
+    if let Some(token) = bearer_token_of(headers) {
+        return Some((token, AuthSource::Bearer));
+    }
+    let name = auth.config().session_cookie_name()?;
+    crate::cookie::get(headers, name).map(|t| (t, AuthSource::Cookie))
+}
+
 /// The token of an `Authorization: Bearer` header, if there is one.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     bearer_token_of(&parts.headers)
@@ -63,9 +85,11 @@ where
         if let Some(claims) = parts.extensions.get::<Claims>() {
             return Ok(Self(claims.clone()));
         }
-        let token = bearer_token(parts).ok_or(AuthRejection::Missing)?;
-        let claims = JwtAuth::from_ref(state).verify_refreshing(token).await?;
+        let auth = JwtAuth::from_ref(state);
+        let (token, source) = credentials(&parts.headers, &auth).ok_or(AuthRejection::Missing)?;
+        let claims = auth.verify_refreshing(token).await?;
         parts.extensions.insert(claims.clone());
+        parts.extensions.insert(source);
         Ok(Self(claims))
     }
 }
@@ -80,10 +104,11 @@ pub async fn authenticate(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let (mut parts, body) = request.into_parts();
-    if let Some(token) = bearer_token(&parts)
+    if let Some((token, source)) = credentials(&parts.headers, &auth)
         && let Ok(claims) = auth.verify_refreshing(token).await
     {
         parts.extensions.insert(claims);
+        parts.extensions.insert(source);
     }
     next.run(axum::extract::Request::from_parts(parts, body))
         .await

@@ -49,7 +49,9 @@ pub mod store;
 
 pub use auth::{IssuedToken, JwtAuth, JwtConfig, JwtError, KeyRefresh, MAX_LEEWAY_SECS};
 pub use claims::{Claims, TokenSubject};
-pub use extract::{Authenticated, authenticate, bearer_token, bearer_token_of};
+pub use extract::{
+    AuthSource, Authenticated, authenticate, bearer_token, bearer_token_of, credentials,
+};
 pub use key::{HS256_KEY_LEN, KeyState, SigningKey};
 pub use keyring::KeyRing;
 pub use manager::{KeyAlgorithm, KeyError, KeyManager};
