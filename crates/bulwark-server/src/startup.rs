@@ -79,11 +79,25 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         .await
         .context("cannot load the signing keys")?;
     let revocations = Arc::new(RevocationList::new());
-    let revoker = Arc::new(Revoker::new(repo.clone(), Arc::clone(&revocations)));
-    revoker
-        .sync()
-        .await
-        .context("cannot load the revocation list")?;
+    // Revocations are shared through Redis when it is configured, else through the database.
+    let revocation_store: Arc<dyn bulwark::revocation::RevocationStore> = match &settings.redis_url
+    {
+        Some(url) => Arc::new(
+            bulwark::revocation::store::redis::RedisRevocationStore::new(
+                url,
+                "bulwark:rev:",
+                Duration::from_millis(250),
+            )
+            .map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
+        ),
+        None => repo.clone(),
+    };
+    let revoker = Arc::new(Revoker::new(revocation_store, Arc::clone(&revocations)));
+    if let Err(err) = revoker.sync().await {
+        // The sync task retries every 250 ms; serving meanwhile only misses revocations made
+        // while the store is unreachable.
+        tracing::error!(error = %err, "cannot load the revocation list yet; retrying in the background");
+    }
     let jwt = JwtAuth::new(
         ring,
         JwtConfig::new(settings.jwt_issuer.clone(), settings.jwt_audience.clone())

@@ -83,7 +83,10 @@ impl RevocationList {
     /// True when `jti` was revoked (also used for other one-time values, such as spent CSRF
     /// cookies).
     pub fn contains_jti(&self, jti: &str) -> bool {
-        self.tokens.read().map(|t| t.contains_key(jti)).unwrap_or(true)
+        self.tokens
+            .read()
+            .map(|t| t.contains_key(jti))
+            .unwrap_or(true)
     }
 
     /// Records a revocation (idempotent; subject minimums only ever rise).

@@ -20,6 +20,22 @@ fn claims(sub: &str, jti: &str, ver: u64) -> Claims {
 }
 
 #[tokio::test]
+async fn redis_store_conforms() {
+    let Ok(url) = std::env::var("BULWARK_TEST_REDIS_URL") else {
+        eprintln!("BULWARK_TEST_REDIS_URL is not set: Redis variant not run");
+        return;
+    };
+    let prefix = format!("test-rev-{}:", crate::secret::random_token(8));
+    let store = store::redis::RedisRevocationStore::new(
+        &url,
+        &prefix,
+        std::time::Duration::from_millis(500),
+    )
+    .unwrap();
+    crate::testing::revocation_store_conformance(Arc::new(store)).await;
+}
+
+#[tokio::test]
 async fn memory_store_conforms() {
     crate::testing::revocation_store_conformance(Arc::new(MemoryRevocationStore::new())).await;
 }

@@ -1,6 +1,7 @@
 //! Where revocations are shared between instances: a trait, one file per backend.
 
 pub mod memory;
+pub mod redis;
 
 pub use crate::store::{StoreError, StoreFuture};
 
