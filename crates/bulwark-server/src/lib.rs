@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod routes;
 pub mod sessions;
 pub mod startup;

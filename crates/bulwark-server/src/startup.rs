@@ -125,7 +125,14 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     })
     .context("password_hashing: invalid Argon2 parameters")?;
     let (limits, redis) = rate_limits(&settings)?;
+    let events = event_bus(&settings).await?;
+    tracing::info!(transport = events.name(), "item events");
+    let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     Ok(AppState {
+        shutdown,
+        shutdown_sender: Arc::new(shutdown_sender),
+        events,
+        sockets: Arc::default(),
         csrf,
         limits,
         redis,
@@ -137,6 +144,26 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         revoker,
         settings,
     })
+}
+
+/// The event transport: Redis when configured, else PostgreSQL when the database is, else
+/// in-process.
+async fn event_bus(settings: &Settings) -> anyhow::Result<Arc<dyn crate::events::EventBus>> {
+    use crate::events::{memory::MemoryBus, postgres::PgBus, redis::RedisBus};
+    if let Some(url) = &settings.redis_url {
+        return Ok(Arc::new(
+            RedisBus::start(url).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
+        ));
+    }
+    if settings.database_url.starts_with("postgres") {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&settings.database_url)
+            .await
+            .context("cannot open the event connection")?;
+        return Ok(Arc::new(PgBus::start(pool).await?));
+    }
+    Ok(Arc::new(MemoryBus::default()))
 }
 
 /// The login routes: their limits are per IP and per username, and fail closed.
@@ -320,7 +347,19 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
         let maintenance = Arc::clone(&self.state.keys).spawn_maintenance(Duration::from_secs(1));
         let revocations = Arc::clone(&self.state.revoker).spawn_sync(Duration::from_millis(250));
+        let signal = Arc::clone(&self.state.shutdown_sender);
+        let shutdown = async move {
+            shutdown.await;
+            // Tell long-lived connections (WebSockets) before draining.
+            let _ = signal.send(true);
+        };
+        let sockets = Arc::clone(&self.state.sockets);
         serve(self.listener, self.router, self.options, shutdown).await;
+        // WebSockets were told to close (1001); give their close frames a moment to leave.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while sockets.open_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         maintenance.abort();
         revocations.abort();
     }

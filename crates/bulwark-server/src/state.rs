@@ -38,6 +38,14 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     /// Token revocation, shared through the database.
     pub revoker: Arc<Revoker>,
+    /// Becomes `true` when the server begins shutting down (WebSockets close with 1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Flips [`AppState::shutdown`].
+    pub shutdown_sender: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Item change events for WebSockets, on every instance.
+    pub events: Arc<dyn crate::events::EventBus>,
+    /// Open WebSockets per user, to cap them.
+    pub sockets: Arc<crate::routes::ws::SocketCounter>,
     /// CSRF tokens for cookie sessions.
     pub csrf: Arc<bulwark::csrf::Csrf>,
     /// Rate limits and their store.

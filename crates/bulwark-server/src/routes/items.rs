@@ -17,6 +17,7 @@ use crate::{
     auth::CurrentUser,
     db::ItemFields,
     domain::{ItemBody, ItemOut, ListItemsQuery},
+    events::publish_item_event,
     routes::internal,
     state::AppState,
 };
@@ -57,6 +58,7 @@ async fn create_item(
         .create_item(user.id, &fields)
         .await
         .map_err(internal)?;
+    publish_item_event(state.events.as_ref(), "item.created", item.clone().into()).await;
     Ok((StatusCode::CREATED, axum::Json(item.into())))
 }
 
@@ -118,6 +120,7 @@ async fn update_item(
         .await
         .map_err(internal)?
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "Item not found").into_response())?;
+    publish_item_event(state.events.as_ref(), "item.updated", item.clone().into()).await;
     Ok(axum::Json(item.into()))
 }
 
@@ -131,12 +134,13 @@ async fn delete_item(
     user: CurrentUser,
     Path(item_id): Path<i64>,
 ) -> Result<StatusCode, Response> {
-    state
+    let item = state
         .repo
         .delete_item(item_id, user.id, user.is_admin())
         .await
         .map_err(internal)?
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "Item not found").into_response())?;
+    publish_item_event(state.events.as_ref(), "item.deleted", item.into()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

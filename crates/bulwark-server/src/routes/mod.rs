@@ -6,6 +6,7 @@ pub mod items;
 pub mod keys;
 pub mod token;
 pub mod users;
+pub mod ws;
 
 use axum::{
     Router,
@@ -101,7 +102,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 pub fn router(state: AppState) -> Router {
     let docs = state.settings.docs;
     let (api_router, openapi) = api().split_for_parts();
-    let mut router = api_router;
+    let mut router = api_router.merge(ws::router());
     if docs {
         let swagger = SwaggerUi::new("/docs")
             .url("/openapi.json", openapi)

@@ -1,0 +1,269 @@
+//! `GET /ws`: a WebSocket that receives one JSON message per change to the caller's own items.
+//!
+//! Authentication is the session cookie, or a bearer token passed as the second WebSocket
+//! subprotocol (`Sec-WebSocket-Protocol: bearer, <token>`; the server answers `bearer`). A token
+//! in the query string is refused: URLs end up in logs and browser history. A handshake whose
+//! `Origin` is neither the server's own nor in `allowed_origins` is refused with 403, since a
+//! WebSocket is not subject to the same-origin policy and would otherwise let any site use the
+//! victim's cookie (cross-site WebSocket hijacking).
+//!
+//! Limits: frames and messages over 64 KiB, more than 20 client messages in a second, or 60 s
+//! without any client frame (pings are sent every 20 s, and browsers answer them) close the
+//! socket; so do the token's expiry or revocation, checked every second. At most
+//! [`MAX_SOCKETS_PER_USER`] sockets per user.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use bulwark::{error::HttpError, jwt::Claims};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::state::AppState;
+
+/// Largest frame or message accepted from a client.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Client messages allowed per second.
+pub const MAX_MESSAGES_PER_SECOND: u32 = 20;
+/// Silence after which a socket is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open sockets allowed per user.
+pub const MAX_SOCKETS_PER_USER: usize = 8;
+
+/// WebSocket close codes used here.
+mod close {
+    pub(super) const GOING_AWAY: u16 = 1001;
+    pub(super) const POLICY: u16 = 1008;
+    pub(super) const TOO_BIG: u16 = 1009;
+    pub(super) const TRY_AGAIN: u16 = 1013;
+}
+
+/// Counts open sockets per user.
+#[derive(Debug, Default)]
+pub struct SocketCounter {
+    open: Mutex<HashMap<i64, usize>>,
+}
+
+/// One counted socket; dropping it uncounts.
+struct SocketSlot {
+    counter: Arc<SocketCounter>,
+    user: i64,
+}
+
+impl SocketCounter {
+    /// Sockets open now, all users together.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().map(|o| o.values().sum()).unwrap_or(0)
+    }
+
+    fn acquire(self: &Arc<Self>, user: i64) -> Option<SocketSlot> {
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(user).or_insert(0);
+        if *n >= MAX_SOCKETS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot {
+            counter: Arc::clone(self),
+            user,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.counter.open.lock()
+            && let Some(n) = open.get_mut(&self.user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The WebSocket route (not in the OpenAPI document, which cannot describe it).
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/ws", axum::routing::get(ws))
+}
+
+fn query_has_token(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let key = pair
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            matches!(
+                key.as_str(),
+                "token" | "access_token" | "jwt" | "bearer" | "auth" | "authorization"
+            )
+        })
+    })
+}
+
+/// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
+fn protocol_token(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    let at = values
+        .iter()
+        .position(|v| v.eq_ignore_ascii_case("bearer"))?;
+    values.get(at + 1).filter(|t| !t.is_empty()).cloned()
+}
+
+async fn ws(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if query_has_token(&uri) {
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "Tokens are not accepted in the query string",
+        )
+        .into_response();
+    }
+    if !state.csrf.origin_allowed(&headers, state.scheme()) {
+        return HttpError::new(StatusCode::FORBIDDEN, "Origin not allowed").into_response();
+    }
+    let by_protocol = protocol_token(&headers);
+    let token = by_protocol.clone().or_else(|| {
+        bulwark::cookie::get(&headers, super::browser::SESSION_COOKIE).map(str::to_owned)
+    });
+    let Some(token) = token else {
+        return HttpError::unauthorized("Not authenticated").into_response();
+    };
+    let claims = match state.jwt.verify_refreshing(&token).await {
+        Ok(claims) => claims,
+        Err(_) => return HttpError::unauthorized("Could not validate credentials").into_response(),
+    };
+    let Ok(user) = claims.sub.parse::<i64>() else {
+        return HttpError::unauthorized("Could not validate credentials").into_response();
+    };
+    let Ok(upgrade) = upgrade else {
+        return HttpError::new(StatusCode::BAD_REQUEST, "Expected a WebSocket upgrade")
+            .into_response();
+    };
+    let Some(slot) = state.sockets.acquire(user) else {
+        return HttpError::new(StatusCode::TOO_MANY_REQUESTS, "Too many open WebSockets")
+            .into_response();
+    };
+    let upgrade = upgrade
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES);
+    let upgrade = if by_protocol.is_some() {
+        upgrade.protocols(["bearer"])
+    } else {
+        upgrade
+    };
+    upgrade.on_upgrade(move |socket| async move {
+        run(socket, state, claims, user).await;
+        drop(slot);
+    })
+}
+
+async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn run(mut socket: WebSocket, state: AppState, claims: Claims, user: i64) {
+    let mut events = state.events.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_ping = Instant::now();
+    let mut last_heard = Instant::now();
+    let mut window_start = Instant::now();
+    let mut in_window = 0u32;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(message)) => {
+                    last_heard = Instant::now();
+                    if window_start.elapsed() >= Duration::from_secs(1) {
+                        window_start = Instant::now();
+                        in_window = 0;
+                    }
+                    in_window += 1;
+                    if in_window > MAX_MESSAGES_PER_SECOND {
+                        close_with(&mut socket, close::POLICY, "too many messages").await;
+                        return;
+                    }
+                    if let Message::Close(_) = message {
+                        return;
+                    }
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "websocket receive failed");
+                    close_with(&mut socket, close::TOO_BIG, "message too big or malformed").await;
+                    return;
+                }
+                None => return,
+            },
+            event = events.recv() => match event {
+                Ok(envelope) if envelope.owner_id == user => {
+                    if socket.send(Message::Text(Utf8Bytes::from(envelope.json.as_ref()))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    close_with(&mut socket, close::TRY_AGAIN, "too far behind; reconnect").await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                if claims.exp < now() {
+                    close_with(&mut socket, close::POLICY, "token expired").await;
+                    return;
+                }
+                if state.jwt.revocations().is_some_and(|r| r.is_revoked(&claims)) {
+                    close_with(&mut socket, close::POLICY, "token revoked").await;
+                    return;
+                }
+                if last_heard.elapsed() >= IDLE_TIMEOUT {
+                    close_with(&mut socket, close::POLICY, "idle").await;
+                    return;
+                }
+                if last_ping.elapsed() >= Duration::from_secs(20) {
+                    last_ping = Instant::now();
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = shutdown.changed() => {
+                close_with(&mut socket, close::GOING_AWAY, "server shutting down").await;
+                return;
+            }
+        }
+    }
+}
