@@ -31,6 +31,8 @@ pub enum Command {
     Openapi,
     /// Apply database migrations and exit.
     Migrate,
+    /// Audit the configuration: critical / warning / ok findings; exit 1 on a critical one.
+    Check,
 }
 
 /// `bulwark serve` flags (they override the file and the environment).

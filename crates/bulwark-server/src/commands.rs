@@ -27,6 +27,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{doc}");
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Check = cli.command {
+        let settings = Settings::load_unchecked(cli.config.as_deref())?;
+        let findings = crate::checks::run(&settings);
+        for finding in &findings {
+            println!("{finding}");
+        }
+        return Ok(if crate::checks::has_critical(&findings) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,7 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("migrations applied");
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Openapi => Ok(ExitCode::SUCCESS),
+            Command::Openapi | Command::Check => Ok(ExitCode::SUCCESS),
         }
     })
 }

@@ -263,6 +263,17 @@ impl Settings {
     /// # Errors
     /// A message naming the key and what is allowed.
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let settings = Self::load_unchecked(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Like [`Settings::load`] but without [`Settings::validate`], for `bulwark check`, which
+    /// reports invalid values as findings instead of stopping.
+    ///
+    /// # Errors
+    /// When the file cannot be read or a value has the wrong type.
+    pub fn load_unchecked(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         match file {
             Some(path) => {
@@ -281,7 +292,6 @@ impl Settings {
             .merge(env)
             .extract()
             .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
-        settings.validate()?;
         Ok(settings)
     }
 

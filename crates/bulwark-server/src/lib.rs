@@ -2,6 +2,7 @@
 //! `bulwark` library, with its command line.
 
 pub mod auth;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,0 +1,273 @@
+//! `bulwark check`: an audit of the effective configuration, one finding per concern, each
+//! with why it matters and how to fix it. `serve` runs the same checks at start-up.
+
+use std::{fmt, net::IpAddr};
+
+use crate::config::Settings;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Fine.
+    Ok,
+    /// Worth fixing; the server still starts.
+    Warning,
+    /// Unsafe: `bulwark check` exits 1.
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// Short name of what was checked, e.g. `master_secret`.
+    pub key: &'static str,
+    /// Why, and how to fix.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<8} {:<22} {}", self.severity, self.key, self.message)
+    }
+}
+
+fn finding(severity: Severity, key: &'static str, message: impl Into<String>) -> Finding {
+    Finding {
+        severity,
+        key,
+        message: message.into(),
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// Every check, in a stable order.
+pub fn run(settings: &Settings) -> Vec<Finding> {
+    use Severity::{Critical, Ok, Warning};
+    let mut out = Vec::new();
+    if let Err(err) = settings.validate() {
+        out.push(finding(Critical, "configuration", format!("{err:#}")));
+    }
+
+    // Master secret.
+    out.push(master_secret(settings));
+
+    let public = !is_loopback(settings.bind.ip());
+    let tls = settings.tls_cert.is_some();
+    out.push(match (public, tls) {
+        (true, false) => finding(
+            Warning,
+            "tls",
+            format!(
+                "TLS is off while listening on {}: tokens and cookies cross the network in clear unless a TLS proxy fronts the server; use --tls-cert/--tls-key",
+                settings.bind
+            ),
+        ),
+        _ => finding(Ok, "tls", if tls { "TLS is on" } else { "TLS is off, listening on loopback only" }),
+    });
+    out.push(if public && !tls && !settings.secure_cookies {
+        finding(
+            Critical,
+            "secure_cookies",
+            "session and CSRF cookies would be sent without Secure on a network address: enable TLS, or set secure_cookies = true behind a TLS-terminating proxy",
+        )
+    } else {
+        finding(Ok, "secure_cookies", "cookies are Secure, or the server is reachable on loopback only")
+    });
+    out.push(if public && settings.docs {
+        finding(
+            Warning,
+            "docs",
+            "/docs and /openapi.json are served on a network address: they map the whole API for an attacker; set docs = false in production",
+        )
+    } else {
+        finding(Ok, "docs", "docs are off, or served on loopback only")
+    });
+    out.push(if settings.allowed_origins.iter().any(|o| o.trim() == "*") {
+        finding(
+            Critical,
+            "allowed_origins",
+            "\"*\" would let any site make credentialed requests; list the exact origins of your front ends",
+        )
+    } else {
+        finding(Ok, "allowed_origins", format!("{} origin(s) listed", settings.allowed_origins.len()))
+    });
+    let everything = settings.trusted_proxies.iter().any(|c| {
+        let c = c.trim();
+        c.ends_with("/0") || c == "0.0.0.0" || c == "::"
+    });
+    out.push(if everything {
+        finding(
+            Critical,
+            "trusted_proxies",
+            "a trusted proxy range covers every address: any client can choose its own IP with X-Forwarded-For and dodge rate limits; list only your proxies' addresses",
+        )
+    } else {
+        finding(Ok, "trusted_proxies", format!("{} proxy range(s) trusted", settings.trusted_proxies.len()))
+    });
+    out.push(if settings.rate_limits.enabled {
+        finding(Ok, "rate_limits", "rate limiting is on")
+    } else {
+        finding(
+            Warning,
+            "rate_limits",
+            "rate limiting is off: nothing slows password guessing; set rate_limits.enabled = true",
+        )
+    });
+    out.push(if settings.allow_signup {
+        finding(
+            Warning,
+            "allow_signup",
+            "anyone can create an account; turn allow_signup off unless the service is meant to be public",
+        )
+    } else {
+        finding(Ok, "allow_signup", "signup is closed; accounts are created by admins")
+    });
+    let sqlite = settings.database_url.starts_with("sqlite:");
+    out.push(if sqlite && settings.redis_url.is_some() {
+        finding(
+            Critical,
+            "database_url",
+            "redis_url is set (several instances) but the database is an SQLite file: instances cannot share it safely; use PostgreSQL",
+        )
+    } else {
+        finding(Ok, "database_url", if sqlite { "embedded SQLite (one instance)" } else { "PostgreSQL" })
+    });
+    out.push(if settings.key_rotation_interval.0.as_secs() > 30 * 86_400 {
+        finding(
+            Warning,
+            "key_rotation_interval",
+            "signing keys rotate less often than every 30 days: a leaked key stays useful longer; use at most 30d",
+        )
+    } else {
+        finding(Ok, "key_rotation_interval", "signing keys rotate at least every 30 days")
+    });
+    out
+}
+
+fn master_secret(settings: &Settings) -> Finding {
+    use secrecy::ExposeSecret as _;
+    use Severity::{Critical, Ok, Warning};
+    if let Some(secret) = &settings.master_secret {
+        return match bulwark::secret::MasterSecret::new(secret.expose_secret().as_bytes().to_vec()) {
+            Err(err) => finding(Critical, "master_secret", format!("{err}: generate one with `openssl rand -base64 32`")),
+            Result::Ok(_) => finding(
+                Warning,
+                "master_secret",
+                "the master secret is set inline (file or environment): prefer master_secret_file with mode 0600",
+            ),
+        };
+    }
+    let (path, generated) = match &settings.master_secret_file {
+        Some(path) => (path.clone(), false),
+        None => (settings.master_key_path(), true),
+    };
+    let Result::Ok(meta) = std::fs::metadata(&path) else {
+        return if generated {
+            finding(
+                Warning,
+                "master_secret",
+                format!("none configured: one will be generated at {} on first start; back it up", path.display()),
+            )
+        } else {
+            finding(Critical, "master_secret", format!("master_secret_file {} cannot be read", path.display()))
+        };
+    };
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    let trimmed: Vec<u8> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+    if let Err(err) = bulwark::secret::MasterSecret::new(trimmed) {
+        return finding(Critical, "master_secret", format!("{}: {err}", path.display()));
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return finding(
+            Critical,
+            "master_secret",
+            format!("{} is readable by other users (mode {mode:o}): chmod 600 it", path.display()),
+        );
+    }
+    finding(Ok, "master_secret", format!("read from {} (mode {mode:o})", path.display()))
+}
+
+/// True when any finding is critical.
+pub fn has_critical(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Critical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn severity_of(findings: &[Finding], key: &str) -> Severity {
+        findings
+            .iter()
+            .filter(|f| f.key == key)
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok)
+    }
+
+    #[test]
+    fn defaults_on_loopback_have_no_critical_finding() {
+        let findings = run(&Settings::default());
+        assert!(!has_critical(&findings), "{findings:#?}");
+    }
+
+    #[test]
+    fn a_public_bind_without_tls_or_secure_cookies_is_critical() {
+        let mut s = Settings::default();
+        s.bind = "0.0.0.0:8000".parse().unwrap();
+        let f = run(&s);
+        assert_eq!(severity_of(&f, "secure_cookies"), Severity::Critical);
+        assert_eq!(severity_of(&f, "tls"), Severity::Warning);
+        assert_eq!(severity_of(&f, "docs"), Severity::Warning);
+        s.secure_cookies = true;
+        s.docs = false;
+        let f = run(&s);
+        assert_eq!(severity_of(&f, "secure_cookies"), Severity::Ok);
+        assert_eq!(severity_of(&f, "docs"), Severity::Ok);
+    }
+
+    #[test]
+    fn each_dangerous_setting_is_reported() {
+        let mut s = Settings::default();
+        s.allowed_origins = vec!["*".into()];
+        s.trusted_proxies = vec!["0.0.0.0/0".into()];
+        s.rate_limits.enabled = false;
+        s.allow_signup = true;
+        s.redis_url = Some("redis://127.0.0.1".into());
+        s.key_rotation_interval = crate::config::DurationSetting::parse("60d").unwrap();
+        let f = run(&s);
+        assert_eq!(severity_of(&f, "allowed_origins"), Severity::Critical);
+        assert_eq!(severity_of(&f, "trusted_proxies"), Severity::Critical);
+        assert_eq!(severity_of(&f, "rate_limits"), Severity::Warning);
+        assert_eq!(severity_of(&f, "allow_signup"), Severity::Warning);
+        assert_eq!(severity_of(&f, "database_url"), Severity::Critical);
+        assert_eq!(severity_of(&f, "key_rotation_interval"), Severity::Warning);
+        assert_eq!(severity_of(&f, "configuration"), Severity::Critical);
+    }
+
+    #[test]
+    fn weak_inline_secrets_are_critical() {
+        let mut s = Settings::default();
+        s.master_secret = Some("changeme".to_owned().into());
+        assert_eq!(severity_of(&run(&s), "master_secret"), Severity::Critical);
+        s.master_secret = Some(bulwark::secret::random_token(32).into());
+        assert_eq!(severity_of(&run(&s), "master_secret"), Severity::Warning);
+    }
+}
