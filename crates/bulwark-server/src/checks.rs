@@ -67,7 +67,7 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
     out.push(master_secret(settings));
 
     let public = !is_loopback(settings.bind.ip());
-    let tls = settings.tls_cert.is_some();
+    let tls = settings.tls_enabled();
     out.push(match (public, tls) {
         (true, false) => finding(
             Warning,
@@ -160,11 +160,16 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
 }
 
 fn master_secret(settings: &Settings) -> Finding {
-    use secrecy::ExposeSecret as _;
     use Severity::{Critical, Ok, Warning};
+    use secrecy::ExposeSecret as _;
     if let Some(secret) = &settings.master_secret {
-        return match bulwark::secret::MasterSecret::new(secret.expose_secret().as_bytes().to_vec()) {
-            Err(err) => finding(Critical, "master_secret", format!("{err}: generate one with `openssl rand -base64 32`")),
+        return match bulwark::secret::MasterSecret::new(secret.expose_secret().as_bytes().to_vec())
+        {
+            Err(err) => finding(
+                Critical,
+                "master_secret",
+                format!("{err}: generate one with `openssl rand -base64 32`"),
+            ),
             Result::Ok(_) => finding(
                 Warning,
                 "master_secret",
@@ -181,16 +186,27 @@ fn master_secret(settings: &Settings) -> Finding {
             finding(
                 Warning,
                 "master_secret",
-                format!("none configured: one will be generated at {} on first start; back it up", path.display()),
+                format!(
+                    "none configured: one will be generated at {} on first start; back it up",
+                    path.display()
+                ),
             )
         } else {
-            finding(Critical, "master_secret", format!("master_secret_file {} cannot be read", path.display()))
+            finding(
+                Critical,
+                "master_secret",
+                format!("master_secret_file {} cannot be read", path.display()),
+            )
         };
     };
     let bytes = std::fs::read(&path).unwrap_or_default();
     let trimmed: Vec<u8> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
     if let Err(err) = bulwark::secret::MasterSecret::new(trimmed) {
-        return finding(Critical, "master_secret", format!("{}: {err}", path.display()));
+        return finding(
+            Critical,
+            "master_secret",
+            format!("{}: {err}", path.display()),
+        );
     }
     use std::os::unix::fs::PermissionsExt as _;
     let mode = meta.permissions().mode() & 0o777;
@@ -198,10 +214,17 @@ fn master_secret(settings: &Settings) -> Finding {
         return finding(
             Critical,
             "master_secret",
-            format!("{} is readable by other users (mode {mode:o}): chmod 600 it", path.display()),
+            format!(
+                "{} is readable by other users (mode {mode:o}): chmod 600 it",
+                path.display()
+            ),
         );
     }
-    finding(Ok, "master_secret", format!("read from {} (mode {mode:o})", path.display()))
+    finding(
+        Ok,
+        "master_secret",
+        format!("read from {} (mode {mode:o})", path.display()),
+    )
 }
 
 /// True when any finding is critical.
@@ -211,6 +234,8 @@ pub fn has_critical(findings: &[Finding]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::field_reassign_with_default)]
+
     use super::*;
 
     fn severity_of(findings: &[Finding], key: &str) -> Severity {

@@ -41,6 +41,29 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:8000.
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Re-read on SIGHUP.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert. Re-read on SIGHUP.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        conflicts_with = "self_signed"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for localhost made at start-up (development only); its
+    /// SHA-256 fingerprint is logged.
+    #[arg(long)]
+    pub self_signed: bool,
+    /// Also answer plain HTTP on this address with 308 redirects to the HTTPS address.
+    #[arg(long, value_name = "ADDR")]
+    pub redirect_http: Option<SocketAddr>,
 }
 
 /// `bulwark users ...`.

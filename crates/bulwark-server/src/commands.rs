@@ -64,10 +64,35 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     if let Some(bind) = args.bind {
         settings.bind = bind;
     }
+    // Flags replace the file's and the environment's TLS choice as a whole.
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        settings.tls_cert = Some(cert);
+        settings.tls_key = Some(key);
+        settings.tls_self_signed = false;
+    } else if args.self_signed {
+        settings.tls_cert = None;
+        settings.tls_key = None;
+        settings.tls_self_signed = true;
+    }
+    if let Some(redirect) = args.redirect_http {
+        settings.redirect_http = Some(redirect);
+    }
     let app = Application::build(settings.clone()).await?;
+    // Installed before serving, so that SIGHUP never ends the process.
+    let reloader = crate::https::reload_on_sighup(app.certificate().cloned())?;
     bootstrap_admin(app.state(), settings).await?;
-    tracing::info!(addr = %app.local_addr()?, backend = app.state().repo.backend(), "listening");
+    let scheme = if settings.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %app.local_addr()?, scheme, backend = app.state().repo.backend(), "listening");
+    if let Some(redirect) = app.redirect_addr() {
+        tracing::info!(addr = %redirect, "redirecting plain HTTP to HTTPS");
+    }
     app.run_until_stopped(shutdown_signal()).await;
+    reloader.abort();
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -66,6 +66,13 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM), set by `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for localhost made at start-up (`--self-signed`), for
+    /// development.
+    pub tls_self_signed: bool,
+    /// Also listen here with plain HTTP, answering 308 to the HTTPS address (`--redirect-http`).
+    pub redirect_http: Option<SocketAddr>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_timeout: DurationSetting,
 }
 
 impl Default for Settings {
@@ -96,6 +103,9 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             tls_cert: None,
             tls_key: None,
+            tls_self_signed: false,
+            redirect_http: None,
+            shutdown_timeout: DurationSetting(Duration::from_secs(10)),
         }
     }
 }
@@ -254,6 +264,9 @@ const KEYS: &[&str] = &[
     "log_format",
     "tls_cert",
     "tls_key",
+    "tls_self_signed",
+    "redirect_http",
+    "shutdown_timeout",
 ];
 
 impl Settings {
@@ -353,7 +366,26 @@ impl Settings {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key must be given together");
         }
+        if self.tls_self_signed && self.tls_cert.is_some() {
+            bail!(
+                "tls_self_signed: cannot be combined with tls_cert/tls_key (use one or the other)"
+            );
+        }
+        if let Some(redirect) = self.redirect_http {
+            if !self.tls_enabled() {
+                bail!("redirect_http: needs TLS (tls_cert and tls_key, or tls_self_signed)");
+            }
+            if redirect == self.bind && redirect.port() != 0 {
+                bail!("redirect_http: must differ from bind");
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this server terminates TLS itself (certificate files or a self-signed
+    /// certificate): HSTS, `Secure` cookies and the `https` scheme follow it.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
     }
 
     /// `trusted_proxies`, parsed.

@@ -1,6 +1,7 @@
 //! The `bulwark` server: the users/items API of the FastAPI security guide, built on the
 //! `bulwark` library, with its command line.
 
+pub mod audit;
 pub mod auth;
 pub mod checks;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod https;
 pub mod routes;
 pub mod sessions;
 pub mod startup;

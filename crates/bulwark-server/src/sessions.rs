@@ -119,6 +119,15 @@ pub async fn refresh(
         SpendOutcome::Invalid => Ok(Err(RefreshRefused::Invalid)),
         SpendOutcome::Reused { family_id } => {
             tracing::warn!("refresh token reused: revoking its family");
+            crate::audit::record(
+                state,
+                crate::audit::AuditKind::RefreshReuseDetected,
+                crate::audit::AuditEvent {
+                    detail: Some("refresh family revoked".to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await;
             revoke_family(state, &family_id).await?;
             Ok(Err(RefreshRefused::Reused))
         }
@@ -169,6 +178,16 @@ pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), Resp
 /// # Errors
 /// A 500 response when storage fails.
 pub async fn logout(state: &AppState, claims: &Claims) -> Result<(), Response> {
+    crate::audit::record(
+        state,
+        crate::audit::AuditKind::Logout,
+        crate::audit::AuditEvent {
+            user_id: claims.sub.parse().ok(),
+            username: claims.name.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
     state
         .revoker
         .revoke(Revocation::Token {

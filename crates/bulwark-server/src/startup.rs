@@ -107,7 +107,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     )
     .with_revocations(revocations)
     .with_key_refresh(keys.clone());
-    let secure_cookies = settings.secure_cookies || settings.tls_cert.is_some();
+    let secure_cookies = settings.secure_cookies || settings.tls_enabled();
     let csrf = Arc::new(
         bulwark::csrf::Csrf::new(
             &secret,
@@ -200,7 +200,7 @@ fn rate_limits(
 /// The router with every hardening layer.
 pub fn build_router(state: AppState) -> Router {
     let settings = Arc::clone(&state.settings);
-    let tls = settings.tls_cert.is_some();
+    let tls = settings.tls_enabled();
     let cors = cors_layer(&settings.allowed_origins);
     let proxies = Arc::new(
         settings
@@ -297,30 +297,59 @@ pub struct Application {
     router: Router,
     options: ServeOptions,
     state: AppState,
+    tls: Option<crate::https::Tls>,
+    redirect: Option<TcpListener>,
 }
 
 impl Application {
-    /// Builds state and router, and binds `settings.bind` (port 0 picks a free port).
+    /// Builds state and router, loads the TLS certificate (when configured), and binds
+    /// `settings.bind` and `settings.redirect_http` (port 0 picks a free port).
     ///
     /// # Errors
-    /// As [`build_state`], or when the address cannot be bound.
+    /// As [`build_state`], when the certificate cannot be loaded (the message names the file),
+    /// or when an address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let bind = settings.bind;
+        settings.validate()?;
+        // Before the database: a bad certificate should stop start-up at once.
+        let tls = crate::https::Tls::from_settings(&settings).await?;
+        let (bind, redirect_http) = (settings.bind, settings.redirect_http);
         let options = ServeOptions {
             header_read_timeout: settings.header_read_timeout.0,
-            ..ServeOptions::default()
+            shutdown_timeout: settings.shutdown_timeout.0,
+            tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         };
         let state = build_state(settings).await?;
         let router = build_router(state.clone());
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
+        let redirect = match redirect_http {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("redirect_http: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
             router,
             options,
             state,
+            tls,
+            redirect,
         })
+    }
+
+    /// The certificate being served, when TLS is on (reload it with
+    /// [`bulwark::tls::CertificateResolver::reload`], e.g. on SIGHUP).
+    pub fn certificate(&self) -> Option<&Arc<bulwark::tls::CertificateResolver>> {
+        self.tls.as_ref().map(|tls| &tls.resolver)
+    }
+
+    /// The address of the plain-HTTP redirect listener, when `redirect_http` is set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address.
@@ -354,7 +383,25 @@ impl Application {
             let _ = signal.send(true);
         };
         let sockets = Arc::clone(&self.state.sockets);
+        let redirect = self.redirect.map(|listener| {
+            let bind = self.listener.local_addr();
+            let router = crate::https::redirect_router(
+                bind.as_ref().map(SocketAddr::port).unwrap_or(443),
+                bind.map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into()),
+            );
+            let options = ServeOptions {
+                tls: None,
+                ..self.options.clone()
+            };
+            let mut down = self.state.shutdown.clone();
+            tokio::spawn(serve(listener, router, options, async move {
+                let _ = down.wait_for(|down| *down).await;
+            }))
+        });
         serve(self.listener, self.router, self.options, shutdown).await;
+        if let Some(redirect) = redirect {
+            let _ = redirect.await;
+        }
         // WebSockets were told to close (1001); give their close frames a moment to leave.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while sockets.open_count() > 0 && tokio::time::Instant::now() < deadline {

@@ -15,7 +15,7 @@ use crate::{config::Settings, db::Repository};
 impl AppState {
     /// The scheme browsers use to reach this server, for same-origin checks.
     pub fn scheme(&self) -> &'static str {
-        if self.settings.tls_cert.is_some() {
+        if self.settings.tls_enabled() {
             "https"
         } else {
             "http"

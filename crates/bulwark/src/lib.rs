@@ -18,7 +18,8 @@
 //! | [`sanitize`] | XSS-safe user HTML over ammonia |
 //! | [`headers`] | hardening response headers |
 //! | [`secret`] | the master secret: strength checks, derived keys, sealing key material |
-//! | [`serve`] | the socket: header-read timeouts, graceful shutdown |
+//! | [`serve`] | the socket: header-read and handshake timeouts, HTTP or HTTPS, graceful shutdown |
+//! | [`tls`] | eavesdropping and tampering: rustls with TLS 1.2/1.3 only, reloadable certificates |
 //!
 //! The library knows nothing of users or items: state flows through axum's `FromRef`, never
 //! through globals, so every protection can be configured once at start-up and tested alone.
@@ -40,4 +41,5 @@ pub mod serve;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 pub mod validation;

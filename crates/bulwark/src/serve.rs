@@ -1,48 +1,78 @@
-//! Serving a router on a socket, hardened against slow and idle clients.
+//! Serving a router on a socket, over HTTP or HTTPS, hardened against slow and idle clients.
 //!
 //! **Threat model.** A client that opens connections and sends headers a byte at a time
 //! (slowloris), or that open connections and send nothing at all, can hold a server's sockets
 //! forever. [`serve`] cuts any connection that sends no request, or whose HTTP/1.1 request
 //! headers take longer than [`ServeOptions::header_read_timeout`], speaks HTTP/1.1 and HTTP/2,
 //! records the socket peer as `ConnectInfo<SocketAddr>` for client-identity code, and drains
-//! in-flight requests on shutdown.
+//! in-flight requests on shutdown, for at most [`ServeOptions::shutdown_timeout`].
+//!
+//! With [`ServeOptions::tls`] set, every connection must complete a TLS handshake (see
+//! [`crate::tls`]) within the same header-read timeout; a client that speaks plain HTTP to the
+//! TLS port fails the handshake and its connection is closed without an HTTP answer. The
+//! protocol is then the one negotiated by ALPN (`h2`, else HTTP/1.1), so nothing is sniffed from
+//! the first bytes and HTTP/1.1's header-read timer runs from the end of the handshake; an HTTP/2
+//! client must send its connection preface within the timeout too.
 //!
 //! **Not covered.** Timeouts for whole requests belong in a tower layer on the router (see
 //! `tower_http::timeout`); connection floods from many addresses need a firewall or proxy in
 //! front. Once a client has sent the HTTP/2 preface, hyper applies no header timeout to its
-//! streams; only keep-alive pings detect a dead peer.
+//! streams; only keep-alive pings detect a dead peer. Upgraded connections (WebSockets) leave
+//! hyper's hands at the upgrade, so the shutdown drain does not wait for them: close them from
+//! the application when shutdown begins.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{Router, extract::ConnectInfo};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
-    service::TowerToHyperService,
+    server::conn::auto::Builder,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt as _;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    time::Sleep,
+};
+use tokio_rustls::TlsAcceptor;
+use tower::Service as _;
 
-/// Socket-level limits.
+/// Socket-level limits, and TLS.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// How long a client may take to send a request's headers (and, on a kept-alive connection,
-    /// to start the next request) before the connection is closed.
+    /// How long a client may take to complete the TLS handshake, to send a request's headers
+    /// (and, on a kept-alive connection, to start the next request) before the connection is
+    /// closed.
     pub header_read_timeout: Duration,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_grace: Duration,
+    /// How long shutdown waits for in-flight requests before returning anyway.
+    pub shutdown_timeout: Duration,
+    /// Serve HTTPS with this configuration (see [`crate::tls::server_config`]); plain HTTP when
+    /// `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains connections.
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish (idle kept-alive connections are closed at once) for at most
+/// [`ServeOptions::shutdown_timeout`], and returns.
 ///
 /// # Errors
 /// Never returns an error for a single bad connection (those are logged at debug level); returns
@@ -57,22 +87,33 @@ impl Default for ServeOptions {
 /// bulwark::serve::serve(listener, app, Default::default(), std::future::pending()).await;
 /// # Ok(()) }
 /// ```
+///
+/// Over HTTPS with a development certificate:
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use bulwark::{serve::{ServeOptions, serve}, tls};
+///
+/// let generated = tls::self_signed(tls::LOCAL_NAMES)?;
+/// let resolver = Arc::new(tls::CertificateResolver::fixed(generated.certified_key));
+/// let options = ServeOptions { tls: Some(tls::server_config(resolver)?), ..Default::default() };
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+/// let app = Router::new().route("/", get(|| async { "ok" }));
+/// serve(listener, app, options, async { let _ = tokio::signal::ctrl_c().await; }).await;
+/// # Ok(()) }
+/// ```
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(&options));
+    let acceptor = options.tls.clone().map(TlsAcceptor::from);
+    // Every connection task holds a receiver: `true` asks it to finish its request in flight and
+    // close; the sender sees every receiver gone once all connections have closed.
+    let (draining, drain_signal) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -88,40 +129,254 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                req.map(axum::body::Body::new)
-            })
-            .map_err(|e: Infallible| match e {});
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let header_read_timeout = options.header_read_timeout;
-        tokio::spawn(async move {
-            // hyper's header-read timer only starts once the protocol is known; a client that
-            // sends nothing (or trickles the HTTP/2 preface) would otherwise be held forever.
-            if !protocol_known_in_time(&stream, header_read_timeout).await {
-                tracing::debug!(%peer, "connection idle before its first request; closed");
-                return;
-            }
-            let conn = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service),
-                )
-                .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-        });
+        let connection = Connection {
+            router: router.clone(),
+            protocols: Arc::clone(&protocols),
+            drain: drain_signal.clone(),
+            peer,
+            header_read_timeout: options.header_read_timeout,
+        };
+        match &acceptor {
+            None => tokio::spawn(connection.serve_plain(stream)),
+            Some(acceptor) => tokio::spawn(connection.serve_tls(acceptor.clone(), stream)),
+        };
     }
     drop(listener);
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+    drop(drain_signal);
+    draining.send_replace(true);
+    if tokio::time::timeout(options.shutdown_timeout, draining.closed())
         .await
         .is_err()
     {
-        tracing::warn!("shutdown grace period over; closing remaining connections");
+        tracing::warn!("shutdown timeout over; closing remaining connections");
+    }
+}
+
+/// The HTTP configurations: sniffing (plain TCP), and one per protocol chosen by ALPN.
+struct Protocols {
+    auto: Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(options: &ServeOptions) -> Self {
+        let keep_alive = Some(Duration::from_secs(30));
+        let mut auto = Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(keep_alive);
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(keep_alive);
+        Self { auto, http1, http2 }
+    }
+}
+
+/// One accepted connection, before its protocol is known.
+struct Connection {
+    router: Router,
+    protocols: Arc<Protocols>,
+    drain: watch::Receiver<bool>,
+    peer: SocketAddr,
+    header_read_timeout: Duration,
+}
+
+/// The router as a hyper service, with the socket peer as `ConnectInfo`.
+#[derive(Clone)]
+struct PeerService {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for PeerService {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(self.peer));
+        // `Router` is always ready.
+        self.router.clone().call(req.map(axum::body::Body::new))
+    }
+}
+
+impl Connection {
+    async fn serve_plain(self, stream: TcpStream) {
+        // hyper's header-read timer only starts once the protocol is known; a client that
+        // sends nothing (or trickles the HTTP/2 preface) would otherwise be held forever.
+        if !protocol_known_in_time(&stream, self.header_read_timeout).await {
+            tracing::debug!(peer = %self.peer, "connection idle before its first request; closed");
+            return;
+        }
+        let service = self.service();
+        let conn = self
+            .protocols
+            .auto
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        self.finish(drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await);
+    }
+
+    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
+        let peer = self.peer;
+        let stream =
+            match tokio::time::timeout(self.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, %peer, "TLS handshake failed; connection closed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake too slow; connection closed");
+                    return;
+                }
+            };
+        let service = self.service();
+        // The protocol is the one negotiated by ALPN: nothing to sniff, so HTTP/1.1's
+        // header-read timer runs from the first read.
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            // HTTP/2 has no header-read timer: the preface must come in time instead.
+            let stream = FirstBytesDeadline::new(
+                stream,
+                H2_PREFACE.len(),
+                tokio::time::sleep(self.header_read_timeout),
+            );
+            let conn = self
+                .protocols
+                .http2
+                .serve_connection(TokioIo::new(stream), service);
+            self.finish(
+                drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await,
+            );
+        } else {
+            let conn = self
+                .protocols
+                .http1
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            self.finish(
+                drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await,
+            );
+        }
+    }
+
+    fn service(&self) -> PeerService {
+        PeerService {
+            router: self.router.clone(),
+            peer: self.peer,
+        }
+    }
+
+    fn finish<E: std::fmt::Display>(&self, result: Result<(), E>) {
+        if let Err(err) = result {
+            tracing::debug!(error = %err, peer = %self.peer, "connection ended with an error");
+        }
+    }
+}
+
+/// Runs `conn` to its end; when `drain` turns true (or its sender is gone) first asks it to
+/// finish the request in flight and close (`graceful_shutdown`).
+async fn drain_on_shutdown<C, E>(
+    conn: C,
+    mut drain: watch::Receiver<bool>,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = drain.wait_for(|draining| *draining) => {}
+    }
+    graceful_shutdown(conn.as_mut());
+    conn.await
+}
+
+/// A stream whose first `count` bytes must arrive before `deadline`; a read after that without
+/// them fails with `TimedOut`. Later reads are not limited.
+struct FirstBytesDeadline<T> {
+    inner: T,
+    remaining: usize,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> FirstBytesDeadline<T> {
+    fn new(inner: T, count: usize, deadline: Sleep) -> Self {
+        Self {
+            inner,
+            remaining: count,
+            deadline: Box::pin(deadline),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled().len() - before;
+                this.remaining = this.remaining.saturating_sub(read);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            // Waiting for bytes: also wait for the deadline, so that it wakes this task.
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client's first bytes did not arrive in time",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -193,5 +448,269 @@ mod tests {
         let (client, server) = pair().await;
         drop(client);
         assert!(!protocol_known_in_time(&server, SHORT).await);
+    }
+
+    // ---- HTTPS and shutdown, over real sockets -------------------------------------------
+
+    use axum::routing::{get, post};
+    use http_body_util::{BodyExt as _, Full};
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::AsyncReadExt as _;
+    use tokio_rustls::{TlsConnector, client::TlsStream};
+
+    use crate::tls;
+
+    /// A running server: its address, its certificate (when HTTPS), and its shutdown switch.
+    struct Running {
+        addr: SocketAddr,
+        cert: Option<CertificateDer<'static>>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        done: tokio::task::JoinHandle<()>,
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route(
+                "/peer",
+                get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+            )
+            // Reads the whole body before answering: a request in flight for as long as the
+            // client takes to send it.
+            .route(
+                "/echo",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
+    }
+
+    async fn start(tls_on: bool, header_read_timeout: Duration, shutdown: Duration) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (config, cert) = if tls_on {
+            let generated = tls::self_signed(tls::LOCAL_NAMES).expect("cert");
+            let cert = generated.certified_key.cert[0].clone();
+            let resolver = Arc::new(tls::CertificateResolver::fixed(generated.certified_key));
+            (
+                Some(tls::server_config(resolver).expect("config")),
+                Some(cert),
+            )
+        } else {
+            (None, None)
+        };
+        let options = ServeOptions {
+            header_read_timeout,
+            shutdown_timeout: shutdown,
+            tls: config,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(serve(listener, app(), options, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            cert,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    impl Running {
+        async fn tls_connect(&self, alpn: &[&[u8]]) -> io::Result<TlsStream<TcpStream>> {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(self.cert.clone().expect("an HTTPS server"))
+                .expect("root");
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            let tcp = TcpStream::connect(self.addr).await?;
+            TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").expect("name"), tcp)
+                .await
+        }
+
+        fn stop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    /// Reads until the peer closes (or 5 s pass); `Err` when the connection was reset.
+    async fn read_to_close<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "not closed"))??;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn https_serves_http1_and_http2_as_negotiated_with_the_peer_address() {
+        let server = start(true, Duration::from_secs(5), SHORT).await;
+
+        let tls = server.tls_connect(&[b"http/1.1"]).await.expect("handshake");
+        let local = tls.get_ref().0.local_addr().expect("local");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("http1");
+        tokio::spawn(conn);
+        let response = send
+            .send_request(
+                http::Request::get("/peer")
+                    .header("host", "localhost")
+                    .body(Full::<bytes::Bytes>::default())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), http::Version::HTTP_11);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, local.to_string());
+
+        let tls = server
+            .tls_connect(&[b"h2", b"http/1.1"])
+            .await
+            .expect("handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("http2");
+        tokio::spawn(conn);
+        let response = send
+            .send_request(
+                http::Request::get("https://localhost/peer")
+                    .body(Full::<bytes::Bytes>::default())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+    }
+
+    #[tokio::test]
+    async fn plain_http_on_the_tls_port_gets_no_http_answer() {
+        let server = start(true, Duration::from_secs(5), SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        tcp.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        // Closed (perhaps after a TLS alert, perhaps reset), never an HTTP response.
+        if let Ok(bytes) = read_to_close(&mut tcp).await {
+            assert!(!bytes.starts_with(b"HTTP/"), "{bytes:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_the_handshake_is_cut() {
+        let server = start(true, SHORT, SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        let _ = read_to_close(&mut tcp).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn a_client_silent_after_the_handshake_is_cut_on_http1_and_http2() {
+        let server = start(true, SHORT, SHORT).await;
+        for alpn in [&b"http/1.1"[..], b"h2"] {
+            let mut tls = server.tls_connect(&[alpn]).await.expect("handshake");
+            let started = std::time::Instant::now();
+            let _ = read_to_close(&mut tls).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{}",
+                String::from_utf8_lossy(alpn)
+            );
+        }
+    }
+
+    /// Sends the headers of a POST and half its body; the request is in flight.
+    async fn start_slow_post<S: AsyncWrite + Unpin>(stream: &mut S) {
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n12345")
+            .await
+            .expect("write");
+        stream.flush().await.expect("flush");
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
+        for tls_on in [false, true] {
+            let mut server = start(tls_on, Duration::from_secs(5), Duration::from_secs(5)).await;
+            let mut stream: Box<dyn AsyncReadWrite> = if tls_on {
+                Box::new(server.tls_connect(&[b"http/1.1"]).await.expect("handshake"))
+            } else {
+                Box::new(TcpStream::connect(server.addr).await.expect("connect"))
+            };
+            start_slow_post(&mut stream).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            server.stop();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // No new connections.
+            assert!(
+                TcpStream::connect(server.addr).await.is_err(),
+                "still accepting"
+            );
+            stream.write_all(b"67890").await.expect("rest of the body");
+            let response = read_to_close(&mut stream).await.expect("response");
+            let text = String::from_utf8_lossy(&response);
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            assert!(text.ends_with("\r\n\r\n10"), "{text}");
+            tokio::time::timeout(Duration::from_secs(2), &mut server.done)
+                .await
+                .expect("serve returned")
+                .expect("no panic");
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_request_that_never_finishes() {
+        let mut server = start(false, Duration::from_secs(5), SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        start_slow_post(&mut tcp).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.stop();
+        tokio::time::timeout(Duration::from_secs(2), &mut server.done)
+            .await
+            .expect("serve returned after the shutdown timeout")
+            .expect("no panic");
+    }
+
+    trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin + Send {}
+    impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
+
+    #[tokio::test]
+    async fn the_first_bytes_deadline_only_limits_the_first_bytes() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstBytesDeadline::new(server, 3, tokio::time::sleep(SHORT));
+        client.write_all(b"ab").await.expect("write");
+        let mut buf = [0u8; 8];
+        assert_eq!(guarded.read(&mut buf).await.expect("read"), 2);
+        let err = guarded.read(&mut buf).await.expect_err("deadline");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstBytesDeadline::new(server, 3, tokio::time::sleep(SHORT));
+        client.write_all(b"abc").await.expect("write");
+        assert_eq!(guarded.read(&mut buf).await.expect("read"), 3);
+        tokio::time::sleep(SHORT * 2).await;
+        client.write_all(b"d").await.expect("write");
+        assert_eq!(
+            guarded.read(&mut buf).await.expect("late bytes are fine"),
+            1
+        );
     }
 }

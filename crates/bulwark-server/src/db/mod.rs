@@ -133,12 +133,68 @@ pub enum SpendOutcome {
     Invalid,
 }
 
+/// A filter for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this user.
+    pub user_id: Option<i64>,
+    /// From this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Up to this time (Unix seconds).
+    pub until: Option<i64>,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Id.
+    pub id: i64,
+    /// Kind.
+    pub kind: String,
+    /// User id.
+    pub user_id: Option<i64>,
+    /// Username.
+    pub username: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Detail.
+    pub detail: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// The security audit trail.
+#[async_trait]
+pub trait AuditRepo: Send + Sync {
+    /// Appends one event.
+    async fn insert_audit(
+        &self,
+        kind: &str,
+        user_id: Option<i64>,
+        username: Option<&str>,
+        ip: Option<&str>,
+        detail: Option<&str>,
+    ) -> DbResult<()>;
+    /// Events matching `filter`, newest first, and how many match in all.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<AuditRow>, i64)>;
+    /// Deletes events older than `before` (Unix seconds); answers how many.
+    async fn purge_audit(&self, before: i64) -> DbResult<u64>;
+}
+
 /// Everything the server needs from its database.
 #[async_trait]
 pub trait Repository:
     UserRepo
     + ItemRepo
     + RefreshRepo
+    + AuditRepo
     + bulwark::jwt::store::KeyStore
     + bulwark::revocation::RevocationStore
 {

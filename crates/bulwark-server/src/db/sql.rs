@@ -585,6 +585,90 @@ macro_rules! impl_repository {
         }
 
         #[async_trait::async_trait]
+        impl $crate::db::AuditRepo for $store {
+            async fn insert_audit(
+                &self,
+                kind: &str,
+                user_id: Option<i64>,
+                username: Option<&str>,
+                ip: Option<&str>,
+                detail: Option<&str>,
+            ) -> $crate::db::DbResult<()> {
+                sqlx::query(
+                    "INSERT INTO audit_events (kind, user_id, username, ip, detail, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(kind)
+                .bind(user_id)
+                .bind(username)
+                .bind(ip)
+                .bind(detail)
+                .bind($crate::db::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                filter: &$crate::db::AuditFilter,
+                limit: i64,
+                offset: i64,
+            ) -> $crate::db::DbResult<(Vec<$crate::db::AuditRow>, i64)> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT id, kind, user_id, username, ip, detail, created_at FROM audit_events \
+                     WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR user_id = $2) \
+                     AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at <= $4) \
+                     ORDER BY id DESC LIMIT $5 OFFSET $6",
+                )
+                .bind(filter.kind.as_deref())
+                .bind(filter.user_id)
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM audit_events \
+                     WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR user_id = $2) \
+                     AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at <= $4)",
+                )
+                .bind(filter.kind.as_deref())
+                .bind(filter.user_id)
+                .bind(filter.since)
+                .bind(filter.until)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
+                let events = rows
+                    .iter()
+                    .map(|r| {
+                        Ok($crate::db::AuditRow {
+                            id: r.try_get("id")?,
+                            kind: r.try_get("kind")?,
+                            user_id: r.try_get("user_id")?,
+                            username: r.try_get("username")?,
+                            ip: r.try_get("ip")?,
+                            detail: r.try_get("detail")?,
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?;
+                Ok((events, total))
+            }
+
+            async fn purge_audit(&self, before: i64) -> $crate::db::DbResult<u64> {
+                let done = sqlx::query("DELETE FROM audit_events WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait::async_trait]
         impl $crate::db::Repository for $store {
             async fn ping(&self) -> $crate::db::DbResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -109,6 +109,7 @@ pub struct BrowserLogin {
     responses((status = 200, body = DetailOut), (status = 401), (status = 403), (status = 422), (status = 429)))]
 async fn login(
     State(state): State<AppState>,
+    bulwark::client_ip::ClientIp(ip): bulwark::client_ip::ClientIp,
     headers: HeaderMap,
     Form(form): Form<BrowserLogin>,
 ) -> Response {
@@ -117,35 +118,45 @@ async fn login(
         .as_deref()
         .is_some_and(|t| state.csrf.verify(&headers, t));
     if !token_ok || !state.csrf.origin_allowed(&headers, state.scheme()) {
+        crate::audit::record(
+            &state,
+            crate::audit::AuditKind::CsrfRejected,
+            crate::audit::AuditEvent {
+                ip: Some(ip),
+                detail: Some("POST /login".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await;
         return csrf::refusal();
     }
-    let limit = match state.limits.check_login_username(&form.username).await {
+    let limit = match super::token::check_username_limit(&state, &form.username, ip).await {
         Ok(decision) => decision,
         Err(response) => return response,
     };
-    let mut response = match super::token::authenticate(&state, &form.username, form.password).await
-    {
-        Ok(Some(user)) => match crate::sessions::issue_session(&state, &user) {
-            Ok(token) => {
-                let spent = match state.csrf.spend(&headers).await {
-                    Ok(clear) => clear,
-                    Err(err) => return internal(err),
-                };
-                let ttl = state.settings.access_token_ttl.0.as_secs();
-                let mut response = axum::Json(DetailOut { detail: "OK" }).into_response();
-                let h = response.headers_mut();
-                h.append(
-                    header::SET_COOKIE,
-                    cookie::set(SESSION_COOKIE, &token, ttl, state.csrf.secure()),
-                );
-                h.append(header::SET_COOKIE, spent);
-                response
-            }
+    let mut response =
+        match super::token::authenticate(&state, &form.username, form.password, ip).await {
+            Ok(Some(user)) => match crate::sessions::issue_session(&state, &user) {
+                Ok(token) => {
+                    let spent = match state.csrf.spend(&headers).await {
+                        Ok(clear) => clear,
+                        Err(err) => return internal(err),
+                    };
+                    let ttl = state.settings.access_token_ttl.0.as_secs();
+                    let mut response = axum::Json(DetailOut { detail: "OK" }).into_response();
+                    let h = response.headers_mut();
+                    h.append(
+                        header::SET_COOKIE,
+                        cookie::set(SESSION_COOKIE, &token, ttl, state.csrf.secure()),
+                    );
+                    h.append(header::SET_COOKIE, spent);
+                    response
+                }
+                Err(response) => response,
+            },
+            Ok(None) => super::token::bad_credentials().into_response(),
             Err(response) => response,
-        },
-        Ok(None) => super::token::bad_credentials().into_response(),
-        Err(response) => response,
-    };
+        };
     if let Some(decision) = limit {
         decision.apply_headers(response.headers_mut());
     }

@@ -70,11 +70,25 @@ impl From<&SigningKey> for KeyOut {
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin",
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = KeyOut), (status = 401), (status = 403)))]
-async fn rotate_key(State(state): State<AppState>, _admin: RequireRole<Admin>) -> Response {
+async fn rotate_key(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+) -> Response {
     let kid = match state.keys.rotate().await {
         Ok(kid) => kid,
         Err(err) => return internal(err),
     };
+    crate::audit::record(
+        &state,
+        crate::audit::AuditKind::KeyRotated,
+        crate::audit::AuditEvent {
+            user_id: admin.sub.parse().ok(),
+            username: admin.name.clone(),
+            detail: Some(format!("new key {kid}")),
+            ..Default::default()
+        },
+    )
+    .await;
     match state.keys.ring().get(&kid) {
         Some(key) => axum::Json(KeyOut::from(key.as_ref())).into_response(),
         None => internal("rotated key missing from the ring"),

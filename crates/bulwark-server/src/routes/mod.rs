@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource, and the OpenAPI document they make together.
 
+pub mod audit;
 pub mod browser;
 pub mod health;
 pub mod items;
@@ -87,6 +88,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(items::router())
         .merge(keys::router())
+        .merge(audit::router())
 }
 
 /// The OpenAPI document (for `bulwark openapi`).

@@ -16,7 +16,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use bulwark::client_ip::ClientIp;
+
 use crate::{
+    audit::{self, AuditEvent, AuditKind},
     routes::internal,
     sessions::{self, TokenResponse, issue_pair},
     state::AppState,
@@ -53,7 +56,11 @@ const BAD_CREDENTIALS: &str = "Incorrect username or password";
 #[utoipa::path(post, path = "/token", tag = "auth",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
     if let Some(grant) = form.grant_type.as_deref()
         && grant != "password"
     {
@@ -69,11 +76,11 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
     }
     // Per-username limit (the per-IP one ran in the middleware), checked before any password
     // work so a guessing attack costs the server nothing once it is over the limit.
-    let limit = match state.limits.check_login_username(&form.username).await {
+    let limit = match check_username_limit(&state, &form.username, ip).await {
         Ok(decision) => decision,
         Err(response) => return response,
     };
-    let mut response = match authenticate(&state, &form.username, form.password).await {
+    let mut response = match authenticate(&state, &form.username, form.password, ip).await {
         Ok(Some(user)) => match issue_pair(&state, &user, None).await {
             Ok(pair) => {
                 let mut response = axum::Json(pair).into_response();
@@ -99,6 +106,59 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
 /// # Errors
 /// A 500 response when the database or hasher fails.
 pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: String,
+    ip: std::net::IpAddr,
+) -> Result<Option<crate::db::User>, Response> {
+    let outcome = verify_credentials(state, username, password).await?;
+    let (kind, user_id) = match &outcome {
+        Some(user) => (AuditKind::LoginSucceeded, Some(user.id)),
+        None => (AuditKind::LoginFailed, None),
+    };
+    audit::record(
+        state,
+        kind,
+        AuditEvent {
+            user_id,
+            username: Some(username.chars().take(64).collect()),
+            ip: Some(ip),
+            detail: None,
+        },
+    )
+    .await;
+    Ok(outcome)
+}
+
+/// The per-username login limit, with an audit event when it refuses.
+///
+/// # Errors
+/// The 429 (or 503) response to send.
+pub async fn check_username_limit(
+    state: &AppState,
+    username: &str,
+    ip: std::net::IpAddr,
+) -> Result<Option<bulwark::rate_limit::Decision>, Response> {
+    let result = state.limits.check_login_username(username).await;
+    if let Err(response) = &result
+        && response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS
+    {
+        audit::record(
+            state,
+            AuditKind::LoginRateLimited,
+            AuditEvent {
+                username: Some(username.chars().take(64).collect()),
+                ip: Some(ip),
+                detail: Some("per-username limit".to_owned()),
+                ..AuditEvent::default()
+            },
+        )
+        .await;
+    }
+    result
+}
+
+async fn verify_credentials(
     state: &AppState,
     username: &str,
     password: String,

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    audit::{AuditEvent, AuditKind},
     auth::CurrentUser,
     db::User,
     domain::rfc3339,
@@ -161,6 +162,7 @@ async fn signup(
     )
     .await
     .map_err(create_error)?;
+    audit_user(&state, AuditKind::UserCreated, &user, None, Some("signup")).await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -182,7 +184,7 @@ async fn list_users(
     responses((status = 201, body = UserOut), (status = 401), (status = 403), (status = 409), (status = 422)))]
 async fn admin_create_user(
     State(state): State<AppState>,
-    _admin: RequireRole<Admin>,
+    RequireRole(admin, _): RequireRole<Admin>,
     Json(body): Json<AdminCreateUserBody>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
     let user = create_user(
@@ -195,6 +197,7 @@ async fn admin_create_user(
     )
     .await
     .map_err(create_error)?;
+    audit_user(&state, AuditKind::UserCreated, &user, Some(&admin), None).await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -205,7 +208,7 @@ async fn admin_create_user(
     responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn patch_user(
     State(state): State<AppState>,
-    _admin: RequireRole<Admin>,
+    RequireRole(admin, _): RequireRole<Admin>,
     Path(user_id): Path<i64>,
     Json(body): Json<PatchUserBody>,
 ) -> Result<axum::Json<UserOut>, Response> {
@@ -228,6 +231,18 @@ async fn patch_user(
         .into_result(())
         .map_err(IntoResponse::into_response)?;
     let changes = body.password.is_some() || body.roles.is_some() || body.disabled.is_some();
+    let mut audit = Vec::new();
+    if body.password.is_some() {
+        audit.push(AuditKind::PasswordChanged);
+    }
+    if body.roles.is_some() {
+        audit.push(AuditKind::RolesChanged);
+    }
+    match body.disabled {
+        Some(true) => audit.push(AuditKind::UserDisabled),
+        Some(false) => audit.push(AuditKind::UserEnabled),
+        None => {}
+    }
     if let Some(password) = body.password {
         let hash = state
             .hasher
@@ -268,5 +283,34 @@ async fn patch_user(
         .await
         .map_err(internal)?
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "User not found").into_response())?;
+    for kind in audit {
+        audit_user(&state, kind, &user, Some(&admin), None).await;
+    }
     Ok(axum::Json(user.into()))
+}
+
+/// Records a user-administration event: the user concerned and, when an admin acted, who.
+async fn audit_user(
+    state: &AppState,
+    kind: AuditKind,
+    user: &User,
+    by: Option<&bulwark::jwt::Claims>,
+    detail: Option<&str>,
+) {
+    let detail = match (by, detail) {
+        (Some(admin), _) => Some(format!("by admin {}", admin.sub)),
+        (None, Some(d)) => Some(d.to_owned()),
+        (None, None) => None,
+    };
+    crate::audit::record(
+        state,
+        kind,
+        AuditEvent {
+            user_id: Some(user.id),
+            username: Some(user.username.clone()),
+            ip: None,
+            detail,
+        },
+    )
+    .await;
 }

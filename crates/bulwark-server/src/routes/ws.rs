@@ -9,11 +9,11 @@
 //!
 //! Limits: frames and messages over 64 KiB, more than 20 client messages in a second, or 60 s
 //! without any client frame (pings are sent every 20 s, and browsers answer them) close the
-//! socket; so do the token's expiry or revocation, checked every second. At most
-//! [`MAX_SOCKETS_PER_USER`] sockets per user.
+//! socket; so do the token's expiry or revocation (of the token, its user or its signing key),
+//! checked every second. At most [`MAX_SOCKETS_PER_USER`] sockets per user.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -175,8 +175,11 @@ async fn ws(
     } else {
         upgrade
     };
+    // Subscribe before answering 101: a change the client makes right after the handshake
+    // must reach it.
+    let events = state.events.subscribe();
     upgrade.on_upgrade(move |socket| async move {
-        run(socket, state, claims, user).await;
+        run(socket, state, events, token, claims, user).await;
         drop(slot);
     })
 }
@@ -194,28 +197,37 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-async fn run(mut socket: WebSocket, state: AppState, claims: Claims, user: i64) {
-    let mut events = state.events.subscribe();
+async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    mut events: tokio::sync::broadcast::Receiver<crate::events::Envelope>,
+    token: String,
+    claims: Claims,
+    user: i64,
+) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_ping = Instant::now();
     let mut last_heard = Instant::now();
-    let mut window_start = Instant::now();
-    let mut in_window = 0u32;
+    // Arrival times of the last MAX_MESSAGES_PER_SECOND client messages (a sliding window:
+    // no second, wherever it starts, may hold more).
+    let mut recent: VecDeque<Instant> = VecDeque::with_capacity(MAX_MESSAGES_PER_SECOND as usize);
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
                 Some(Ok(message)) => {
                     last_heard = Instant::now();
-                    if window_start.elapsed() >= Duration::from_secs(1) {
-                        window_start = Instant::now();
-                        in_window = 0;
+                    if recent.len() >= MAX_MESSAGES_PER_SECOND as usize {
+                        if recent
+                            .front()
+                            .is_some_and(|first| first.elapsed() < Duration::from_secs(1))
+                        {
+                            close_with(&mut socket, close::POLICY, "too many messages").await;
+                            return;
+                        }
+                        recent.pop_front();
                     }
-                    in_window += 1;
-                    if in_window > MAX_MESSAGES_PER_SECOND {
-                        close_with(&mut socket, close::POLICY, "too many messages").await;
-                        return;
-                    }
+                    recent.push_back(last_heard);
                     if let Message::Close(_) = message {
                         return;
                     }
@@ -245,7 +257,8 @@ async fn run(mut socket: WebSocket, state: AppState, claims: Claims, user: i64) 
                     close_with(&mut socket, close::POLICY, "token expired").await;
                     return;
                 }
-                if state.jwt.revocations().is_some_and(|r| r.is_revoked(&claims)) {
+                // Revocation of the token or its user, or of the key that signed it.
+                if state.jwt.verify(&token).is_err() {
                     close_with(&mut socket, close::POLICY, "token revoked").await;
                     return;
                 }

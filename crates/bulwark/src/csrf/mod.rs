@@ -9,7 +9,10 @@
 //!
 //! 1. **Origin**: when the browser sends `Origin` (or, failing that, `Referer`), it must be the
 //!    server's own origin (the request's scheme and `Host`) or one of `allowed_origins`; a
-//!    `Sec-Fetch-Site: cross-site` request from any other origin is refused too;
+//!    `Sec-Fetch-Site: cross-site` request from any other origin is refused too. `Origin: null`
+//!    passes only with `Sec-Fetch-Site: same-origin`: browsers send `null` for a page's own form
+//!    or `fetch` POST when its referrer policy is `no-referrer` (every page behind
+//!    [`crate::headers`]), and for sandboxed frames and pages that chose `no-referrer`;
 //! 2. **Token**: a signed double-submit token in `X-CSRF-Token` (or the `csrf_token` field of a
 //!    urlencoded form): HMAC-SHA256 under a key derived from the master secret, over the random
 //!    value of the `HttpOnly` CSRF cookie, a timestamp and a nonce, checked in constant time. A
@@ -188,7 +191,23 @@ impl Csrf {
     /// True when the browser-supplied origin of the request (from `Origin`, else `Referer`) is
     /// acceptable: absent, the server's own, or allowed. `Sec-Fetch-Site: cross-site` needs an
     /// allowed origin.
+    ///
+    /// `Origin: null` is accepted only with `Sec-Fetch-Site: same-origin`: browsers send `null`
+    /// for a same-origin form or `fetch` POST from a page whose referrer policy is `no-referrer`
+    /// (every page of this server), and also for sandboxed frames and cross-origin pages that
+    /// chose `no-referrer`; `Sec-Fetch-Site`, which page content cannot set, tells them apart.
     pub fn origin_allowed(&self, headers: &HeaderMap, scheme: &str) -> bool {
+        let fetch_site = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let null_origin = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.trim().eq_ignore_ascii_case("null"));
+        if null_origin {
+            return fetch_site.as_deref() == Some("same-origin");
+        }
         let own = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -203,10 +222,7 @@ impl Csrf {
                     .and_then(|r| r.to_str().ok())
                     .and_then(origin_of)
             });
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+        let cross_site = fetch_site.as_deref() == Some("cross-site");
         match claimed {
             None => !cross_site,
             Some(origin) => {

@@ -108,6 +108,18 @@ fn origins_are_checked_against_own_and_allowed() {
     assert!(csrf.origin_allowed(&h(&[("origin", "https://app.example")]), "http"));
     assert!(!csrf.origin_allowed(&h(&[("origin", "http://evil.example")]), "http"));
     assert!(!csrf.origin_allowed(&h(&[("origin", "null")]), "http"));
+    // `Origin: null` (a `no-referrer` page's own form or fetch POST) is believed only when the
+    // browser attests the request is same-origin.
+    assert!(csrf.origin_allowed(
+        &h(&[("origin", "null"), ("sec-fetch-site", "same-origin")]),
+        "http"
+    ));
+    for site in ["same-site", "cross-site", "none"] {
+        assert!(
+            !csrf.origin_allowed(&h(&[("origin", "null"), ("sec-fetch-site", site)]), "http"),
+            "Origin: null with Sec-Fetch-Site: {site}"
+        );
+    }
     assert!(csrf.origin_allowed(
         &h(&[("referer", "http://api.example:8000/login?x=1")]),
         "http"

@@ -1,0 +1,117 @@
+// Stored-XSS payloads for xss.test.mjs. Each one, if it ran, would set `window.__xss`, open a
+// dialog, or load a URL containing `__xss_beacon` — the three things the test watches for.
+// Sources: OWASP's XSS filter evasion cheat sheet, PortSwigger's XSS cheat sheet, published
+// DOMPurify / sanitizer mutation-XSS bypasses.
+
+const J = 'window.__xss=1;alert(1)';
+const P = 'parent.__xss=1;parent.alert(1)';
+const B = '/__xss_beacon';
+const b64 = (s) => Buffer.from(s).toString('base64');
+
+export const PAYLOADS = [
+  // script tags
+  `<script>${J}</script>`,
+  `<ScRiPt>${J}</sCrIpT>`,
+  `<script src="${B}.js"></script>`,
+  `<SCRIPT SRC=data:text/javascript,${J}></SCRIPT>`,
+  `<script>${J}`,
+  `<scr<script>ipt>${J}</scr</script>ipt>`,
+  `<<script>${J};//<</script>`,
+  `<script type="module">${J}</script>`,
+  // event handlers
+  `<img src=x onerror="${J}">`,
+  `<IMG SRC=x oNeRrOr=${J}>`,
+  `<img src=x onerror=${J}`,
+  `<img src=x:alert(alt) onerror=eval(src) alt=0>`,
+  `<svg onload="${J}">`,
+  `<svg/onload=${J}>`,
+  `<body onload="${J}">`,
+  `<details open ontoggle="${J}"><summary>x</summary></details>`,
+  `<video><source onerror="${J}"></video>`,
+  `<video src=x onerror="${J}"></video>`,
+  `<audio src=x onerror="${J}"></audio>`,
+  `<input autofocus onfocus="${J}">`,
+  `<select autofocus onfocus="${J}"></select>`,
+  `<textarea autofocus onfocus="${J}"></textarea>`,
+  `<marquee onstart="${J}">m</marquee>`,
+  `<frameset onload="${J}">`,
+  `<p onclick="${J}" onmouseover="${J}">hover me</p>`,
+  `<div onpointerenter="${J}" style="position:fixed;inset:0">cover</div>`,
+  `<isindex type=image src=1 onerror=${J}>`,
+  // javascript: and data: URLs
+  `<a href="javascript:${J}">click</a>`,
+  `<a href="JaVaScRiPt:${J}">click</a>`,
+  `<a href=" javascript:${J}">leading space</a>`,
+  `<a href="java\tscript:${J}">tab</a>`,
+  `<a href="java&#x09;script:${J}">tab entity</a>`,
+  `<a href="&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;${J}">decimal entities</a>`,
+  `<a href="&#x6A;avascript:${J}">hex entity</a>`,
+  `<a href="javascript&colon;${J}">named entity</a>`,
+  `<a href="%6A%61vascript:${J}">url-encoded</a>`,
+  `<a href="vbscript:msgbox(1)">vbscript</a>`,
+  `<a href="data:text/html,<script>${J}</script>">data link</a>`,
+  `<a href="data:text/html;base64,${b64(`<script>${J}</script>`)}">data b64</a>`,
+  `<a href="//evil.example${B}">protocol-relative</a>`,
+  `<a href="${B}">relative</a>`,
+  `<iframe src="javascript:${P}"></iframe>`,
+  `<iframe srcdoc="<script>${P}</script>"></iframe>`,
+  `<iframe src="data:text/html,<script>alert(1)</script>"></iframe>`,
+  `<iframe src="${B}"></iframe>`,
+  `<object data="javascript:${J}"></object>`,
+  `<object data="data:text/html;base64,${b64('<script>alert(1)</script>')}"></object>`,
+  `<embed src="javascript:${J}">`,
+  `<embed src="data:image/svg+xml;base64,${b64('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>')}">`,
+  `<form action="javascript:${J}"><button id="xss-submit">go</button></form>`,
+  `<form><button formaction="javascript:${J}">go</button></form>`,
+  `<table background="javascript:${J}"><tr><td>t</td></tr></table>`,
+  `<IMG SRC=JaVaScRiPt:${J}>`,
+  // SVG and MathML
+  `<svg><script>${J}</script></svg>`,
+  `<svg><script href="data:,${J}"></script></svg>`,
+  `<svg><animate onbegin="${J}" attributeName="x" dur="1s"></animate></svg>`,
+  `<svg><a><set attributeName="href" to="javascript:${J}"/><text y="20">click</text></a></svg>`,
+  `<svg><a xlink:href="javascript:${J}"><text x="20" y="20">XSS</text></a></svg>`,
+  `<svg><foreignObject><img src=x onerror="${J}"></foreignObject></svg>`,
+  `<svg><use href="data:image/svg+xml;base64,${b64(`<svg id="x" xmlns="http://www.w3.org/2000/svg"><image href="1" onerror="alert(1)"/></svg>`)}#x"></use></svg>`,
+  `<math href="javascript:${J}">CLICKME</math>`,
+  `<math><mtext><table><mglyph><style><img src=x onerror="${J}"></style></mglyph></table></mtext></math>`,
+  // malformed nesting and parser-differential (mutation XSS) vectors
+  `<form><math><mtext></form><form><mglyph><style></math><img src onerror=${J}>`,
+  `<svg></p><style><a id="</style><img src=1 onerror=${J}>">`,
+  `<noscript><p title="</noscript><img src=x onerror=${J}>">`,
+  `<template><img src=x onerror="${J}"></template>`,
+  `<xmp><p title="</xmp><img src=x onerror=${J}>">`,
+  `<!--<img src="--><img src=x onerror=${J}//">`,
+  `<![CDATA[><img src=x onerror=${J}//]]>`,
+  `<p><b><i>unclosed <a href="https://example.com/ok">nested`,
+  `<a href="javascript:${J}"`,
+  // encoded forms (must stay text)
+  `&lt;script&gt;${J}&lt;/script&gt;`,
+  `%3Cscript%3E${J}%3C%2Fscript%3E`,
+  `\\u003cscript\\u003e${J}\\u003c/script\\u003e`,
+  // CSS
+  `<style>@import '${B}.css';</style>`,
+  `<style>body{background:url("javascript:${J}")}</style>`,
+  `<div style="background:url(javascript:${J})">css url</div>`,
+  `<div style="width:expression(${J})">css expression</div>`,
+  `<link rel="stylesheet" href="${B}.css">`,
+  `<p style="background-image:url(${B}.png)">bg</p>`,
+  // meta / base
+  `<meta http-equiv="refresh" content="0;url=javascript:${J}">`,
+  `<meta http-equiv="refresh" content="0;url=data:text/html,<script>alert(1)</script>">`,
+  `<base href="javascript:/a/-alert(1)///////"><a href="../lol">base javascript</a>`,
+  `<base href="http://evil.example/"><a href="x">base hijack</a>`,
+  // attribute and context breaking (the name lands in <title> and <h1>)
+  `"><script>${J}</script>`,
+  `'><img src=x onerror=${J}>`,
+  `\`><img src=\`x\` onerror=${J}>`,
+  `</title><script>${J}</script>`,
+  `</h1><img src=x onerror=${J}>`,
+  `</textarea><script>${J}</script>`,
+  `<img src="${B}.png">`,
+  `<input type="image" src="${B}.png">`,
+  `<a href="https://example.com/" onclick="${J}" style="position:fixed;inset:0" target="_blank">allowed link, stripped attributes</a>`,
+  `<a href="mailto:someone@example.com?subject=%3Cscript%3E">mail</a>`,
+  // a benign control: survives as formatted text with a safe link
+  `<p>plain <b>bold</b> <em>em</em> <code>code</code> <a href="https://example.com/page?a=1&b=2">a link</a></p>`,
+];
