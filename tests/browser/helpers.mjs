@@ -156,7 +156,7 @@ export async function startServer({ users = [] } = {}) {
       /** Responses the server logged: `{method, path, status}` in order. */
       responses: () => log
         .filter((e) => e.fields?.message === 'finished processing request')
-        .map((e) => ({ method: e.span?.method, path: e.span?.path, status: e.fields.status })),
+        .map((e) => ({ method: e.span?.method, path: e.span?.route, status: e.fields.status })),
     };
   } catch (err) {
     await stop();

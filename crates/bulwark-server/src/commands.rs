@@ -5,6 +5,7 @@ use std::{io::IsTerminal as _, process::ExitCode};
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
+use crate::audit::AuditKind;
 use crate::{
     cli::{Cli, Command, KeysCommand, ServeArgs, UsersCommand},
     config::Settings,
@@ -86,6 +87,21 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     } else {
         "http"
     };
+    let findings = crate::checks::run(settings);
+    for finding in &findings {
+        match finding.severity {
+            crate::checks::Severity::Critical => {
+                tracing::error!(check = finding.key, "{}", finding.message)
+            }
+            crate::checks::Severity::Warning => {
+                tracing::warn!(check = finding.key, "{}", finding.message)
+            }
+            crate::checks::Severity::Ok => {
+                tracing::debug!(check = finding.key, "{}", finding.message)
+            }
+        }
+    }
+    print_banner(&app, settings, scheme, &findings)?;
     tracing::info!(addr = %app.local_addr()?, scheme, backend = app.state().repo.backend(), "listening");
     if let Some(redirect) = app.redirect_addr() {
         tracing::info!(addr = %redirect, "redirecting plain HTTP to HTTPS");
@@ -94,6 +110,68 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     reloader.abort();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records an audit event for a CLI action.
+async fn cli_audit(
+    state: &AppState,
+    kind: AuditKind,
+    user: Option<(i64, &str)>,
+    detail: Option<String>,
+) {
+    crate::audit::record(
+        state,
+        kind,
+        crate::audit::AuditEvent {
+            user_id: user.map(|u| u.0),
+            username: user.map(|u| u.1.to_owned()),
+            ip: None,
+            detail: Some(detail.map_or_else(|| "cli".to_owned(), |d| format!("cli: {d}"))),
+        },
+    )
+    .await;
+}
+
+/// One short block on standard error: what is running and how it is protected.
+fn print_banner(
+    app: &Application,
+    settings: &Settings,
+    scheme: &str,
+    findings: &[crate::checks::Finding],
+) -> anyhow::Result<()> {
+    use crate::checks::Severity;
+    let addr = app.local_addr()?;
+    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    let state = app.state();
+    let stores = if settings.redis_url.is_some() {
+        "Redis"
+    } else {
+        "memory"
+    };
+    let docs = if settings.docs {
+        format!("{scheme}://{addr}/docs/")
+    } else {
+        "off".to_owned()
+    };
+    let redirect = app
+        .redirect_addr()
+        .map(|r| format!(" (plain HTTP on {r} redirects)"))
+        .unwrap_or_default();
+    eprintln!(
+        "bulwark {version}\n  listening  {scheme}://{addr}{redirect}\n  TLS        {tls}\n  database   {db}\n  stores     rate limits: {stores}, revocations: {rev}, events: {events}\n  docs       {docs}\n  checks     {crit} critical, {warn} warning(s) (run `bulwark check` for details)",
+        version = env!("CARGO_PKG_VERSION"),
+        tls = if settings.tls_enabled() { "on" } else { "off" },
+        db = state.repo.backend(),
+        rev = if settings.redis_url.is_some() {
+            "Redis"
+        } else {
+            "database"
+        },
+        events = state.events.name(),
+        crit = count(Severity::Critical),
+        warn = count(Severity::Warning),
+    );
+    Ok(())
 }
 
 /// On a first start with no users at all, creates `admin` with a random password shown once:
@@ -170,6 +248,13 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             let password = read_password(password_stdin).await?;
             match create_user(repo, &state.hasher, &state.policy, &name, password, roles).await {
                 Ok(user) => {
+                    cli_audit(
+                        &state,
+                        AuditKind::UserCreated,
+                        Some((user.id, &user.username)),
+                        None,
+                    )
+                    .await;
                     println!("created user {} (id {})", user.username, user.id);
                     Ok(ExitCode::SUCCESS)
                 }
@@ -200,6 +285,13 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                 .with_context(|| format!("no user {name:?}"))?;
             repo.set_disabled(user.id, true).await?;
             crate::sessions::invalidate_user_tokens(&state, user.id).await?;
+            cli_audit(
+                &state,
+                AuditKind::UserDisabled,
+                Some((user.id, &user.username)),
+                None,
+            )
+            .await;
             println!("disabled {}", user.username);
             Ok(ExitCode::SUCCESS)
         }
@@ -215,6 +307,13 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             roles.dedup();
             repo.set_roles(user.id, &roles).await?;
             crate::sessions::invalidate_user_tokens(&state, user.id).await?;
+            cli_audit(
+                &state,
+                AuditKind::RolesChanged,
+                Some((user.id, &user.username)),
+                None,
+            )
+            .await;
             println!("{} now has roles: {}", user.username, roles.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -338,6 +437,13 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
         KeysCommand::List => {}
         KeysCommand::Rotate => {
             let kid = state.keys.rotate().await?;
+            cli_audit(
+                &state,
+                AuditKind::KeyRotated,
+                None,
+                Some(format!("new key {kid}")),
+            )
+            .await;
             println!(
                 "rotated: new active key {kid}; the previous key verifies until its tokens expire"
             );
@@ -345,6 +451,13 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
         }
         KeysCommand::Revoke { kid } => {
             state.keys.revoke(&kid).await?;
+            cli_audit(
+                &state,
+                AuditKind::KeyRevoked,
+                None,
+                Some(format!("key {kid}")),
+            )
+            .await;
             println!("revoked key {kid}: its tokens are rejected now");
             return Ok(ExitCode::SUCCESS);
         }

@@ -73,6 +73,10 @@ pub struct Settings {
     pub redirect_http: Option<SocketAddr>,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_timeout: DurationSetting,
+    /// Where `GET /metrics` listens (unset: no metrics endpoint).
+    pub metrics_bind: Option<SocketAddr>,
+    /// How long audit events are kept.
+    pub audit_retention: DurationSetting,
 }
 
 impl Default for Settings {
@@ -106,6 +110,8 @@ impl Default for Settings {
             tls_self_signed: false,
             redirect_http: None,
             shutdown_timeout: DurationSetting(Duration::from_secs(10)),
+            audit_retention: DurationSetting::mins(90 * 24 * 60),
+            metrics_bind: None,
         }
     }
 }
@@ -267,6 +273,8 @@ const KEYS: &[&str] = &[
     "tls_self_signed",
     "redirect_http",
     "shutdown_timeout",
+    "audit_retention",
+    "metrics_bind",
 ];
 
 impl Settings {
@@ -337,6 +345,9 @@ impl Settings {
         }
         // Seconds are allowed so that multi-instance rotation can be tested in real time;
         // production intervals are hours or days.
+        if self.audit_retention.0 < Duration::from_secs(86_400) {
+            bail!("audit_retention: must be at least 1d");
+        }
         if self.key_rotation_interval.0 < Duration::from_secs(2) {
             bail!("key_rotation_interval: must be at least 2s");
         }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod https;
+pub mod metrics;
 pub mod routes;
 pub mod sessions;
 pub mod startup;

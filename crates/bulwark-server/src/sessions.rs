@@ -118,6 +118,7 @@ pub async fn refresh(
     {
         SpendOutcome::Invalid => Ok(Err(RefreshRefused::Invalid)),
         SpendOutcome::Reused { family_id } => {
+            state.metrics.refresh("reuse_detected");
             tracing::warn!("refresh token reused: revoking its family");
             crate::audit::record(
                 state,

@@ -125,6 +125,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     })
     .context("password_hashing: invalid Argon2 parameters")?;
     let (limits, redis) = rate_limits(&settings)?;
+    if let Some(redis) = &redis {
+        redis.warm_up().await;
+    }
     let events = event_bus(&settings).await?;
     tracing::info!(transport = events.name(), "item events");
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
@@ -132,6 +135,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         shutdown,
         shutdown_sender: Arc::new(shutdown_sender),
         events,
+        metrics: Arc::default(),
         sockets: Arc::default(),
         csrf,
         limits,
@@ -216,10 +220,18 @@ pub fn build_router(state: AppState) -> Router {
     // Route-level layers (the route template is known here), innermost first: the request
     // meets client identity, then authentication, then rate limiting, then CSRF, then the
     // handler.
+    let context = crate::telemetry::RequestContext {
+        proxies: Arc::clone(&proxies),
+        state: state.clone(),
+    };
     let router = routes::router(state)
         .layer(from_fn_with_state(csrf, bulwark::csrf::protect))
         .layer(from_fn_with_state(limits, bulwark::rate_limit::enforce))
         .layer(from_fn_with_state(jwt, bulwark::jwt::authenticate))
+        .layer(from_fn_with_state(
+            context,
+            crate::telemetry::request_context,
+        ))
         .layer(from_fn_with_state(proxies, resolve_client_ip));
     let router = match cors {
         Some(cors) => router.layer(cors),
@@ -231,10 +243,24 @@ pub fn build_router(state: AppState) -> Router {
             .layer(map_response(normalize_error_body))
             .layer(SecurityHeadersLayer::new().with_hsts(tls))
             .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
-                    // The path only: a query string could carry user data.
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-                }),
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &http::Request<_>| {
+                        // No path or query (they carry ids and user data) and no header: the
+                        // route template, client IP and request id are recorded by
+                        // `telemetry::request_context` once routing has run.
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            route = tracing::field::Empty,
+                            client_ip = tracing::field::Empty,
+                            request_id = tracing::field::Empty,
+                        )
+                    })
+                    .on_response(
+                        tower_http::trace::DefaultOnResponse::new()
+                            .level(tracing::Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    ),
             )
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -376,6 +402,32 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
         let maintenance = Arc::clone(&self.state.keys).spawn_maintenance(Duration::from_secs(1));
         let revocations = Arc::clone(&self.state.revoker).spawn_sync(Duration::from_millis(250));
+        let metrics = match self.state.settings.metrics_bind {
+            Some(addr) => match crate::metrics::serve(addr, self.state.clone()).await {
+                Ok(task) => Some(task),
+                Err(err) => {
+                    tracing::error!(error = %err, "metrics endpoint not started");
+                    None
+                }
+            },
+            None => None,
+        };
+        let retention = {
+            let repo = Arc::clone(&self.state.repo);
+            let keep = i64::try_from(self.state.settings.audit_retention.0.as_secs())
+                .unwrap_or(i64::MAX / 2);
+            tokio::spawn(async move {
+                let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    hourly.tick().await;
+                    match repo.purge_audit(db::now() - keep).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "old audit events purged"),
+                        Err(err) => tracing::warn!(error = %err, "audit purge failed"),
+                    }
+                }
+            })
+        };
         let signal = Arc::clone(&self.state.shutdown_sender);
         let shutdown = async move {
             shutdown.await;
@@ -409,6 +461,10 @@ impl Application {
         }
         maintenance.abort();
         revocations.abort();
+        retention.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Flips [`AppState::shutdown`].
     pub shutdown_sender: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Item change events for WebSockets, on every instance.
     pub events: Arc<dyn crate::events::EventBus>,
     /// Open WebSockets per user, to cap them.

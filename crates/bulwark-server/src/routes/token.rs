@@ -112,6 +112,7 @@ pub async fn authenticate(
     ip: std::net::IpAddr,
 ) -> Result<Option<crate::db::User>, Response> {
     let outcome = verify_credentials(state, username, password).await?;
+    state.metrics.login(outcome.is_some());
     let (kind, user_id) = match &outcome {
         Some(user) => (AuditKind::LoginSucceeded, Some(user.id)),
         None => (AuditKind::LoginFailed, None),
@@ -143,6 +144,7 @@ pub async fn check_username_limit(
     if let Err(response) = &result
         && response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS
     {
+        state.metrics.rate_limited("login_username");
         audit::record(
             state,
             AuditKind::LoginRateLimited,
@@ -232,8 +234,14 @@ async fn refresh(
     JsonOrForm(body): JsonOrForm<RefreshBody>,
 ) -> Response {
     match sessions::refresh(&state, &body.refresh_token).await {
-        Ok(Ok(pair)) => no_store(axum::Json(pair).into_response()),
-        Ok(Err(_)) => HttpError::unauthorized("Invalid refresh token").into_response(),
+        Ok(Ok(pair)) => {
+            state.metrics.refresh("success");
+            no_store(axum::Json(pair).into_response())
+        }
+        Ok(Err(_)) => {
+            state.metrics.refresh("refused");
+            HttpError::unauthorized("Invalid refresh token").into_response()
+        }
         Err(response) => response,
     }
 }

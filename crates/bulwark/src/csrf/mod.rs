@@ -70,6 +70,17 @@ pub struct Csrf {
     spent: Option<Arc<Revoker>>,
 }
 
+/// Marks a response the CSRF layer refused, so that outer layers (an audit trail, metrics) can
+/// tell it from other 403s without reading the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused;
+
+fn layer_refusal() -> Response {
+    let mut response = refusal();
+    response.extensions_mut().insert(Refused);
+    response
+}
+
 /// The 403 answer.
 pub fn refusal() -> Response {
     HttpError::new(StatusCode::FORBIDDEN, REFUSAL).into_response()
@@ -292,7 +303,7 @@ pub async fn protect(
     }
     if !csrf.origin_allowed(request.headers(), scheme.0) {
         tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: origin refused");
-        return refusal();
+        return layer_refusal();
     }
     let header_token = request
         .headers()
@@ -311,7 +322,7 @@ pub async fn protect(
         Some(t) if csrf.verify(request.headers(), &t) => next.run(request).await,
         _ => {
             tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: token missing or invalid");
-            refusal()
+            layer_refusal()
         }
     }
 }

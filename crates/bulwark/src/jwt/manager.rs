@@ -54,6 +54,7 @@ pub struct KeyManager {
     grace: Duration,
     interval: Duration,
     loaded: Mutex<Vec<(String, KeyState, Option<i64>)>>,
+    rotations: std::sync::atomic::AtomicU64,
 }
 
 fn now() -> i64 {
@@ -83,7 +84,13 @@ impl KeyManager {
             grace,
             interval,
             loaded: Mutex::new(Vec::new()),
+            rotations: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many rotations (and first keys) this manager made.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The in-memory ring.
@@ -166,6 +173,8 @@ impl KeyManager {
             .await?;
         self.reload().await?;
         if rotated {
+            self.rotations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(kid = key.kid(), alg = key.alg_name(), "signing key rotated");
         }
         Ok(rotated.then(|| key.kid().to_owned()))

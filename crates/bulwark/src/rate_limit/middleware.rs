@@ -16,6 +16,14 @@ use http::Method;
 use super::{FailMode, Quota, RateLimiter};
 use crate::{client_ip::ClientIp, jwt::Claims};
 
+/// Marks a response the rate-limit middleware refused (429), so that outer layers (an audit
+/// trail, metrics) can count it; `login` tells a login limit from the others.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    /// The limit was a login limit (per client IP).
+    pub login: bool,
+}
+
 /// A route as configuration names it: `"POST /items/"`, `"GET /items/{item_id}"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteKey {
@@ -159,7 +167,13 @@ pub async fn enforce(
         Err(unavailable) => return unavailable.into_response(),
     };
     match decision {
-        Some(d) if !d.allowed => d.too_many_requests(),
+        Some(d) if !d.allowed => {
+            let mut response = d.too_many_requests();
+            response.extensions_mut().insert(Refused {
+                login: mode == FailMode::Closed,
+            });
+            response
+        }
         Some(d) => {
             let mut response = next.run(request).await;
             d.apply_headers(response.headers_mut());

@@ -33,7 +33,7 @@ use std::sync::{
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-pub use middleware::{RateLimitPolicy, RouteKey, enforce};
+pub use middleware::{RateLimitPolicy, Refused, RouteKey, enforce};
 pub use quota::{Decision, Quota, QuotaError};
 pub use store::RateLimitStore;
 

@@ -81,6 +81,25 @@ impl RedisRateLimitStore {
         self
     }
 
+    /// Connects and loads the script now, so that the first burst of checks after start-up
+    /// does not spend its time budget on the connection and the script upload. Failures are
+    /// only logged: the store reconnects by itself later.
+    pub async fn warm_up(&self) {
+        let quota = Quota::new(1_000_000, Duration::from_secs(1));
+        let budget = self.timeout.max(Duration::from_secs(2));
+        let mut conn = self.connection.clone();
+        let mut invocation = self.script.key(format!("{}warm-up", self.prefix));
+        invocation.arg(quota.period_us()).arg(quota.interval_us());
+        let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
+        match tokio::time::timeout(budget, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "redis rate-limit store not reachable yet")
+            }
+            Err(_) => tracing::warn!("redis rate-limit store not reachable yet: timed out"),
+        }
+    }
+
     /// Answers when Redis does (for readiness checks).
     ///
     /// # Errors

@@ -1,0 +1,220 @@
+//! Prometheus metrics, served as text at `GET /metrics` on `metrics_bind` (off by default: a
+//! separate address so that it is never exposed with the API).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of HTTP metrics: route template (never the raw path), method, status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route template.
+    pub route: String,
+    /// Method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels with one `kind` or `policy` value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind.
+    pub kind: String,
+}
+
+/// Labels of latency histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route template.
+    pub route: String,
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: Family<HttpLabels, Counter>,
+    /// Request latency by route, in seconds.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// Logins by outcome (`success`, `failure`).
+    pub logins: Family<KindLabels, Counter>,
+    /// Refreshes by outcome (`success`, `refused`, `reuse_detected`).
+    pub refreshes: Family<KindLabels, Counter>,
+    /// Rate-limit refusals by policy (`login_ip`, `login_username`, `default`).
+    pub rate_limited: Family<KindLabels, Counter>,
+    /// CSRF refusals.
+    pub csrf_rejected: Counter,
+    store_errors: Counter<u64, AtomicU64>,
+    key_rotations: Counter<u64, AtomicU64>,
+    websockets: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("bulwark");
+        let requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        let logins = Family::<KindLabels, Counter>::default();
+        registry.register("logins", "Logins by outcome", logins.clone());
+        let refreshes = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "token_refreshes",
+            "Token refreshes by outcome",
+            refreshes.clone(),
+        );
+        let rate_limited = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by policy",
+            rate_limited.clone(),
+        );
+        let csrf_rejected = Counter::default();
+        registry.register(
+            "csrf_rejected",
+            "Requests refused by the CSRF check",
+            csrf_rejected.clone(),
+        );
+        let store_errors = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "rate_limit_store_errors",
+            "Rate-limit checks the store could not answer",
+            store_errors.clone(),
+        );
+        let key_rotations = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "key_rotations",
+            "Signing-key rotations made by this instance",
+            key_rotations.clone(),
+        );
+        let websockets = Gauge::default();
+        registry.register(
+            "websocket_connections",
+            "Open WebSocket connections",
+            websockets.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            logins,
+            refreshes,
+            rate_limited,
+            csrf_rejected,
+            store_errors,
+            key_rotations,
+            websockets,
+        }
+    }
+}
+
+fn kind(kind: &str) -> KindLabels {
+    KindLabels {
+        kind: kind.to_owned(),
+    }
+}
+
+impl Metrics {
+    /// Counts a login.
+    pub fn login(&self, success: bool) {
+        self.logins
+            .get_or_create(&kind(if success { "success" } else { "failure" }))
+            .inc();
+    }
+
+    /// Counts a refresh outcome.
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes.get_or_create(&kind(outcome)).inc();
+    }
+
+    /// Counts a rate-limit refusal.
+    pub fn rate_limited(&self, policy: &str) {
+        self.rate_limited.get_or_create(&kind(policy)).inc();
+    }
+
+    /// The Prometheus text, with the values read from elsewhere brought up to date.
+    pub fn render(&self, state: &crate::state::AppState) -> String {
+        set_counter(&self.store_errors, state.limits.limiter.store_failures());
+        set_counter(&self.key_rotations, state.keys.rotations());
+        self.websockets
+            .set(i64::try_from(state.sockets.open_count()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            tracing::error!("cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Raises a counter to `value` (counters read from an atomic elsewhere only grow).
+fn set_counter(counter: &Counter<u64, AtomicU64>, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter
+            .inner()
+            .fetch_add(value - current, Ordering::Relaxed);
+    }
+}
+
+/// Serves `GET /metrics` on its own listener until the application shuts down.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    state: crate::state::AppState,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use axum::{extract::State, routing::get};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics_bind: cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics at /metrics");
+    let mut shutdown = state.shutdown.clone();
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<crate::state::AppState>| async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    state.metrics.render(&state),
+                )
+            }),
+        )
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        bulwark::serve::serve(listener, router, Default::default(), stop).await;
+    }))
+}
