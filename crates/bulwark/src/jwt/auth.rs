@@ -149,6 +149,7 @@ struct Inner {
     revocations: Option<Arc<RevocationList>>,
     refresher: Option<Arc<dyn KeyRefresh>>,
     headers: std::sync::RwLock<std::collections::HashMap<String, Arc<ParsedHeader>>>,
+    verified: std::sync::RwLock<std::collections::HashMap<String, VerifiedToken>>,
     last_refresh_ms: std::sync::atomic::AtomicI64,
 }
 
@@ -158,6 +159,18 @@ struct ParsedHeader {
     alg: Algorithm,
     kid: String,
 }
+
+/// A token whose signature and claims were verified once: the exact same bytes need no second
+/// signature check, only the checks that can change with time (expiry, key state, revocation).
+#[derive(Debug, Clone)]
+struct VerifiedToken {
+    kid: String,
+    claims: Claims,
+}
+
+/// Verified tokens remembered. Only genuine tokens (issued by this service and verified) enter,
+/// so the set is bounded by what clients hold; past the cap an arbitrary entry is dropped.
+const MAX_VERIFIED: usize = 4096;
 
 /// Distinct headers remembered (a handful per key; garbage is never cached).
 const MAX_CACHED_HEADERS: usize = 256;
@@ -189,6 +202,7 @@ impl JwtAuth {
                 revocations: None,
                 refresher: None,
                 headers: Default::default(),
+                verified: Default::default(),
                 last_refresh_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             }),
         }
@@ -365,6 +379,16 @@ impl JwtAuth {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::Malformed);
         }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let cached = self
+            .inner
+            .verified
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(token).cloned());
+        if let Some(hit) = cached {
+            return self.recheck(hit, now);
+        }
         let header = self.header_of(token)?;
         let key = self
             .inner
@@ -374,7 +398,6 @@ impl JwtAuth {
         if header.alg != key.alg() {
             return Err(JwtError::AlgorithmMismatch);
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if !key.verifies_at(now) {
             return Err(JwtError::KeyNotValid);
         }
@@ -389,6 +412,46 @@ impl JwtAuth {
         {
             return Err(JwtError::Revoked);
         }
+        if let Ok(mut cache) = self.inner.verified.write() {
+            if cache.len() >= MAX_VERIFIED
+                && let Some(victim) = cache.keys().next().cloned()
+            {
+                cache.remove(&victim);
+            }
+            cache.insert(
+                token.to_owned(),
+                VerifiedToken {
+                    kid: header.kid.clone(),
+                    claims: data.claims.clone(),
+                },
+            );
+        }
         Ok(data.claims)
+    }
+
+    /// The checks a verified token must pass again on every use: its key still verifies, it
+    /// has not expired (nor is it early), and it was not revoked.
+    fn recheck(&self, hit: VerifiedToken, now: i64) -> Result<Claims, JwtError> {
+        let key = self.inner.ring.get(&hit.kid).ok_or(JwtError::UnknownKey)?;
+        if !key.verifies_at(now) {
+            return Err(JwtError::KeyNotValid);
+        }
+        let leeway = i64::try_from(self.inner.config.leeway).unwrap_or(0);
+        if hit.claims.exp < now - leeway {
+            return Err(JwtError::Invalid(
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature.into(),
+            ));
+        }
+        if hit.claims.nbf > now + leeway {
+            return Err(JwtError::Invalid(
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature.into(),
+            ));
+        }
+        if let Some(list) = &self.inner.revocations
+            && list.is_revoked(&hit.claims)
+        {
+            return Err(JwtError::Revoked);
+        }
+        Ok(hit.claims)
     }
 }

@@ -219,3 +219,26 @@ fn debug_output_never_shows_key_material_or_tokens() {
     assert!(!dbg.contains("secret") || dbg.contains(".."));
     assert!(!format!("{auth:?}").contains(&URL_SAFE_NO_PAD.encode(key.expose_secret())));
 }
+
+#[test]
+fn a_remembered_token_still_expires() {
+    let ring = Arc::new(KeyRing::new());
+    ring.replace(vec![SigningKey::generate_hs256(now())]);
+    let auth = JwtAuth::new(
+        ring,
+        JwtConfig::new("iss", "aud")
+            .access_ttl(Duration::from_secs(1))
+            .leeway(0),
+    );
+    let token = auth.issue("1", None, &[]).unwrap().token;
+    assert!(auth.verify(&token).is_ok());
+    assert!(
+        auth.verify(&token).is_ok(),
+        "second use, from the verified set"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(
+        auth.verify(&token).is_err(),
+        "expired even though remembered"
+    );
+}
