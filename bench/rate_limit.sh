@@ -47,25 +47,34 @@ results=$(
   run memory
   run redis BULWARK_REDIS_URL="$REDIS_URL"
 )
-echo "$results" | python3 -c '
+summary=$(mktemp)
+echo "$results" >"$summary"
+python3 - "$summary" <<'PY'
 import sys
 rows = {}
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     parts = line.split()
-    if len(parts) < 2: continue
-    fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-    rows[parts[0]] = fields
-print(f"{\"config\":8} {\"rps\":>10} {\"p50_ms\":>8} {\"p99_ms\":>8} {\"valid\":>6}")
+    if len(parts) < 2:
+        continue
+    rows[parts[0]] = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+print("%-8s %10s %8s %8s %6s %6s" % ("config", "rps", "p50_ms", "p99_ms", "valid", "noisy"))
 for name in ("off", "memory", "redis"):
     f = rows.get(name, {})
-    print(f"{name:8} {f.get(\"rps\",\"-\"):>10} {f.get(\"p50_ms\",\"-\"):>8} {f.get(\"p99_ms\",\"-\"):>8} {f.get(\"valid\",\"0\"):>6}")
+    print("%-8s %10s %8s %8s %6s %6s" % (name, f.get("rps", "-"), f.get("p50_ms", "-"),
+                                         f.get("p99_ms", "-"), f.get("valid", "0"), f.get("noisy", "-")))
 def num(name, key):
-    try: return float(rows[name][key])
-    except Exception: return None
-off, mem, red = num("off","rps"), num("memory","rps"), num("redis","rps")
-if off and mem: print(f"memory store: {100*(1-mem/off):.1f} % of S2 throughput lost against limiting off (target <= 5 %)")
-if off and red: print(f"redis store: {100*(1-red/off):.1f} % of S2 throughput lost against limiting off")
+    try:
+        return float(rows[name][key])
+    except (KeyError, ValueError):
+        return None
+off, mem, red = num("off", "rps"), num("memory", "rps"), num("redis", "rps")
+if off and mem:
+    print("memory store: %.1f %% of S2 throughput lost against limiting off (target <= 5 %%)" % (100 * (1 - mem / off)))
+if off and red:
+    print("redis store: %.1f %% of S2 throughput lost against limiting off" % (100 * (1 - red / off)))
 for k in ("p50_ms", "p99_ms"):
     a, b = num("off", k), num("redis", k)
-    if a is not None and b is not None: print(f"redis store adds {b-a:+.2f} ms at {k[:3]}")
-'
+    if a is not None and b is not None:
+        print("redis store adds %+.2f ms at %s" % (b - a, k[:3]))
+PY
+rm -f "$summary"
