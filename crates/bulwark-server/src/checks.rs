@@ -18,7 +18,8 @@ pub enum Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, not `write_str`: findings are printed in columns (`{:<8}`).
+        f.pad(match self {
             Severity::Ok => "ok",
             Severity::Warning => "warning",
             Severity::Critical => "critical",

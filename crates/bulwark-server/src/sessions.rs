@@ -109,6 +109,7 @@ pub enum RefreshRefused {
 pub async fn refresh(
     state: &AppState,
     refresh_token: &str,
+    ip: std::net::IpAddr,
 ) -> Result<Result<TokenResponse, RefreshRefused>, Response> {
     match state
         .repo
@@ -117,15 +118,25 @@ pub async fn refresh(
         .map_err(internal)?
     {
         SpendOutcome::Invalid => Ok(Err(RefreshRefused::Invalid)),
-        SpendOutcome::Reused { family_id } => {
+        SpendOutcome::Reused { family_id, user_id } => {
             state.metrics.refresh("reuse_detected");
-            tracing::warn!("refresh token reused: revoking its family");
+            tracing::warn!(user_id, "refresh token reused: revoking its family");
+            // The name is a convenience for the reader of the trail: never worth failing for.
+            let username = state
+                .repo
+                .get_user(user_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.username);
             crate::audit::record(
                 state,
                 crate::audit::AuditKind::RefreshReuseDetected,
                 crate::audit::AuditEvent {
+                    user_id: Some(user_id),
+                    username,
+                    ip: Some(ip),
                     detail: Some("refresh family revoked".to_owned()),
-                    ..Default::default()
                 },
             )
             .await;
@@ -178,14 +189,19 @@ pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), Resp
 ///
 /// # Errors
 /// A 500 response when storage fails.
-pub async fn logout(state: &AppState, claims: &Claims) -> Result<(), Response> {
+pub async fn logout(
+    state: &AppState,
+    claims: &Claims,
+    ip: std::net::IpAddr,
+) -> Result<(), Response> {
     crate::audit::record(
         state,
         crate::audit::AuditKind::Logout,
         crate::audit::AuditEvent {
             user_id: claims.sub.parse().ok(),
             username: claims.name.clone(),
-            ..Default::default()
+            ip: Some(ip),
+            detail: None,
         },
     )
     .await;

@@ -128,6 +128,8 @@ pub enum SpendOutcome {
     Reused {
         /// Its family.
         family_id: String,
+        /// Its user (for the audit trail).
+        user_id: i64,
     },
     /// Unknown, expired, or issued before the user's last password, role or status change.
     Invalid,

@@ -537,7 +537,7 @@ macro_rules! impl_repository {
                     });
                 }
                 let row = sqlx::query(
-                    "SELECT family_id, spent_at FROM refresh_tokens WHERE token_hash = $1",
+                    "SELECT family_id, user_id, spent_at FROM refresh_tokens WHERE token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -546,6 +546,7 @@ macro_rules! impl_repository {
                     Some(row) if row.try_get::<Option<i64>, _>("spent_at")?.is_some() => {
                         Ok($crate::db::SpendOutcome::Reused {
                             family_id: row.try_get("family_id")?,
+                            user_id: row.try_get("user_id")?,
                         })
                     }
                     _ => Ok($crate::db::SpendOutcome::Invalid),

@@ -118,6 +118,8 @@ async fn login(
         .as_deref()
         .is_some_and(|t| state.csrf.verify(&headers, t));
     if !token_ok || !state.csrf.origin_allowed(&headers, state.scheme()) {
+        // Refused here, not by the CSRF layer: counted and audited here too.
+        state.metrics.csrf_rejected.inc();
         crate::audit::record(
             &state,
             crate::audit::AuditKind::CsrfRejected,

@@ -72,6 +72,7 @@ impl From<&SigningKey> for KeyOut {
     responses((status = 200, body = KeyOut), (status = 401), (status = 403)))]
 async fn rotate_key(
     State(state): State<AppState>,
+    bulwark::client_ip::ClientIp(ip): bulwark::client_ip::ClientIp,
     RequireRole(admin, _): RequireRole<Admin>,
 ) -> Response {
     let kid = match state.keys.rotate().await {
@@ -84,8 +85,8 @@ async fn rotate_key(
         crate::audit::AuditEvent {
             user_id: admin.sub.parse().ok(),
             username: admin.name.clone(),
+            ip: Some(ip),
             detail: Some(format!("new key {kid}")),
-            ..Default::default()
         },
     )
     .await;

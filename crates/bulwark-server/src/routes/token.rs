@@ -231,15 +231,19 @@ fn no_store(mut response: Response) -> Response {
     responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
 async fn refresh(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     JsonOrForm(body): JsonOrForm<RefreshBody>,
 ) -> Response {
-    match sessions::refresh(&state, &body.refresh_token).await {
+    match sessions::refresh(&state, &body.refresh_token, ip).await {
         Ok(Ok(pair)) => {
             state.metrics.refresh("success");
             no_store(axum::Json(pair).into_response())
         }
-        Ok(Err(_)) => {
-            state.metrics.refresh("refused");
+        Ok(Err(refused)) => {
+            // A reuse was counted as `reuse_detected`: outcomes do not overlap.
+            if refused != sessions::RefreshRefused::Reused {
+                state.metrics.refresh("refused");
+            }
             HttpError::unauthorized("Invalid refresh token").into_response()
         }
         Err(response) => response,
@@ -253,10 +257,11 @@ async fn refresh(
     responses((status = 204), (status = 401), (status = 403)))]
 async fn logout(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     source: Option<axum::Extension<bulwark::jwt::AuthSource>>,
     Authenticated(claims): Authenticated,
 ) -> Response {
-    match sessions::logout(&state, &claims).await {
+    match sessions::logout(&state, &claims, ip).await {
         Ok(()) => {
             let mut response = StatusCode::NO_CONTENT.into_response();
             // A cookie session (which passed the CSRF check to get here) also loses its cookie.

@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bulwark::{
+    client_ip::ClientIp,
     error::{HttpError, ValidationErrors},
     rbac::{Admin, RequireRole},
     validation::{BodyRejection, Json, Path},
@@ -145,6 +146,7 @@ async fn me(
     responses((status = 201, body = UserOut), (status = 404), (status = 409), (status = 422)))]
 async fn signup(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     body: Result<Json<SignupBody>, BodyRejection>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
     // A closed route answers 404 whatever the body: its body rules are not revealed either.
@@ -162,7 +164,15 @@ async fn signup(
     )
     .await
     .map_err(create_error)?;
-    audit_user(&state, AuditKind::UserCreated, &user, None, Some("signup")).await;
+    audit_user(
+        &state,
+        AuditKind::UserCreated,
+        &user,
+        None,
+        ip,
+        Some("signup"),
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -184,6 +194,7 @@ async fn list_users(
     responses((status = 201, body = UserOut), (status = 401), (status = 403), (status = 409), (status = 422)))]
 async fn admin_create_user(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     RequireRole(admin, _): RequireRole<Admin>,
     Json(body): Json<AdminCreateUserBody>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), Response> {
@@ -197,7 +208,15 @@ async fn admin_create_user(
     )
     .await
     .map_err(create_error)?;
-    audit_user(&state, AuditKind::UserCreated, &user, Some(&admin), None).await;
+    audit_user(
+        &state,
+        AuditKind::UserCreated,
+        &user,
+        Some(&admin),
+        ip,
+        None,
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -208,6 +227,7 @@ async fn admin_create_user(
     responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn patch_user(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     RequireRole(admin, _): RequireRole<Admin>,
     Path(user_id): Path<i64>,
     Json(body): Json<PatchUserBody>,
@@ -284,17 +304,19 @@ async fn patch_user(
         .map_err(internal)?
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "User not found").into_response())?;
     for kind in audit {
-        audit_user(&state, kind, &user, Some(&admin), None).await;
+        audit_user(&state, kind, &user, Some(&admin), ip, None).await;
     }
     Ok(axum::Json(user.into()))
 }
 
-/// Records a user-administration event: the user concerned and, when an admin acted, who.
+/// Records a user-administration event: the user concerned, who acted (an admin, when one
+/// did) and from which client IP.
 async fn audit_user(
     state: &AppState,
     kind: AuditKind,
     user: &User,
     by: Option<&bulwark::jwt::Claims>,
+    ip: std::net::IpAddr,
     detail: Option<&str>,
 ) {
     let detail = match (by, detail) {
@@ -308,7 +330,7 @@ async fn audit_user(
         AuditEvent {
             user_id: Some(user.id),
             username: Some(user.username.clone()),
-            ip: None,
+            ip: Some(ip),
             detail,
         },
     )

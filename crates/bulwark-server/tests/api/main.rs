@@ -13,6 +13,7 @@ mod helpers;
 mod instances;
 mod items;
 mod lifecycle;
+mod operations;
 mod rate_limits;
 mod rate_limits_shared;
 mod stores;
