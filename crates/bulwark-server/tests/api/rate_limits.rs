@@ -553,6 +553,29 @@ async fn browser_login(app: &TestApp, username: &str, password: &str) -> Respons
         .expect("POST /login")
 }
 
+/// The per-IP login budget is one across POST /token and POST /login: switching between the
+/// two login routes gives a guesser no extra attempts.
+async fn the_per_ip_login_budget_is_shared_by_both_login_routes(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limits.login_per_ip = "5/minute".into();
+        s.rate_limits.login_per_username = "1000/minute".into();
+    })
+    .await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    for i in 0..3 {
+        let response = app.login("alice", "wrong-password-1").await;
+        assert_eq!(response.status(), 401, "token login {i}");
+    }
+    for i in 0..2 {
+        let response = browser_login(&app, "alice", "wrong-password-2").await;
+        assert_eq!(response.status(), 401, "form login {i}");
+    }
+    // Five attempts spent across both routes: both refuse now.
+    assert_too_many(app.login("alice", PASSWORD).await).await;
+    assert_too_many(browser_login(&app, "alice", PASSWORD).await).await;
+}
+test_both!(the_per_ip_login_budget_is_shared_by_both_login_routes);
+
 /// The browser login form (POST /login) has the login limits too: per IP (whatever the CSRF
 /// outcome: the limit runs before the handler) and per username, the username budget being one
 /// across both login routes.

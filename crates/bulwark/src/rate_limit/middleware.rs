@@ -118,12 +118,17 @@ impl RateLimitPolicy {
         let route = RouteKey::new(request.method().clone(), path);
         let ip = client_ip(request);
         if self.login_routes.contains(&route) {
-            let quota = self
-                .routes
-                .get(&route)
-                .copied()
-                .unwrap_or(self.login_per_ip);
-            return (quota, FailMode::Closed, format!("login-ip:{route}:{ip}"));
+            // One budget per client IP across every login route (a guesser gets no extra
+            // attempts by switching between POST /token and POST /login), unless a route has
+            // its own override.
+            return match self.routes.get(&route) {
+                Some(quota) => (*quota, FailMode::Closed, format!("login-ip:{route}:{ip}")),
+                None => (
+                    self.login_per_ip,
+                    FailMode::Closed,
+                    format!("login-ip:{ip}"),
+                ),
+            };
         }
         let who = match request.extensions().get::<Claims>() {
             Some(claims) => format!("user:{}", claims.sub),
