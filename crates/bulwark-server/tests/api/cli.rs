@@ -7,7 +7,7 @@
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use crate::helpers::{
     Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
 };
+use crate::process::{self, KillOnDrop, Run};
 use crate::test_both;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 /// `password1` hashed by passlib/bcrypt, as the FastAPI version's `user1` was stored.
 const BCRYPT_PASSWORD1: &str = "$2b$04$RkDdsm351qotlvGQQPTs6OtsMUCBETGvvfL6CDrO4xpmWXgctEqJ6";
 
@@ -34,61 +34,6 @@ struct CliEnv {
     database_url: String,
     master_secret: String,
     _database: DatabaseGuard,
-}
-
-/// A finished command.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn assert_success(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn assert_failure(&self) -> &Self {
-        assert!(
-            self.code.is_some_and(|c| c != 0),
-            "expected a failure exit code, got {:?}\nstdout: {}\nstderr: {}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl From<Output> for Run {
-    fn from(output: Output) -> Self {
-        Self {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-/// Kills the child when dropped, so that a failed assertion never leaves a server running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl CliEnv {
@@ -108,58 +53,19 @@ impl CliEnv {
 
     /// The command with a clean environment: only the variables named here reach the binary.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = process::command(self.dir.path(), &self.database_url);
         command
             .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("BULWARK_DATA_DIR", self.dir.path())
-            .env("BULWARK_DATABASE_URL", &self.database_url)
-            .env("BULWARK_MASTER_SECRET", &self.master_secret)
-            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
-            .stdin(Stdio::null());
+            .env("BULWARK_MASTER_SECRET", &self.master_secret);
         command
     }
 
     async fn run(&self, args: &[&str]) -> Run {
-        self.run_command(self.command(args), None).await
+        process::run(self.command(args), None).await
     }
 
     async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        self.run_command(self.command(args), Some(stdin.to_owned()))
-            .await
-    }
-
-    /// Runs to completion on a blocking thread, killing the command after 60 s.
-    async fn run_command(&self, mut command: Command, stdin: Option<String>) -> Run {
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
-            if stdin.is_some() {
-                command.stdin(Stdio::piped());
-            }
-            let mut child = command.spawn().expect("the binary starts");
-            if let Some(text) = stdin {
-                let mut pipe = child.stdin.take().expect("stdin");
-                pipe.write_all(text.as_bytes()).expect("write stdin");
-            }
-            let pid = child.id();
-            let (tx, rx) = std::sync::mpsc::channel::<()>();
-            let watchdog = std::thread::spawn(move || {
-                if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-                    // Still running after 60 s: stop it so the test fails instead of hanging.
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            });
-            let output = child.wait_with_output().expect("the binary finishes");
-            let _ = tx.send(());
-            let _ = watchdog.join();
-            Run::from(output)
-        })
-        .await
-        .expect("command thread")
+        process::run(self.command(args), Some(stdin.to_owned())).await
     }
 
     /// The app in-process on the same database and master secret. Rate limits are off: these
@@ -748,7 +654,7 @@ async fn a_well_known_master_secret_stops_start_up_with_a_clear_message() {
     ] {
         let mut command = env.command(&["users", "list"]);
         command.env("BULWARK_MASTER_SECRET", secret);
-        let run = env.run_command(command, None).await;
+        let run = process::run(command, None).await;
         run.assert_failure();
         assert!(run.stderr.contains("master"), "{secret}: {}", run.stderr);
         assert!(
@@ -769,10 +675,10 @@ async fn a_master_secret_shorter_than_32_bytes_stops_start_up_without_echoing_it
     // Act
     let mut users = env.command(&["users", "list"]);
     users.env("BULWARK_MASTER_SECRET", short);
-    let users = env.run_command(users, None).await;
+    let users = process::run(users, None).await;
     let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0"]);
     serve.env("BULWARK_MASTER_SECRET", short);
-    let serve = env.run_command(serve, None).await;
+    let serve = process::run(serve, None).await;
 
     // Assert
     for run in [users, serve] {
@@ -798,7 +704,7 @@ async fn a_weak_master_secret_file_stops_start_up() {
     command
         .env_remove("BULWARK_MASTER_SECRET")
         .env("BULWARK_MASTER_SECRET_FILE", &file);
-    let run = env.run_command(command, None).await;
+    let run = process::run(command, None).await;
 
     // Assert
     run.assert_failure();
@@ -862,7 +768,7 @@ async fn an_invalid_duration_in_the_environment_fails_naming_the_key() {
     // Act
     let mut command = env.command(&["users", "list"]);
     command.env("BULWARK_ACCESS_TOKEN_TTL", "abc");
-    let run = env.run_command(command, None).await;
+    let run = process::run(command, None).await;
 
     // Assert
     run.assert_failure();
@@ -878,7 +784,7 @@ async fn the_environment_overrides_the_config_file() {
     // Act
     let mut overridden = env.command(&["--config", file.to_str().unwrap(), "users", "list"]);
     overridden.env("BULWARK_ACCESS_TOKEN_TTL", "10m");
-    let overridden = env.run_command(overridden, None).await;
+    let overridden = process::run(overridden, None).await;
     let from_file = env
         .run(&["--config", file.to_str().unwrap(), "users", "list"])
         .await;
@@ -902,11 +808,11 @@ async fn a_generated_master_key_is_private_and_reused() {
     // Act
     let mut first = env.command(&["users", "list"]);
     first.env_remove("BULWARK_MASTER_SECRET");
-    let first = env.run_command(first, None).await;
+    let first = process::run(first, None).await;
     let generated = std::fs::read_to_string(&key_file).expect("master.key written");
     let mut second = env.command(&["keys", "list"]);
     second.env_remove("BULWARK_MASTER_SECRET");
-    let second = env.run_command(second, None).await;
+    let second = process::run(second, None).await;
 
     // Assert
     first.assert_success();
@@ -934,10 +840,7 @@ fn wait_for_file(child: &mut Child, path: &Path, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "serve exited with {status}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("serve exited with {status}: {}", process::read_log(log));
         }
         assert!(
             Instant::now() < deadline,
@@ -952,16 +855,8 @@ fn wait_for_file(child: &mut Child, path: &Path, log: &Path) {
 fn wait_for_port(child: &mut Child, log: &Path) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let port = text
-            .lines()
-            .filter(|l| l.contains("listening"))
-            .find_map(|l| {
-                let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
-                let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
-                digits.parse().ok()
-            });
-        if let Some(port) = port {
+        let text = process::read_log(log);
+        if let Some(port) = process::listening_port(&text) {
             return port;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -975,10 +870,8 @@ fn wait_for_port(child: &mut Child, log: &Path) -> u16 {
 /// Starts `bulwark serve` with stderr to a file (not a terminal); returns the guard and the log.
 fn start_serve(env: &CliEnv) -> (KillOnDrop, PathBuf) {
     let log = env.data_dir().join("serve.log");
-    let file = std::fs::File::create(&log).expect("log file");
     let mut command = env.command(&["serve", "--bind", "127.0.0.1:0"]);
-    command.stdout(Stdio::null()).stderr(Stdio::from(file));
-    (KillOnDrop(command.spawn().expect("serve starts")), log)
+    (process::spawn_logging_stderr(&mut command, &log), log)
 }
 
 async fn serve_on_first_start_creates_admin_with_a_private_password_file_never_logged(

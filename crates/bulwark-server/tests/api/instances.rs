@@ -6,9 +6,7 @@
 //! is not set.
 
 use std::{
-    fs::File,
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -20,24 +18,17 @@ use reqwest::{Client, Response, header};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, DatabaseGuard, PASSWORD, fresh_database_url};
+use crate::process::{self, KillOnDrop};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 const INVALID_TOKEN: &str = "Could not validate credentials";
 
 /// One `bulwark serve` child process, killed when dropped.
 struct Instance {
     name: &'static str,
-    child: Child,
+    child: KillOnDrop,
     base: String,
     client: Client,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two instances on one fresh database. Fields drop in order: the servers stop before the
@@ -50,18 +41,6 @@ struct Cluster {
     _db: DatabaseGuard,
 }
 
-/// Two distinct free ports, found by binding port 0 and releasing the sockets.
-fn two_free_ports() -> (u16, u16) {
-    let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let second = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let ports = (
-        first.local_addr().expect("addr").port(),
-        second.local_addr().expect("addr").port(),
-    );
-    drop((first, second));
-    ports
-}
-
 impl Instance {
     fn start(
         name: &'static str,
@@ -71,69 +50,33 @@ impl Instance {
         extra_env: &[(&str, &str)],
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(BIN)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("BULWARK_DATABASE_URL", database_url)
-            .env("BULWARK_MASTER_SECRET", master_secret)
-            .env("BULWARK_DATA_DIR", dir.path())
-            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
+        let mut command =
+            process::serve_command(dir.path(), port, database_url, master_secret, None);
+        command
             // These tests log in repeatedly to watch which key signs.
             .env("BULWARK_RATE_LIMITS__ENABLED", "false")
-            .envs(extra_env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("the server starts");
-        let client = Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+            .envs(extra_env.iter().copied());
+        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
         Self {
             name,
             child,
             base: format!("http://127.0.0.1:{port}"),
-            client,
+            client: process::client(false),
             dir,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        process::read_log(&self.dir.path().join("server.log"))
     }
 
     /// Waits for `GET /health` (the server serves only after migrations, keys and the first
     /// admin are in place).
     async fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "instance {} exited with {status}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if let Ok(response) = self.client.get(self.url("/health")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instance {} not healthy after 30 s:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url("/health");
+        let log = self.dir.path().join("server.log");
+        let who = format!("instance {}", self.name);
+        process::wait_for_200(&mut self.child, &self.client, &url, &log, &who, "healthy").await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -237,7 +180,7 @@ impl Cluster {
     async fn start(backend: &Backend, extra_env: &[(&str, &str)]) -> Self {
         let (database_url, db) = fresh_database_url(backend).await;
         let master_secret = bulwark::secret::random_token(32);
-        let (port_a, port_b) = two_free_ports();
+        let [port_a, port_b] = process::free_ports::<2>();
         let mut a = Instance::start("A", port_a, &database_url, &master_secret, extra_env);
         let mut b = Instance::start("B", port_b, &database_url, &master_secret, extra_env);
         a.wait_healthy().await;

@@ -14,6 +14,7 @@ mod instances;
 mod items;
 mod lifecycle;
 mod operations;
+mod process;
 mod rate_limits;
 mod rate_limits_shared;
 mod stores;

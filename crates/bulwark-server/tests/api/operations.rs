@@ -20,7 +20,7 @@ use std::{
     net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -31,10 +31,10 @@ use crate::{
     helpers::{
         Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
     },
+    process::{self, KillOnDrop, Run},
     test_both,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 const XFF: &str = "x-forwarded-for";
 
 /// A value no other test uses, e.g. `Pw-Secret-alice-<32 hex digits>` (a strong password).
@@ -182,8 +182,7 @@ fn request_id(response: &Response) -> String {
 
 /// A free TCP port on loopback (bound and released: good enough for a test).
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], process::free_port()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,36 +197,12 @@ struct BinEnv {
     _database: DatabaseGuard,
 }
 
-/// A finished command.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(output: Output) -> Self {
-        Self {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
 /// A running `bulwark serve`, killed when dropped so that a failed assertion leaves nothing
 /// running.
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     log: PathBuf,
     port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -236,7 +211,7 @@ impl Server {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        process::read_log(&self.log)
     }
 
     /// SIGTERM, then waits (at most 15 s) for a graceful exit; answers the whole log.
@@ -274,17 +249,8 @@ impl BinEnv {
     /// The command with a clean environment (only the variables named here reach it) and cheap
     /// password hashing, with no master secret: add one as the test needs.
     fn bare_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("BULWARK_DATA_DIR", self.dir.path())
-            .env("BULWARK_DATABASE_URL", &self.database_url)
-            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
-            .stdin(Stdio::null());
+        let mut command = process::command(self.dir.path(), &self.database_url);
+        command.args(args);
         command
     }
 
@@ -302,49 +268,23 @@ impl BinEnv {
     }
 
     /// Runs to completion on a blocking thread, killing the command after 60 s.
-    async fn run(&self, mut command: Command) -> Run {
-        tokio::task::spawn_blocking(move || {
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
-            let child = command.spawn().expect("the binary starts");
-            let pid = child.id();
-            let (tx, rx) = std::sync::mpsc::channel::<()>();
-            let watchdog = std::thread::spawn(move || {
-                if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            });
-            let output = child.wait_with_output().expect("the binary finishes");
-            let _ = tx.send(());
-            let _ = watchdog.join();
-            Run::from(output)
-        })
-        .await
-        .expect("command thread")
+    async fn run(&self, command: Command) -> Run {
+        process::run(command, None).await
     }
 
     /// Starts `command` (a `serve`) with standard error to a file (not a terminal) and waits
     /// for the port it listens on.
     async fn serve(&self, mut command: Command) -> Server {
         let log = self.data_dir().join(format!("{}.log", unique("serve")));
-        let file = std::fs::File::create(&log).expect("log file");
-        command.stdout(Stdio::null()).stderr(Stdio::from(file));
         let mut server = Server {
-            child: command.spawn().expect("serve starts"),
+            child: process::spawn_logging_stderr(&mut command, &log),
             log,
             port: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = server.log_text();
-            let port = text
-                .lines()
-                .filter(|l| l.contains("listening"))
-                .find_map(|l| {
-                    let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
-                    let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
-                    digits.parse().ok()
-                });
-            if let Some(port) = port {
+            if let Some(port) = process::listening_port(&text) {
                 server.port = port;
                 return server;
             }

@@ -11,7 +11,7 @@
 
 use std::{
     fs::File,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,17 +22,11 @@ use serde_json::Value;
 use crate::helpers::{
     Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app_with,
 };
+use crate::process::{self, KillOnDrop, free_port};
 use crate::rate_limits::{
     TIMING, assert_exact_burst, assert_too_many, limits, limits_of, redis_url, retry_after,
     unique_ip, unique_name,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Two server processes, one Redis
@@ -41,17 +35,10 @@ fn free_port() -> u16 {
 /// One `bulwark serve` child process, killed when dropped.
 struct Instance {
     name: &'static str,
-    child: Child,
+    child: KillOnDrop,
     base: String,
     client: Client,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Instance {
@@ -59,42 +46,22 @@ impl Instance {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("bulwark.toml");
         std::fs::write(&config_path, config).expect("config written");
-        let log = File::create(dir.path().join("server.log")).expect("log file");
         let port = free_port();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config_path)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("BULWARK_DATABASE_URL", database_url)
-            .env("BULWARK_MASTER_SECRET", master_secret)
-            .env("BULWARK_DATA_DIR", dir.path())
-            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("the server starts");
-        let client = Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let mut command = process::serve_command(
+            dir.path(),
+            port,
+            database_url,
+            master_secret,
+            Some(&config_path),
+        );
+        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
         Self {
             name,
             child,
             base: format!("http://127.0.0.1:{port}"),
-            client,
+            client: process::client(false),
             dir,
         }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn url(&self, path: &str) -> String {
@@ -103,28 +70,10 @@ impl Instance {
 
     /// Waits for `GET /ready` (not `/health`, whose limit the test sets low).
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "instance {} exited with {status}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if let Ok(response) = self.client.get(self.url("/ready")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instance {} not ready after 30 s:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url("/ready");
+        let log = self.dir.path().join("server.log");
+        let who = format!("instance {}", self.name);
+        process::wait_for_200(&mut self.child, &self.client, &url, &log, &who, "ready").await;
     }
 
     fn health(&self, ip: &str) -> RequestBuilder {

@@ -10,8 +10,7 @@
 //! Every receive is bounded by a timeout, so a missing message fails instead of hanging.
 
 use std::{
-    fs::File,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -36,6 +35,7 @@ use crate::{
     helpers::{
         Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
     },
+    process::{self, KillOnDrop, free_ports},
     test_both,
 };
 
@@ -48,7 +48,6 @@ const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 const SILENCE: Duration = Duration::from_millis(600);
 /// The server checks expiry and revocation every second, and pulls revocations every 250 ms.
 const REVOCATION_DEADLINE: Duration = Duration::from_millis(2500);
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 
 /// How a handshake authenticates.
 #[derive(Clone, Copy)]
@@ -783,25 +782,10 @@ async fn the_tokens_expiry_closes_the_socket_with_1008() {
 /// One `bulwark serve` child process, killed when dropped.
 struct Server {
     name: &'static str,
-    child: Child,
+    child: KillOnDrop,
     port: u16,
     client: Client,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `n` distinct free ports, found by binding port 0 and releasing the sockets.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
 }
 
 impl Server {
@@ -813,40 +797,23 @@ impl Server {
         extra_env: &[(&str, &str)],
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(BIN)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("BULWARK_DATABASE_URL", database_url)
-            .env("BULWARK_MASTER_SECRET", master_secret)
-            .env("BULWARK_DATA_DIR", dir.path())
-            .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-            .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
+        let mut command =
+            process::serve_command(dir.path(), port, database_url, master_secret, None);
+        command
             .env("BULWARK_RATE_LIMITS__ENABLED", "false")
-            .envs(extra_env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("the server starts");
-        let client = Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+            .envs(extra_env.iter().copied());
+        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
         Self {
             name,
             child,
             port,
-            client,
+            client: process::client(true),
             dir,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        process::read_log(&self.dir.path().join("server.log"))
     }
 
     fn url(&self, path: &str) -> String {
@@ -854,24 +821,17 @@ impl Server {
     }
 
     async fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status}:\n{}", self.name, self.log());
-            }
-            if let Ok(response) = self.client.get(self.url("/health")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not healthy after 30 s:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url("/health");
+        let log = self.dir.path().join("server.log");
+        process::wait_for_200(
+            &mut self.child,
+            &self.client,
+            &url,
+            &log,
+            self.name,
+            "healthy",
+        )
+        .await;
     }
 
     fn admin_password(&self) -> Option<String> {
