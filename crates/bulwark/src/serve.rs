@@ -159,12 +159,18 @@ struct Protocols {
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
+/// The most an HTTP/1.1 request line and headers may take: larger ones answer 431 (hyper's
+/// default, about 400 KiB, lets a client make the server buffer far more than any real request
+/// needs).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 impl Protocols {
     fn new(options: &ServeOptions) -> Self {
         let keep_alive = Some(Duration::from_secs(30));
         let mut auto = Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEADER_BYTES)
             .header_read_timeout(options.header_read_timeout);
         auto.http2()
             .timer(TokioTimer::new())
@@ -172,6 +178,7 @@ impl Protocols {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEADER_BYTES)
             .header_read_timeout(options.header_read_timeout);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2

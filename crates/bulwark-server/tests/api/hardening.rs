@@ -731,3 +731,40 @@ async fn error_bodies_reveal_no_internals(backend: Backend) {
     }
 }
 test_both!(error_bodies_reveal_no_internals);
+
+/// Request headers over 32 KiB answer 431 instead of being buffered; ordinary large headers
+/// (16 KiB, e.g. big cookies behind a proxy) still pass.
+async fn oversized_request_headers_answer_431(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let send = |header_bytes: usize| {
+        let port = app.port;
+        async move {
+            let mut stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let request = format!(
+                "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(header_bytes)
+            );
+            let _ = stream.write_all(request.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    // Act
+    let huge = send(64 * 1024).await;
+    let large = send(16 * 1024).await;
+
+    // Assert
+    assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
+    assert!(large.starts_with("HTTP/1.1 200"), "{large}");
+}
+test_both!(oversized_request_headers_answer_431);
