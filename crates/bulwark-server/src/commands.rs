@@ -210,29 +210,14 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings) -> anyhow::Resul
         let content = format!("{password}\n");
         let written = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || write_secret_file(&path, content.as_bytes()))
-                .await?
+            tokio::task::spawn_blocking(move || {
+                crate::config::write_private_file(&path, content.as_bytes(), true)
+            })
+            .await?
         };
         written?;
         tracing::warn!(path = %path.display(), "first start: created user 'admin'; its password is in this file (mode 0600): read it, then delete the file");
     }
-    Ok(())
-}
-
-fn write_secret_file(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(content)?;
     Ok(())
 }
 

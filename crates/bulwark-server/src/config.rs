@@ -493,7 +493,7 @@ pub fn load_master_secret(settings: &Settings) -> anyhow::Result<bulwark::secret
         return from_bytes(trim_line_end(text), &path.display().to_string());
     }
     let secret = MasterSecret::generate();
-    write_private_file(&path, secret.expose())?;
+    write_private_file(&path, secret.expose(), false)?;
     tracing::warn!(
         path = %path.display(),
         "no master secret configured: generated one with the OS random generator; back it up and keep it private (mode 0600)"
@@ -508,9 +508,29 @@ fn trim_line_end(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn write_private_file(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+/// Writes a secret to a new file readable by its owner only (0600, in a 0700 folder when the
+/// folder is created), and syncs it. With `replace`, an existing file is removed first, so the
+/// new one never inherits wider permissions; without it, an existing file is an error.
+/// Blocking: call from a blocking thread.
+///
+/// # Errors
+/// When the folder or file cannot be created or written.
+pub(crate) fn write_private_file(
+    path: &std::path::Path,
+    content: &[u8],
+    replace: bool,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if replace {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot replace {}", path.display()));
+            }
+        }
+    }
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -558,5 +578,25 @@ mod tests {
         for bad in ["", "m", "5w", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(DurationSetting::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn private_files_are_owner_only_even_over_a_wider_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir =
+            std::env::temp_dir().join(format!("bulwark-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            write_private_file(&path, b"new", false).is_err(),
+            "never overwrites silently"
+        );
+        write_private_file(&path, b"new", true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
