@@ -65,8 +65,8 @@ pub struct TestApp {
     pub client: Client,
     pub state: AppState,
     pub settings: Settings,
-    _data_dir: tempfile::TempDir,
-    pg: Option<(String, String)>,
+    /// The test's database and data folder, removed when the app is dropped.
+    _database: DatabaseGuard,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -75,10 +75,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, database) = fresh_database_url(&backend).await;
     let mut settings = Settings::default();
     settings.bind = "127.0.0.1:0".parse().expect("addr");
-    settings.data_dir = data_dir.path().to_owned();
+    settings.data_dir = database.dir().to_owned();
+    settings.database_url = database_url;
     settings.master_secret = Some(SecretString::from(bulwark::secret::random_token(32)));
     // Cheap hashing parameters keep the suite fast; production defaults are tested in the library.
     settings.password_hashing = PasswordHashing {
@@ -90,25 +91,6 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     // login limits (5/minute) explicitly.
     settings.rate_limits.login_per_ip = "10000/minute".to_owned();
     settings.rate_limits.login_per_username = "10000/minute".to_owned();
-    let pg = match &backend {
-        Backend::Sqlite => {
-            settings.database_url = format!("sqlite://{}/bulwark.db", data_dir.path().display());
-            None
-        }
-        Backend::Postgres(admin_url) => {
-            let name = format!("bulwark_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(admin_url)
-                .await
-                .expect("PostgreSQL reachable");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&admin)
-                .await
-                .expect("create test database");
-            admin.close().await;
-            settings.database_url = replace_db_name(admin_url, &name);
-            Some((admin_url.clone(), name))
-        }
-    };
     configure(&mut settings);
     let app = Application::build(settings.clone())
         .await
@@ -131,8 +113,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         client,
         state,
         settings,
-        _data_dir: data_dir,
-        pg,
+        _database: database,
         shutdown: Some(tx),
     }
 }
@@ -159,27 +140,7 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some((admin_url, name)) = self.pg.take() {
-            // Drop the database from a thread of its own: the test's runtime is shutting down.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        )))
-                        .execute(&admin)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
+        // The database guard (a field) drops the database after this.
     }
 }
 
@@ -309,6 +270,13 @@ pub async fn assert_unauthorized(response: Response, expected_detail: &str) {
 pub struct DatabaseGuard {
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+}
+
+impl DatabaseGuard {
+    /// The temporary folder (data dir, and the SQLite file when SQLite).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
 }
 
 impl Drop for DatabaseGuard {
