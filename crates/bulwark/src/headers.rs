@@ -128,7 +128,13 @@ where
 }
 
 fn harden<B, const HSTS_ON: bool>(mut response: Response<B>) -> Response<B> {
-    let headers = response.headers_mut();
+    set_security_headers(response.headers_mut(), HSTS_ON);
+    response
+}
+
+/// Sets the headers of [`SecurityHeadersLayer`] on `headers` (also used for the answers the
+/// server writes before a request reaches the router, see `crate::serve`).
+pub(crate) fn set_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -148,14 +154,13 @@ fn harden<B, const HSTS_ON: bool>(mut response: Response<B>) -> Response<B> {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    if HSTS_ON {
+    if hsts {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static(HSTS),
         );
     }
     headers.remove(header::SERVER);
-    response
 }
 
 #[cfg(test)]

@@ -33,10 +33,7 @@ use std::{
 };
 
 use axum::{Router, extract::ConnectInfo};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto::Builder,
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -45,6 +42,10 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 use tower::Service as _;
+
+mod framing;
+
+use framing::FramingGuard;
 
 /// Socket-level limits, and TLS.
 #[derive(Debug, Clone)]
@@ -152,9 +153,8 @@ pub async fn serve(
     }
 }
 
-/// The HTTP configurations: sniffing (plain TCP), and one per protocol chosen by ALPN.
+/// The HTTP configurations, one per protocol.
 struct Protocols {
-    auto: Builder<TokioExecutor>,
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
@@ -167,16 +167,12 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 impl Protocols {
     fn new(options: &ServeOptions) -> Self {
         let keep_alive = Some(Duration::from_secs(30));
-        let mut auto = Builder::new(TokioExecutor::new());
-        auto.http1()
-            .timer(TokioTimer::new())
-            .max_buf_size(MAX_HEADER_BYTES)
-            .header_read_timeout(options.header_read_timeout);
-        auto.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(keep_alive);
         let mut http1 = hyper::server::conn::http1::Builder::new();
+        // Half-closed connections are served: a client may send its last request and shut its
+        // side, and when the framing guard refuses a pipelined head it ends the stream hyper
+        // reads, which must not cut the answers to the requests before it.
         http1
+            .half_close(true)
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEADER_BYTES)
             .header_read_timeout(options.header_read_timeout);
@@ -184,7 +180,7 @@ impl Protocols {
         http2
             .timer(TokioTimer::new())
             .keep_alive_interval(keep_alive);
-        Self { auto, http1, http2 }
+        Self { http1, http2 }
     }
 }
 
@@ -221,15 +217,39 @@ impl Connection {
     async fn serve_plain(self, stream: TcpStream) {
         // hyper's header-read timer only starts once the protocol is known; a client that
         // sends nothing (or trickles the HTTP/2 preface) would otherwise be held forever.
-        if !protocol_known_in_time(&stream, self.header_read_timeout).await {
+        let Some(protocol) = protocol_in_time(&stream, self.header_read_timeout).await else {
             tracing::debug!(peer = %self.peer, "connection idle before its first request; closed");
             return;
+        };
+        match protocol {
+            Protocol::Http2 => self.serve_http2(stream).await,
+            Protocol::Http1 => self.serve_http1(stream, false).await,
         }
-        let service = self.service();
+    }
+
+    /// HTTP/1.1, its request heads checked by [`FramingGuard`] first (`https`: the answers it
+    /// writes itself carry `Strict-Transport-Security`).
+    async fn serve_http1<T>(self, stream: T, https: bool)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let stream = FramingGuard::new(stream, MAX_HEADER_BYTES, https);
         let conn = self
             .protocols
-            .auto
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            .http1
+            .serve_connection(TokioIo::new(stream), self.service())
+            .with_upgrades();
+        self.finish(drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await);
+    }
+
+    async fn serve_http2<T>(self, stream: T)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self
+            .protocols
+            .http2
+            .serve_connection(TokioIo::new(stream), self.service());
         self.finish(drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await);
     }
 
@@ -247,7 +267,6 @@ impl Connection {
                     return;
                 }
             };
-        let service = self.service();
         // The protocol is the one negotiated by ALPN: nothing to sniff, so HTTP/1.1's
         // header-read timer runs from the first read.
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -257,22 +276,9 @@ impl Connection {
                 H2_PREFACE.len(),
                 tokio::time::sleep(self.header_read_timeout),
             );
-            let conn = self
-                .protocols
-                .http2
-                .serve_connection(TokioIo::new(stream), service);
-            self.finish(
-                drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await,
-            );
+            self.serve_http2(stream).await;
         } else {
-            let conn = self
-                .protocols
-                .http1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            self.finish(
-                drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await,
-            );
+            self.serve_http1(stream, true).await;
         }
     }
 
@@ -390,22 +396,30 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
 /// The HTTP/2 connection preface, which selects HTTP/2 over HTTP/1.1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The protocol a plain-TCP client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// Waits, at most `within`, until the client has sent enough bytes to tell HTTP/1.1 from HTTP/2
-/// (a byte that departs from the HTTP/2 preface, or the whole preface). False when the client
+/// (a byte that departs from the HTTP/2 preface, or the whole preface). `None` when the client
 /// sent nothing in time, closed, or failed.
-async fn protocol_known_in_time(stream: &TcpStream, within: Duration) -> bool {
+async fn protocol_in_time(stream: &TcpStream, within: Duration) -> Option<Protocol> {
     let wait = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
             match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+                Ok(0) | Err(_) => return None,
+                Ok(n) if buf[..n] != H2_PREFACE[..n] => return Some(Protocol::Http1),
+                Ok(n) if n == buf.len() => return Some(Protocol::Http2),
                 // A partial preface: poll again shortly (peek does not wait for more bytes).
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     };
-    tokio::time::timeout(within, wait).await.unwrap_or(false)
+    tokio::time::timeout(within, wait).await.ok().flatten()
 }
 
 #[cfg(test)]
@@ -428,14 +442,17 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_sends_nothing_is_not_waited_for() {
         let (_client, server) = pair().await;
-        assert!(!protocol_known_in_time(&server, SHORT).await);
+        assert_eq!(protocol_in_time(&server, SHORT).await, None);
     }
 
     #[tokio::test]
     async fn one_http1_byte_is_enough() {
         let (mut client, server) = pair().await;
         client.write_all(b"G").await.expect("write");
-        assert!(protocol_known_in_time(&server, SHORT).await);
+        assert_eq!(
+            protocol_in_time(&server, SHORT).await,
+            Some(Protocol::Http1)
+        );
         // Peeking consumed nothing.
         let mut buf = [0u8; 1];
         assert_eq!(server.peek(&mut buf).await.expect("peek"), 1);
@@ -445,16 +462,19 @@ mod tests {
     async fn a_trickled_http2_preface_must_arrive_in_time() {
         let (mut client, server) = pair().await;
         client.write_all(&H2_PREFACE[..10]).await.expect("write");
-        assert!(!protocol_known_in_time(&server, SHORT).await);
+        assert_eq!(protocol_in_time(&server, SHORT).await, None);
         client.write_all(&H2_PREFACE[10..]).await.expect("write");
-        assert!(protocol_known_in_time(&server, SHORT).await);
+        assert_eq!(
+            protocol_in_time(&server, SHORT).await,
+            Some(Protocol::Http2)
+        );
     }
 
     #[tokio::test]
     async fn a_closed_connection_is_not_served() {
         let (client, server) = pair().await;
         drop(client);
-        assert!(!protocol_known_in_time(&server, SHORT).await);
+        assert_eq!(protocol_in_time(&server, SHORT).await, None);
     }
 
     // ---- HTTPS and shutdown, over real sockets -------------------------------------------
@@ -719,5 +739,41 @@ mod tests {
             guarded.read(&mut buf).await.expect("late bytes are fine"),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_pipelined_head_is_answered_after_the_requests_before_it() {
+        for tls_on in [false, true] {
+            let server = start(tls_on, Duration::from_secs(5), Duration::from_secs(1)).await;
+            let requests = concat!(
+                "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "5\r\nhello\r\n0\r\n\r\n",
+                "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n",
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            );
+            let answer = if tls_on {
+                let mut stream = server.tls_connect(&[b"http/1.1"]).await.expect("tls");
+                stream.write_all(requests.as_bytes()).await.expect("write");
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer).await;
+                answer
+            } else {
+                let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+                stream.write_all(requests.as_bytes()).await.expect("write");
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer).await;
+                answer
+            };
+            let answer = String::from_utf8_lossy(&answer);
+            let (first, second) = answer.split_once("\r\n\r\n5").expect(&answer);
+            assert!(first.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(second.starts_with("HTTP/1.1 400"), "{answer}");
+            assert!(
+                second.ends_with(
+                    r#"{"detail":"Request has both Content-Length and Transfer-Encoding"}"#
+                ),
+                "{answer}"
+            );
+        }
     }
 }

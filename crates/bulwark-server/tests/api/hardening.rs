@@ -762,9 +762,224 @@ async fn oversized_request_headers_answer_431(backend: Backend) {
     // Act
     let huge = send(64 * 1024).await;
     let large = send(16 * 1024).await;
+    let many_fields: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let (many, _) = raw_exchange(
+        &app,
+        format!("GET /health HTTP/1.1\r\nHost: a\r\n{many_fields}\r\n").as_bytes(),
+    )
+    .await;
 
     // Assert
     assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
     assert!(large.starts_with("HTTP/1.1 200"), "{large}");
+    assert_eq!(many.status, 431);
+    raw_hardened(&many, "too many header fields");
+    let body: Value = serde_json::from_slice(&many.body).expect("json");
+    assert_eq!(body, json!({"detail": "Request header fields too large"}));
 }
 test_both!(oversized_request_headers_answer_431);
+
+// --- Request smuggling, malformed requests, hostile bodies ---------------------------------------
+
+/// Writes `request` on a new connection; returns the first response and whether the server
+/// closed the connection after it (within two seconds).
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> (RawResponse, bool) {
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    let response = read_response(&mut stream, Duration::from_secs(5)).await;
+    let closed = closed_within(&mut stream, Duration::from_secs(2)).await;
+    (response, closed)
+}
+
+/// A request with both `Content-Length` and `Transfer-Encoding` could be framed one way by a
+/// proxy and another way by the server (request smuggling): it is refused with 400, in either
+/// header order, and the connection is closed; nothing is created.
+async fn content_length_with_transfer_encoding_is_400_and_closes(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user_with_token("alice", &[]).await;
+    let body = r#"{"name":"smuggled","price":1.0}"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let framing = [
+        format!(
+            "Content-Length: {}\r\nTransfer-Encoding: chunked",
+            chunked.len()
+        ),
+        format!(
+            "Transfer-Encoding: chunked\r\nContent-Length: {}",
+            body.len()
+        ),
+        format!(
+            "Content-Length: {}\r\nTransfer-Encoding: gzip, chunked",
+            chunked.len()
+        ),
+    ];
+
+    for headers in framing {
+        // Act
+        let request = format!(
+            "POST /items/ HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\n{headers}\r\n\r\n{chunked}"
+        );
+        let (response, closed) = raw_exchange(&app, request.as_bytes()).await;
+
+        // Assert
+        assert_eq!(response.status, 400, "{headers}");
+        raw_hardened(&response, &headers);
+        let detail: Value = serde_json::from_slice(&response.body).expect("json");
+        assert_eq!(
+            detail,
+            json!({"detail": "Request has both Content-Length and Transfer-Encoding"})
+        );
+        assert!(response.head.contains("connection: close"), "{headers}");
+        assert!(closed, "{headers}: the connection stays open");
+    }
+    let list: Value = app.list_items(&token, "").await.json().await.expect("json");
+    assert_eq!(list["total"], 0);
+}
+test_both!(content_length_with_transfer_encoding_is_400_and_closes);
+
+/// The check applies to every request on a kept-alive connection, not only the first: after a
+/// chunked request that is answered normally, a smuggled head is refused; a head that only
+/// appears inside a body is body.
+async fn a_smuggled_head_after_a_chunked_request_is_refused(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user_with_token("alice", &[]).await;
+    let smuggled = format!(
+        "POST /items/ HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    );
+    let inner = format!(
+        r#"{{"name":"carrier","price":1.0,"description":{}}}"#,
+        json!(smuggled)
+    );
+    let first = format!(
+        "POST /items/ HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{inner}\r\n0\r\n\r\n",
+        inner.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+
+    // Act: both requests in one write.
+    stream
+        .write_all(format!("{first}{smuggled}").as_bytes())
+        .await
+        .expect("write");
+    let mut answers = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answers))
+        .await
+        .is_ok();
+
+    // Assert: the first is created (the smuggled head inside it is its description), the
+    // second is refused, then the connection is closed.
+    let answers = String::from_utf8_lossy(&answers);
+    let (created, refused) = answers
+        .split_once("HTTP/1.1 400 Bad Request\r\n")
+        .expect(&answers);
+    assert!(created.starts_with("HTTP/1.1 201"), "{answers}");
+    let item: Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").expect("body").1).expect("json");
+    assert!(
+        item["description"]
+            .as_str()
+            .expect("description")
+            .contains("Content-Length: 3")
+    );
+    assert!(
+        refused.ends_with(r#"{"detail":"Request has both Content-Length and Transfer-Encoding"}"#),
+        "{answers}"
+    );
+    assert!(closed);
+    let list: Value = app.list_items(&token, "").await.json().await.expect("json");
+    assert_eq!(list["total"], 1);
+}
+test_both!(a_smuggled_head_after_a_chunked_request_is_refused);
+
+/// Bytes that are not UTF-8 in the path, the query or the body get a 4xx, never a 500.
+async fn invalid_utf8_anywhere_is_a_client_error(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user_with_token("alice", &[]).await;
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let json_body: &[u8] = b"{\"name\":\"\xff\xfe\",\"price\":1.0}";
+    let form_body: &[u8] = b"username=\xff&password=%FF%FE";
+    let requests: Vec<(&str, Vec<u8>)> = vec![
+        ("raw path", [b"GET /items/\xff\xfe HTTP/1.1\r\nHost: a\r\n".as_slice(), auth.as_bytes(), b"\r\n"].concat()),
+        ("encoded path", [b"GET /items/%FF%FE HTTP/1.1\r\nHost: a\r\n".as_slice(), auth.as_bytes(), b"\r\n"].concat()),
+        ("raw query", [b"GET /items/?limit=\xff HTTP/1.1\r\nHost: a\r\n".as_slice(), auth.as_bytes(), b"\r\n"].concat()),
+        ("encoded query", [b"GET /items/?limit=%FF&offset=%C3%28 HTTP/1.1\r\nHost: a\r\n".as_slice(), auth.as_bytes(), b"\r\n"].concat()),
+        ("header value", [b"GET /items/ HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xff\xfe\r\n\r\n".as_slice()].concat()),
+        (
+            "json body",
+            [
+                format!("POST /items/ HTTP/1.1\r\nHost: a\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", json_body.len()).as_bytes(),
+                json_body,
+            ]
+            .concat(),
+        ),
+        (
+            "form body",
+            [
+                format!("POST /token HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n", form_body.len()).as_bytes(),
+                form_body,
+            ]
+            .concat(),
+        ),
+    ];
+
+    for (what, request) in requests {
+        // Act
+        let (response, _) = raw_exchange(&app, &request).await;
+
+        // Assert
+        assert!(
+            (400..500).contains(&response.status),
+            "{what}: {} {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        );
+        let body: Value = serde_json::from_slice(&response.body).expect("a JSON error body");
+        assert!(!body["detail"].is_null(), "{what}: {body}");
+    }
+}
+test_both!(invalid_utf8_anywhere_is_a_client_error);
+
+/// JSON nested far deeper than any item is refused with 422 at once (serde_json's recursion
+/// limit), not parsed into a stack overflow or a slow 500.
+async fn deeply_nested_json_is_422_quickly(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user_with_token("alice", &[]).await;
+    let depth = 100_000;
+    let bodies = [
+        "[".repeat(depth),
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+        format!(
+            r#"{{"name":"x","price":1.0,"description":{}{}}}"#,
+            r#"{"a":"#.repeat(depth),
+            "}".repeat(depth)
+        ),
+    ];
+
+    for body in bodies {
+        // Act
+        let started = Instant::now();
+        let response = post_raw_json(&app, &token, body).await;
+        let took = started.elapsed();
+
+        // Assert
+        assert_eq!(response.status(), 422);
+        let detail: Value = response.json().await.expect("json");
+        assert!(detail["detail"][0]["type"].is_string(), "{detail}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+    let list: Value = app.list_items(&token, "").await.json().await.expect("json");
+    assert_eq!(list["total"], 0);
+}
+test_both!(deeply_nested_json_is_422_quickly);

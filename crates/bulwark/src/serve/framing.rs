@@ -1,0 +1,619 @@
+//! HTTP/1.1 request heads checked before hyper parses them.
+//!
+//! **Why.** A request that carries both `Content-Length` and `Transfer-Encoding` is the classic
+//! request-smuggling shape: a proxy in front may frame the body by one header while the server
+//! frames it by the other. RFC 9112 §6.1 lets a server either reject it or frame by
+//! `Transfer-Encoding` and close; hyper does the latter, silently dropping `Content-Length`, so
+//! the application can neither see nor refuse it. [`FramingGuard`] sits between the socket and
+//! hyper and answers such a request `400` with the contract's JSON body, then closes the
+//! connection. It also answers, with JSON instead of hyper's empty bodies, heads that are too
+//! large (`431`), have too many header fields (`431`) or cannot be parsed (`400`).
+//!
+//! **How.** The guard follows the framing of every request on the connection (the head, then a
+//! `Content-Length` body or `chunked` body and trailers), so it finds each pipelined or
+//! kept-alive request's head. A head that arrives whole in one read costs one `httparse` pass
+//! and no copy; a head split across reads is held back until it is whole, so hyper never sees
+//! a part of a head that is then refused. Body bytes pass through untouched as they arrive.
+//! Hyper's header-read timer starts when it waits for a head, not at its first byte, so holding
+//! a slow head back does not lengthen the time a slowloris client gets.
+//!
+//! When it refuses a head, the guard hands hyper an end of stream (hyper finishes what it was
+//! answering and shuts the connection down) and writes its own answer at that shutdown. After a
+//! request that asks for a protocol upgrade (WebSocket) or `CONNECT`, and after any framing it
+//! cannot follow, the guard steps aside for the rest of the connection: hyper's own parser,
+//! which frames by `Transfer-Encoding` and closes on a conflict, still applies.
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Duration, Sleep},
+};
+
+/// The most header fields a request may have (hyper's own limit).
+const MAX_HEADERS: usize = 100;
+
+/// The longest chunk-size line (with extensions) the guard follows.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// After a refusal, how long and how much of what the client still sends is read and dropped
+/// before the socket closes (closing with unread bytes would reset the connection, and the
+/// client could lose the answer).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Why a request head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    Conflicting,
+    /// A malformed request line, header, `Content-Length` or `Transfer-Encoding`.
+    Malformed,
+    /// A head longer than the limit, or with more than 100 fields.
+    TooLarge,
+}
+
+impl Refusal {
+    /// The raw HTTP/1.1 answer (the connection closes after it), with the headers every
+    /// response of the router carries.
+    fn response(self, hsts: bool) -> Vec<u8> {
+        let (status, detail) = match self {
+            Self::Conflicting => (
+                "400 Bad Request",
+                "Request has both Content-Length and Transfer-Encoding",
+            ),
+            Self::Malformed => ("400 Bad Request", "Malformed request"),
+            Self::TooLarge => (
+                "431 Request Header Fields Too Large",
+                "Request header fields too large",
+            ),
+        };
+        let body = serde_json::json!({ "detail": detail }).to_string();
+        let mut headers = http::HeaderMap::new();
+        crate::headers::set_security_headers(&mut headers, hsts);
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n",
+            body.len()
+        )
+        .into_bytes();
+        for (name, value) in &headers {
+            answer.extend_from_slice(name.as_str().as_bytes());
+            answer.extend_from_slice(b": ");
+            answer.extend_from_slice(value.as_bytes());
+            answer.extend_from_slice(b"\r\n");
+        }
+        answer.extend_from_slice(b"\r\n");
+        answer.extend_from_slice(body.as_bytes());
+        answer
+    }
+}
+
+/// Where the guard is in the request stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting a request head.
+    Head,
+    /// Inside a `Content-Length` body: bytes left.
+    Body(u64),
+    /// Reading a chunk-size line (kept in `line`).
+    ChunkSize,
+    /// Inside a chunk: bytes left.
+    ChunkData(u64),
+    /// After a chunk's data, up to the end of its line.
+    ChunkEnd,
+    /// Trailer fields after the last chunk; `line_len` counts the current line's bytes.
+    Trailers { line_len: usize },
+    /// Not following the stream any more (upgrade, or framing it cannot follow).
+    Off,
+}
+
+/// A stream whose HTTP/1.1 request heads are checked before they are read through it.
+pub(crate) struct FramingGuard<T> {
+    inner: T,
+    max_head: usize,
+    /// Whether answers carry `Strict-Transport-Security` (the connection is HTTPS).
+    hsts: bool,
+    state: State,
+    /// A head received in part, held back until whole.
+    held: Vec<u8>,
+    /// How many bytes of `held` were already searched for the head's end.
+    searched: usize,
+    /// The current chunk-size line.
+    line: Vec<u8>,
+    /// Checked bytes not yet read by hyper (a held head, once whole, and what followed it).
+    ready: Vec<u8>,
+    ready_from: usize,
+    refusal: Option<Refusal>,
+    /// The refusal's answer, and how much of it has been written.
+    answer: Vec<u8>,
+    answered: usize,
+    /// Set once the refusal is written and the write side shut: the lingering close's end.
+    linger: Option<Pin<Box<Sleep>>>,
+    lingered: usize,
+    eof: bool,
+}
+
+impl<T> FramingGuard<T> {
+    /// Guards `inner`; heads longer than `max_head` bytes are refused with 431. `hsts`: the
+    /// connection is HTTPS (answers carry `Strict-Transport-Security`).
+    pub(crate) fn new(inner: T, max_head: usize, hsts: bool) -> Self {
+        Self {
+            inner,
+            max_head,
+            hsts,
+            state: State::Head,
+            held: Vec::new(),
+            searched: 0,
+            line: Vec::new(),
+            ready: Vec::new(),
+            ready_from: 0,
+            refusal: None,
+            answer: Vec::new(),
+            answered: 0,
+            linger: None,
+            lingered: 0,
+            eof: false,
+        }
+    }
+
+    /// Follows `data` (which starts where the guard's position is) and returns how many of its
+    /// bytes may go to hyper now. The rest is a head in progress (to hold back), or, when a
+    /// refusal was set, a refused head and whatever followed it (to drop).
+    fn advance(&mut self, data: &[u8]) -> usize {
+        let mut at = 0;
+        while at < data.len() {
+            match self.state {
+                State::Off => return data.len(),
+                State::Head => {
+                    // Empty lines before a request line are allowed (and skipped by hyper).
+                    if self.searched == 0 {
+                        while at < data.len() && matches!(data[at], b'\r' | b'\n') {
+                            at += 1;
+                        }
+                        if at == data.len() {
+                            return at;
+                        }
+                    }
+                    let head = &data[at..];
+                    let Some(end) = head_end(head, self.searched) else {
+                        if head.len() > self.max_head {
+                            self.refusal = Some(Refusal::TooLarge);
+                        } else {
+                            self.searched = head.len();
+                        }
+                        return at;
+                    };
+                    self.searched = 0;
+                    if end > self.max_head {
+                        self.refusal = Some(Refusal::TooLarge);
+                        return at;
+                    }
+                    match check_head(&head[..end]) {
+                        Ok(next) => self.state = next,
+                        Err(refusal) => {
+                            self.refusal = Some(refusal);
+                            return at;
+                        }
+                    }
+                    at += end;
+                }
+                State::Body(left) | State::ChunkData(left) => {
+                    let available = (data.len() - at) as u64;
+                    let take = left.min(available);
+                    at += take as usize; // `take` <= `available`, which came from a usize.
+                    let left = left - take;
+                    self.state = match (self.state, left) {
+                        (State::Body(_), 0) => State::Head,
+                        (State::Body(_), _) => State::Body(left),
+                        (_, 0) => State::ChunkEnd,
+                        (_, _) => State::ChunkData(left),
+                    };
+                }
+                State::ChunkEnd => match data[at..].iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        at += i + 1;
+                        self.state = State::ChunkSize;
+                    }
+                    None => return data.len(),
+                },
+                State::ChunkSize => {
+                    let rest = &data[at..];
+                    let (part, done) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) => (&rest[..=i], true),
+                        None => (rest, false),
+                    };
+                    self.line.extend_from_slice(part);
+                    at += part.len();
+                    if self.line.len() > MAX_CHUNK_LINE {
+                        self.step_aside();
+                    } else if done {
+                        self.state = match httparse::parse_chunk_size(&self.line) {
+                            Ok(httparse::Status::Complete((_, 0))) => {
+                                State::Trailers { line_len: 0 }
+                            }
+                            Ok(httparse::Status::Complete((_, size))) => State::ChunkData(size),
+                            _ => State::Off,
+                        };
+                        self.line.clear();
+                    }
+                }
+                State::Trailers { mut line_len } => {
+                    let mut next = State::Trailers { line_len };
+                    while at < data.len() {
+                        let byte = data[at];
+                        at += 1;
+                        match byte {
+                            b'\n' if line_len == 0 => {
+                                next = State::Head;
+                                break;
+                            }
+                            b'\n' => line_len = 0,
+                            b'\r' => {}
+                            _ => line_len += 1,
+                        }
+                        next = State::Trailers { line_len };
+                    }
+                    self.state = next;
+                }
+            }
+        }
+        at
+    }
+
+    fn step_aside(&mut self) {
+        self.state = State::Off;
+        self.line = Vec::new();
+    }
+}
+
+/// Where the head in `head` ends (just after its empty line), searching from about `from`.
+fn head_end(head: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while let Some(offset) = head[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + offset;
+        match head.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// Parses a whole head and returns the state after it (how its body is framed).
+fn check_head(head: &[u8]) -> Result<State, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Refusal::Malformed),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed),
+    }
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked = false;
+    let mut upgrade = request.method == Some("CONNECT");
+    for header in request.headers.iter() {
+        let name = header.name;
+        let value = header.value.trim_ascii();
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Like hyper: the last coding of the last field must be `chunked`.
+            chunked = std::str::from_utf8(value).is_ok_and(|v| {
+                v.rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+            });
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let parsed = parse_length(value).ok_or(Refusal::Malformed)?;
+            if length.is_some_and(|seen| seen != parsed) {
+                return Err(Refusal::Malformed);
+            }
+            length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        }
+    }
+    if transfer_encoding && length.is_some() {
+        return Err(Refusal::Conflicting);
+    }
+    if transfer_encoding && (request.version != Some(1) || !chunked) {
+        return Err(Refusal::Malformed);
+    }
+    Ok(if upgrade {
+        State::Off
+    } else if transfer_encoding {
+        State::ChunkSize
+    } else {
+        match length {
+            Some(n) if n > 0 => State::Body(n),
+            _ => State::Head,
+        }
+    })
+}
+
+/// A `Content-Length` value: decimal digits only, as hyper reads it.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.ready_from < this.ready.len() {
+                let n = buf.remaining().min(this.ready.len() - this.ready_from);
+                buf.put_slice(&this.ready[this.ready_from..this.ready_from + n]);
+                this.ready_from += n;
+                if this.ready_from == this.ready.len() {
+                    this.ready.clear();
+                    this.ready_from = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            // A refused head: hyper sees the end of the stream (and the answer is written
+            // when it shuts the connection down).
+            if this.refusal.is_some() || this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if this.state == State::Off && this.held.is_empty() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let start = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let end = buf.filled().len();
+            if end == start {
+                // The client is done; a partial head goes to hyper as it is (hyper answers an
+                // incomplete message by closing).
+                this.eof = true;
+                this.ready = std::mem::take(&mut this.held);
+                continue;
+            }
+            if this.held.is_empty() {
+                // The common case: the bytes stay in hyper's buffer.
+                let released = this.advance(&buf.filled()[start..end]);
+                if released < end - start && this.refusal.is_none() {
+                    this.held
+                        .extend_from_slice(&buf.filled()[start + released..end]);
+                }
+                buf.set_filled(start + released);
+                if released > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+            } else {
+                // A head in progress: the new bytes join it, and whatever the whole head lets
+                // through is handed over from `ready`.
+                this.held.extend_from_slice(&buf.filled()[start..end]);
+                buf.set_filled(start);
+                let held = std::mem::take(&mut this.held);
+                let released = this.advance(&held);
+                if released < held.len() && this.refusal.is_none() {
+                    this.held.extend_from_slice(&held[released..]);
+                }
+                this.ready.extend_from_slice(&held[..released]);
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(refusal) = this.refusal else {
+            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        };
+        if this.linger.is_none() {
+            if this.answer.is_empty() {
+                this.answer = refusal.response(this.hsts);
+            }
+            while this.answered < this.answer.len() {
+                let n = ready!(
+                    Pin::new(&mut this.inner).poll_write(cx, &this.answer[this.answered..])
+                )?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                this.answered += n;
+            }
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut scratch = [0u8; 4096];
+        while let Some(linger) = this.linger.as_mut() {
+            if linger.as_mut().poll(cx).is_ready() || this.lingered > LINGER_BYTES {
+                break;
+            }
+            let mut sink = ReadBuf::new(&mut scratch);
+            match ready!(Pin::new(&mut this.inner).poll_read(cx, &mut sink)) {
+                Ok(()) if !sink.filled().is_empty() => this.lingered += sink.filled().len(),
+                _ => break,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `chunks` one read at a time; returns what hyper would have read, and the refusal.
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Option<Refusal>) {
+        let mut guard = FramingGuard::new((), 1024, false);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            if guard.refusal.is_some() {
+                break;
+            }
+            if guard.held.is_empty() {
+                let n = guard.advance(chunk);
+                out.extend_from_slice(&chunk[..n]);
+                if n < chunk.len() && guard.refusal.is_none() {
+                    guard.held.extend_from_slice(&chunk[n..]);
+                }
+            } else {
+                let mut held = std::mem::take(&mut guard.held);
+                held.extend_from_slice(chunk);
+                let n = guard.advance(&held);
+                out.extend_from_slice(&held[..n]);
+                if n < held.len() && guard.refusal.is_none() {
+                    guard.held.extend_from_slice(&held[n..]);
+                }
+            }
+        }
+        (out, guard.refusal)
+    }
+
+    fn bytewise(data: &[u8]) -> Vec<&[u8]> {
+        data.chunks(1).collect()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    #[test]
+    fn whole_requests_pass_through_pipelined_or_byte_by_byte() {
+        let stream = [
+            GET,
+            b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+            b"\r\n",
+            GET,
+        ]
+        .concat();
+        assert_eq!(run(&[&stream]), (stream.clone(), None));
+        assert_eq!(run(&bytewise(&stream)), (stream.clone(), None));
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_refused_in_either_order_and_position() {
+        let first =
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let second = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n";
+        for bad in [&first[..], &second[..]] {
+            assert_eq!(run(&[bad]), (Vec::new(), Some(Refusal::Conflicting)));
+            assert_eq!(
+                run(&bytewise(bad)),
+                (Vec::new(), Some(Refusal::Conflicting))
+            );
+            // After a chunked request on the same connection: the first passes, then refusal.
+            let chunked =
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+            let stream = [&chunked[..], bad].concat();
+            assert_eq!(
+                run(&[&stream]),
+                (chunked.to_vec(), Some(Refusal::Conflicting))
+            );
+            // A smuggled head inside a body is body, not a head.
+            let carrier = [
+                format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", bad.len()).as_bytes(),
+                bad,
+            ]
+            .concat();
+            assert_eq!(run(&[&carrier]), (carrier.clone(), None));
+        }
+    }
+
+    #[test]
+    fn oversized_and_malformed_heads_are_refused() {
+        let big = [
+            b"GET / HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; 2000],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(run(&[&big]), (Vec::new(), Some(Refusal::TooLarge)));
+        // Without an end in sight, too.
+        assert_eq!(run(&[&big[..1500]]), (Vec::new(), Some(Refusal::TooLarge)));
+        let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(
+            run(&[many.as_bytes()]),
+            (Vec::new(), Some(Refusal::TooLarge))
+        );
+        for bad in [
+            &b"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"G\x01T / HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                run(&[bad]).1,
+                Some(Refusal::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn an_upgrade_turns_the_guard_off() {
+        let stream = [
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".as_slice(),
+            b"\x81\x05hello anything at all: Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(run(&[&stream]), (stream.clone(), None));
+    }
+
+    #[test]
+    fn answers_are_well_formed_json() {
+        for refusal in [Refusal::Conflicting, Refusal::Malformed, Refusal::TooLarge] {
+            let answer = String::from_utf8(refusal.response(true)).expect("ascii");
+            let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.parse().ok())
+                .expect("content-length");
+            assert_eq!(body.len(), length, "{refusal:?}");
+            let json: serde_json::Value = serde_json::from_str(body).expect("json");
+            assert!(json["detail"].is_string());
+        }
+    }
+}
