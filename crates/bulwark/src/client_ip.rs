@@ -28,6 +28,11 @@ use http::{HeaderMap, request::Parts};
 
 /// An IP network in CIDR notation, such as `10.0.0.0/8` or `::1/128` (a bare address means one
 /// host).
+///
+/// Client addresses in IPv4-mapped IPv6 form (`::ffff:10.0.0.1`, as dual-stack sockets report
+/// IPv4 peers) count as IPv4, and so does a network written in that form with a prefix of at
+/// least 96 bits: `::ffff:10.0.0.0/104` is `10.0.0.0/8`. A shorter IPv6 prefix is an IPv6
+/// network and contains no IPv4 address: write IPv4 ranges in IPv4 form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     network: IpAddr,
@@ -56,6 +61,17 @@ impl FromStr for Cidr {
         };
         if prefix > max {
             return Err(err());
+        }
+        // Addresses are compared in canonical form, so the network must be too: otherwise a
+        // proxy listed as `::ffff:10.0.0.1` would never match its own (canonical IPv4) address.
+        if let IpAddr::V6(v6) = network
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Ok(Self {
+                network: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
         }
         Ok(Self { network, prefix })
     }
@@ -276,6 +292,27 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129", ""] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+    }
+
+    /// Found by fuzzing (fuzz target `client_ip`): a network written in IPv4-mapped form did not
+    /// contain its own address, since addresses are compared as IPv4.
+    #[test]
+    fn a_network_in_ipv4_mapped_form_counts_as_ipv4() {
+        let host: Cidr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(host, "10.0.0.1".parse().unwrap());
+        assert!(host.contains(ip("::ffff:10.0.0.1")) && host.contains(ip("10.0.0.1")));
+        let net: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(net, "10.0.0.0/8".parse().unwrap());
+        assert!(net.contains(ip("10.9.9.9")) && !net.contains(ip("11.0.0.1")));
+        // A shorter prefix is an IPv6 network: IPv4 clients are not in it.
+        let v6: Cidr = "::ffff:10.0.0.0/64".parse().unwrap();
+        assert!(!v6.contains(ip("10.0.0.1")) && v6.contains(ip("::1")));
+        let proxies = TrustedProxies::parse(&["::ffff:10.0.0.1"]).unwrap();
+        let h = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(
+            proxies.client_ip(ip("::ffff:10.0.0.1"), &h),
+            ip("203.0.113.7")
+        );
     }
 
     #[test]

@@ -170,7 +170,11 @@ impl Csrf {
         let (ts, rest) = raw.split_at(8);
         let (nonce, mac) = rest.split_at(NONCE_LEN);
         let issued = i64::from_be_bytes(ts.try_into().unwrap_or([0; 8]));
-        let age = now() - issued;
+        // The timestamp is attacker-controlled until the MAC is checked: a value far in the
+        // past or future must be refused, not overflow.
+        let Some(age) = now().checked_sub(issued) else {
+            return false;
+        };
         let max_age = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
         if age > max_age || age < -60 {
             return false;

@@ -70,6 +70,24 @@ fn a_token_verifies_only_with_its_own_cookie_and_key() {
     assert!(csrf.verify(&with_cookie(&cookie), &second));
 }
 
+/// Found by fuzzing (fuzz target `csrf`, binary mode): a token whose timestamp is near
+/// `i64::MIN` overflowed the age computation — a panic wherever overflow checks are on — before
+/// its MAC was even looked at. Any timestamp must simply be refused.
+#[test]
+fn a_token_with_an_extreme_timestamp_is_refused_without_overflow() {
+    let csrf = csrf();
+    let (_, set) = csrf.issue(&HeaderMap::new());
+    let headers = with_cookie(&cookie_value(&set.expect("a fresh cookie")));
+    for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+        let mut raw = ts.to_be_bytes().to_vec();
+        raw.resize(TOKEN_LEN, 0);
+        assert!(
+            !csrf.verify(&headers, &URL_SAFE_NO_PAD.encode(&raw)),
+            "{ts}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_spent_cookie_and_its_tokens_are_refused() {
     let list = Arc::new(RevocationList::new());

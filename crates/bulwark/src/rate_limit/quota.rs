@@ -87,23 +87,28 @@ impl Quota {
     /// current time (µs). Answers the decision and, when admitted, the new TAT to store.
     /// A key holds exactly one timestamp, whatever the limit, and the count is exact: `limit`
     /// back-to-back requests pass, the next one waits one interval.
+    ///
+    /// Any pair of times is answered exactly, without overflow: the arithmetic is done in 128
+    /// bits, and a TAT that would not fit in an `i64` refuses.
     pub fn gcra(&self, tat: Option<i64>, now: i64) -> (Decision, Option<i64>) {
-        let period = self.period_us();
-        let interval = self.interval_us();
-        let tat = tat.unwrap_or(now).max(now);
+        let period = i128::from(self.period_us());
+        let interval = i128::from(self.interval_us());
+        let now_wide = i128::from(now);
+        let tat = i128::from(tat.unwrap_or(now).max(now));
         let new_tat = tat + interval;
-        let debt = new_tat - now;
-        if debt > period {
-            let retry = new_tat - period - now;
+        let debt = new_tat - now_wide;
+        let storable = i64::try_from(new_tat).ok();
+        let Some(stored) = storable.filter(|_| debt <= period) else {
+            let retry = debt - period;
             let decision = Decision {
                 allowed: false,
                 limit: self.limit,
                 remaining: 0,
-                reset_secs: ceil_secs(tat - now),
+                reset_secs: ceil_secs(tat - now_wide),
                 retry_after_secs: ceil_secs(retry).max(1),
             };
             return (decision, None);
-        }
+        };
         let remaining = u32::try_from((period - debt) / interval).unwrap_or(0);
         let decision = Decision {
             allowed: true,
@@ -112,12 +117,13 @@ impl Quota {
             reset_secs: ceil_secs(debt),
             retry_after_secs: 0,
         };
-        (decision, Some(new_tat))
+        (decision, Some(stored))
     }
 }
 
-fn ceil_secs(us: i64) -> u64 {
-    u64::try_from(us.max(0)).unwrap_or(0).div_ceil(1_000_000)
+fn ceil_secs(us: i128) -> u64 {
+    let secs = u128::try_from(us).unwrap_or(0).div_ceil(1_000_000);
+    u64::try_from(secs).unwrap_or(u64::MAX)
 }
 
 /// The outcome of one check against one quota.
@@ -194,5 +200,20 @@ mod tests {
         let (d, _) = q.gcra(tat, now + 60_000_000);
         assert!(d.allowed);
         assert_eq!(d.remaining, 4);
+    }
+
+    /// Found by fuzzing (fuzz target `rate_limit`): times near the ends of `i64` overflowed.
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let q: Quota = "600/minute".parse().unwrap();
+        let (d, next) = q.gcra(Some(i64::MAX), i64::MIN);
+        assert!(!d.allowed && next.is_none() && d.retry_after_secs >= 1);
+        let (d, next) = q.gcra(Some(i64::MAX - 1), i64::MAX - 1);
+        assert!(
+            !d.allowed && next.is_none(),
+            "saturated at the end of time: {d:?}"
+        );
+        let (d, next) = q.gcra(None, i64::MIN);
+        assert!(d.allowed && next == Some(i64::MIN + q.interval_us()));
     }
 }
