@@ -12,31 +12,20 @@
 # and prints requests/s, p50 and p99 of each, with the throughput lost against `off` and the
 # latency Redis adds. Loopback only; every run is bounded by DURATION (default 8s).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-SHARED=${SHARED:-$ROOT/../shared/bench}
-[ -x "$SHARED/bench.sh" ] || { echo "the shared bench script is not at $SHARED/bench.sh (set SHARED)" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --bin bulwark >/dev/null
-BIN=$ROOT/target/release/bulwark
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_find_shared
+bench_check_tools
+bench_build
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-PORT=${PORT:-18080}
-PASS='bench-Vivid-Harbor-71'
 export DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s}
 
 run() { # name, extra env...
   local name=$1; shift
   local dir; dir=$(mktemp -d)
-  local -a env=(BULWARK_DATA_DIR="$dir" BULWARK_DATABASE_URL="sqlite://$dir/b.db"
-    BULWARK_MASTER_SECRET="$(head -c 32 /dev/urandom | base64)" BULWARK_DOCS=false
-    BULWARK_RATE_LIMITS__DEFAULT=1000000/second RUST_LOG=warn "$@")
-  echo "$PASS" | env "${env[@]}" "$BIN" users create bench --password-stdin >/dev/null
-  env "${env[@]}" taskset -c 0 "$BIN" serve --bind "127.0.0.1:$PORT" >"$dir/log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-  SCENARIOS=S2 BENCH_USER=bench BENCH_PASS="$PASS" SERVER_PID=$pid \
-    "$SHARED/bench.sh" "http://127.0.0.1:$PORT" "$dir/out" >/dev/null 2>&1 || true
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  bench_start_bulwark "$dir" 0 BULWARK_DOCS=false BULWARK_RATE_LIMITS__DEFAULT=1000000/second "$@"
+  bench_scenarios "$BENCH_URL" "$dir/out" "$BENCH_PID" SCENARIOS=S2
+  bench_stop "$BENCH_PID"
   local line; line=$(grep '^S2 ' "$dir/out" || echo "S2 valid=0")
   echo "$name $line"
   rm -rf "$dir"
