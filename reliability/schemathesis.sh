@@ -5,13 +5,14 @@
 # an admin, each on its own server (an admin run may disable itself, rotate keys...).
 #
 #   bash reliability/schemathesis.sh                 # short mode (CI): 15 examples per operation
-#   REL_MODE=long bash reliability/schemathesis.sh   # long mode: 500 per operation, longer stateful runs
+#   REL_MODE=long bash reliability/schemathesis.sh   # long mode: 500 per operation, then 5 min stateful
 #   REL_ST_SEED=N bash reliability/schemathesis.sh   # replay a run's data generation (see its Seed line)
 #   REL_ST_IDENTITIES=admin ...                      # only one identity (user, admin)
 #
 # Schemathesis comes from PyPI, pinned in reliability/requirements.txt, into a virtualenv under
 # ${XDG_CACHE_HOME:-~/.cache}/bulwark-reliability/venv. Each identity's full output, JUnit report
-# and VCR cassette (every request and response) are kept in target/reliability/schemathesis/.
+# and (short mode) VCR cassette are kept in target/reliability/schemathesis/IDENTITY/, with
+# `curl` lines that reproduce each failure.
 set -euo pipefail
 st_own_work=${REL_WORK:-}
 source "$(dirname "$0")/lib.sh"
@@ -44,11 +45,17 @@ st_venv() {
   ) 9>"$ST_VENV.lock" || rel_fail "schemathesis: could not install $ST_DIR/requirements.txt"
 }
 
+# Passes per identity, each `name:arguments`. Short: every phase (examples, coverage, fuzzing,
+# stateful) with 15 examples per operation, and a VCR cassette of every request and response.
+# Long: 500 examples per operation, then the stateful phase alone, repeated for 5 minutes (it
+# otherwise stops after a few dozen scenarios whatever the number of examples).
 case $REL_MODE in
-  long) ST_ARGS=(--max-examples 500) ;;
-  *) ST_ARGS=(--max-examples 15) ;;
+  long) ST_PASSES=("main:--max-examples 500 --phases examples,coverage,fuzzing"
+    "stateful:--max-examples 500 --phases stateful --max-time 300") ;;
+  *) ST_PASSES=("main:--max-examples 15 --report-vcr-path cassette.yaml") ;;
 esac
-[ -z "${REL_ST_SEED:-}" ] || ST_ARGS+=(--seed "$REL_ST_SEED")
+ST_SEED=()
+[ -z "${REL_ST_SEED:-}" ] || ST_SEED=(--seed "$REL_ST_SEED")
 
 # Rate limits stay on (their headers and code paths are exercised) but far above what a run sends.
 ST_SERVER_ENV=(
@@ -58,9 +65,23 @@ ST_SERVER_ENV=(
   BULWARK_ALLOW_SIGNUP=true
 )
 
-# st_run IDENTITY: a server of its own, an account, then schemathesis; prints the FIGURE line.
+# st_failures JUNIT: failures and errors in a JUnit report ("unknown" when there is none).
+st_failures() {
+  python3 - "$1" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print("unknown")
+else:
+    print(sum(len(c.findall("failure")) + len(c.findall("error")) for c in root.iter("testcase")))
+EOF
+}
+
+# st_run IDENTITY: a server of its own, an account, then each pass; prints the FIGURE line.
 st_run() {
-  local identity=$1 name password role=() out status=0
+  local identity=$1 name password role=() out pass label args
+  local operations=0 examples=0 failures=0 failed=() n status
   rel_start_server "schemathesis-$identity" "${ST_SERVER_ENV[@]}"
   ST_PIDS+=("$REL_PID")
   case $identity in
@@ -72,40 +93,39 @@ st_run() {
   rm -rf "$out"
   mkdir -p "$out"
   : >"$out/replaced-accounts"
-  rel_log "schemathesis: $identity against $REL_URL ($REL_MODE)"
-  (
-    cd "$out" # schemathesis keeps its cache (and `st replay` data) in the working directory
-    env REL_ST_URL="$REL_URL" REL_ST_USERNAME="$name" REL_ST_PASSWORD="$password" \
-      REL_ST_ROLE="${role[*]}" REL_ST_BIN="$REL_BIN" REL_ST_ENV_FILE="$REL_DIR/env" \
-      REL_ST_EVENTS="$out/replaced-accounts" SCHEMATHESIS_HOOKS="$ST_DIR/schemathesis_hooks.py" \
-      "$ST_VENV/bin/schemathesis" --config-file "$ST_DIR/schemathesis.toml" --no-color \
-      run "$REL_URL/openapi.json" --workers 2 "${ST_ARGS[@]}" \
-      --report junit,vcr --report-dir "$out" \
-      --report-junit-path "$out/junit.xml" --report-vcr-path "$out/cassette.yaml"
-  ) >"$out/output.txt" 2>&1 || status=$?
+  for pass in "${ST_PASSES[@]}"; do
+    label=${pass%%:*}
+    read -ra args <<<"${pass#*:}"
+    rel_log "schemathesis: $identity, $label pass, against $REL_URL ($REL_MODE)"
+    status=0
+    (
+      cd "$out" # schemathesis keeps its cache (and `st replay` data) in the working directory
+      env REL_ST_URL="$REL_URL" REL_ST_USERNAME="$name" REL_ST_PASSWORD="$password" \
+        REL_ST_ROLE="${role[*]}" REL_ST_BIN="$REL_BIN" REL_ST_ENV_FILE="$REL_DIR/env" \
+        REL_ST_EVENTS="$out/replaced-accounts" SCHEMATHESIS_HOOKS="$ST_DIR/schemathesis_hooks.py" \
+        "$ST_VENV/bin/schemathesis" --config-file "$ST_DIR/schemathesis.toml" --no-color \
+        run "$REL_URL/openapi.json" --workers 2 "${args[@]}" "${ST_SEED[@]}" \
+        --report-dir "$out" --report-junit-path "$out/junit-$label.xml"
+    ) >"$out/output-$label.txt" 2>&1 || status=$?
+    n=$(sed -n 's/^ *Tested: *\([0-9]*\).*/\1/p' "$out/output-$label.txt" | tail -n1)
+    [ "${n:-0}" -le "$operations" ] || operations=$n
+    n=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$out/output-$label.txt" | tail -n1)
+    examples=$((examples + ${n:-0}))
+    n=$(st_failures "$out/junit-$label.xml")
+    if [ "$n" = unknown ]; then failures=unknown; elif [ "$failures" != unknown ]; then failures=$((failures + n)); fi
+    if [ "$status" -ne 0 ] || [ "$n" != 0 ]; then failed+=("$label"); fi
+  done
   rel_stop_server "$REL_PID"
   cp "$REL_DIR/server.log" "$out/server.log"
 
-  local operations examples failures
-  operations=$(sed -n 's/^ *Tested: *\([0-9]*\).*/\1/p' "$out/output.txt" | tail -n1)
-  examples=$(sed -n 's/^ *\([0-9]*\) generated.*/\1/p' "$out/output.txt" | tail -n1)
-  failures=$(python3 - "$out/junit.xml" <<'EOF'
-import sys, xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError):
-    print("unknown")
-else:
-    print(sum(len(case.findall("failure")) + len(case.findall("error")) for case in root.iter("testcase")))
-EOF
-)
-  rel_figure schemathesis "identity=$identity" "operations=${operations:-0}" \
-    "examples=${examples:-0}" "failures=$failures" \
-    "replaced_accounts=$(wc -l <"$out/replaced-accounts")"
+  rel_figure schemathesis "identity=$identity" "operations=$operations" "examples=$examples" \
+    "failures=$failures" "replaced_accounts=$(wc -l <"$out/replaced-accounts")"
   rel_check_log_clean "schemathesis-$identity" "$out/server.log"
-  if [ "$status" -ne 0 ] || [ "$failures" != 0 ]; then
-    sed -n '/FAILURES\|ERRORS/,$p' "$out/output.txt" | head -n 200 >&2
-    rel_fail "schemathesis ($identity): exit $status, $failures failure(s); full output in $out/output.txt"
+  if [ ${#failed[@]} -gt 0 ]; then
+    for label in "${failed[@]}"; do
+      sed -n '/FAILURES\|ERRORS/,$p' "$out/output-$label.txt" | head -n 200 >&2
+    done
+    rel_fail "schemathesis ($identity): $failures failure(s) in the ${failed[*]} pass(es); see $out/output-*.txt"
   fi
 }
 
