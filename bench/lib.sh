@@ -25,7 +25,10 @@ bench_need() {
 # a git worktree living elsewhere). Sets BENCH_SHARED.
 bench_find_shared() {
   local common candidates=()
-  [ -n "${SHARED:-}" ] && candidates+=("$SHARED")
+  if [ -n "${SHARED:-}" ]; then
+    [ -x "$SHARED/bench.sh" ] || bench_die "SHARED=$SHARED has no executable bench.sh"
+    BENCH_SHARED=$(cd "$SHARED" && pwd); return 0
+  fi
   candidates+=("$BENCH_ROOT/../shared/bench")
   if common=$(git -C "$BENCH_ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
     candidates+=("$(dirname "$common")/../shared/bench")

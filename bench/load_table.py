@@ -156,7 +156,9 @@ class Report:
                  row(["---"] * 11), self.ceiling_row()]
         idle = Figure(self.runs[server].get("IDLE", []))
         if idle.runs:
-            lines.append(row(["just started, idle", "", "", "", "", "", fmt_mb(idle.peak_kb()),
+            rss = max((num(r, "vmrss_kb") or 0 for r in idle.runs), default=0)
+            lines.append(row([f"just started, idle (VmRSS {fmt_mb(rss)})", "", "", "", "", "",
+                              fmt_mb(idle.peak_kb()),
                               "", "", "", ""]))
         for s, fig in figs.items():
             rps = fig.median("rps")

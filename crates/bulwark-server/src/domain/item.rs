@@ -20,12 +20,18 @@ const MAX_DESCRIPTION: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
-    /// Plain text, 1-200 characters; always escaped when rendered as HTML.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Plain text, 1-200 characters, no control characters; always escaped when rendered as
+    /// HTML.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// HTML, at most 10 000 characters, sanitized with an allowlist
     /// (`p br b i em strong code pre blockquote ul ol li a`; `a href` http, https, mailto only).
-    #[schema(max_length = 10000)]
+    /// No NUL character.
+    #[schema(max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
     /// Finite, > 0 and <= 1e9.
     #[schema(exclusive_minimum = 0.0, maximum = 1e9)]

@@ -30,8 +30,10 @@ pub struct AuditQuery {
     /// Only this user id.
     pub user_id: Option<i64>,
     /// From this time (RFC 3339 or Unix seconds).
+    #[param(schema_with = time_schema)]
     pub since: Option<String>,
     /// Up to this time (RFC 3339 or Unix seconds).
+    #[param(schema_with = time_schema)]
     pub until: Option<String>,
     /// 1-500, default 100.
     #[param(minimum = 1, maximum = 500)]
@@ -39,6 +41,27 @@ pub struct AuditQuery {
     /// >= 0, default 0.
     #[param(minimum = 0)]
     pub offset: Option<i64>,
+}
+
+/// A time in a query: Unix seconds or an RFC 3339 date-time.
+fn time_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::{
+        KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat,
+        schema::{SchemaType, Type},
+    };
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some("Unix seconds")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some("RFC 3339")),
+        )
 }
 
 /// A page of audit events, newest first.

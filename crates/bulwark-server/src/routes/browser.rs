@@ -93,12 +93,14 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
 /// The login form's fields.
 #[derive(Deserialize, ToSchema)]
 pub struct BrowserLogin {
-    /// Username (case-insensitive).
+    /// Username (case-insensitive). An empty field counts as missing.
+    #[schema(min_length = 1)]
     pub username: String,
-    /// Password; never echoed.
-    #[schema(format = Password)]
+    /// Password; never echoed. An empty field counts as missing.
+    #[schema(format = Password, min_length = 1)]
     pub password: String,
     /// The token from `/login` or `/csrftoken/`.
+    #[schema(nullable = false)]
     pub csrf_token: Option<String>,
 }
 

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod health;
 pub mod items;
 pub mod keys;
+pub mod openapi;
 pub mod token;
 pub mod users;
 pub mod ws;
@@ -40,6 +41,12 @@ pub fn internal(err: impl std::fmt::Display) -> Response {
         description = "A secure-by-default users/items API: OAuth2 password flow with JWT, roles, validation, sanitized HTML."
     ),
     modifiers(&SecuritySchemes),
+    components(schemas(
+        openapi::HttpErrorOut,
+        openapi::HttpValidationErrorOut,
+        openapi::ValidationErrorOut,
+        openapi::LocItemOut
+    )),
     tags(
         (name = "auth", description = "Login and tokens"),
         (name = "users", description = "The caller and signup"),
@@ -91,9 +98,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(audit::router())
 }
 
+/// The routes and the complete OpenAPI document describing them.
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api().split_for_parts();
+    openapi::complete(&mut doc);
+    (router, doc)
+}
+
 /// The OpenAPI document (for `bulwark openapi`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    split().1
 }
 
 /// The CSP of the docs page: everything from this server; Swagger UI sets inline styles.
@@ -103,7 +117,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 /// The application's routes, with `/docs` and `/openapi.json` when `docs` is on.
 pub fn router(state: AppState) -> Router {
     let docs = state.settings.docs;
-    let (api_router, openapi) = api().split_for_parts();
+    let (api_router, openapi) = split();
     let mut router = api_router.merge(ws::router());
     if docs {
         let swagger = SwaggerUi::new("/docs")

@@ -36,14 +36,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The OAuth2 password-flow form. Extra OAuth2 fields (`client_id`, ...) are ignored.
 #[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
-    /// Username (case-insensitive).
+    /// Username (case-insensitive). An empty field counts as missing.
+    #[schema(min_length = 1)]
     pub username: String,
-    /// Password; never echoed in errors.
-    #[schema(format = Password)]
+    /// Password; never echoed in errors. An empty field counts as missing.
+    #[schema(format = Password, min_length = 1)]
     pub password: String,
     /// `password` when present.
+    #[schema(pattern = "^password$", nullable = false)]
     pub grant_type: Option<String>,
     /// Ignored: scopes are not used.
+    #[schema(nullable = false)]
     pub scope: Option<String>,
 }
 
@@ -213,7 +216,9 @@ pub fn bad_credentials() -> HttpError {
 /// Body of `POST /token/refresh` (JSON or form).
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshBody {
-    /// The refresh token from the last pair. Never echoed in errors.
+    /// The refresh token from the last pair. Never echoed in errors. An empty form field counts
+    /// as missing.
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 
@@ -227,7 +232,10 @@ fn no_store(mut response: Response) -> Response {
 /// Exchange a refresh token for a new pair. The presented token is spent; presenting a spent
 /// token again revokes its whole family (every token descended from the same login).
 #[utoipa::path(post, path = "/token/refresh", tag = "auth",
-    request_body(content = RefreshBody, content_type = "application/json"),
+    request_body(content(
+        (RefreshBody = "application/json"),
+        (RefreshBody = "application/x-www-form-urlencoded")
+    )),
     responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
 async fn refresh(
     State(state): State<AppState>,

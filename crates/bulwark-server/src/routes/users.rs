@@ -75,6 +75,7 @@ pub struct Message {
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     /// 3-64 characters of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$", min_length = 3, max_length = 64)]
     pub username: String,
     /// 12-128 characters, not common, not weak.
     #[schema(format = Password, min_length = 12, max_length = 128)]
@@ -86,12 +87,14 @@ pub struct SignupBody {
 #[serde(deny_unknown_fields)]
 pub struct AdminCreateUserBody {
     /// 3-64 characters of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$", min_length = 3, max_length = 64)]
     pub username: String,
     /// 12-128 characters, not common, not weak.
     #[schema(format = Password, min_length = 12, max_length = 128)]
     pub password: String,
     /// Role names `[a-z][a-z0-9_-]{0,31}`.
     #[serde(default)]
+    #[schema(schema_with = role_names)]
     pub roles: Vec<String>,
 }
 
@@ -99,13 +102,30 @@ pub struct AdminCreateUserBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserBody {
-    /// New roles.
+    /// New roles: role names `[a-z][a-z0-9_-]{0,31}`.
+    #[schema(schema_with = optional_role_names)]
     pub roles: Option<Vec<String>>,
     /// Disable or enable.
     pub disabled: Option<bool>,
-    /// New password.
-    #[schema(format = Password)]
+    /// New password: 12-128 characters, not common, not weak.
+    #[schema(format = Password, min_length = 12, max_length = 128)]
     pub password: Option<String>,
+}
+
+/// A list of role names, as the contract writes them (`admin` is built in).
+fn role_names() -> utoipa::openapi::schema::ArrayBuilder {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, schema::Type};
+    ArrayBuilder::new().items(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z][a-z0-9_-]{0,31}$")),
+    )
+}
+
+/// [`role_names`], or `null` (no change).
+fn optional_role_names() -> utoipa::openapi::schema::ArrayBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    role_names().schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
 }
 
 fn create_error(err: CreateUserError) -> Response {

@@ -13,6 +13,7 @@ mod helpers;
 mod instances;
 mod items;
 mod lifecycle;
+mod openapi_answers;
 mod operations;
 mod process;
 mod rate_limits;

@@ -4,9 +4,10 @@
 //! the FastAPI guide key on spoofable headers, use fixed windows (twice the limit passes across a
 //! window edge), send non-standard headers and stop limiting — or crash — when Redis fails. Here:
 //!
-//! - the algorithm is **GCRA** ([`Quota::gcra`]): one timestamp per key, exact (never more than
-//!   `limit` requests in any `period`, under any concurrency, because each step is atomic in its
-//!   store), and smooth (no window edge to exploit);
+//! - the algorithm is **GCRA** ([`Quota::gcra`]): one timestamp per key, exact (a burst of at
+//!   most `limit` requests, then one per emission interval `period / limit`, so never more than
+//!   `limit + n` requests in any span of `n` intervals; under any concurrency, because each step
+//!   is atomic in its store), and smooth (no window edge to exploit);
 //! - keys are the authenticated user, else the client IP resolved by [`crate::client_ip`]
 //!   (forwarding headers only from trusted proxies); logins are limited per IP *and* per
 //!   (lower-cased) username;

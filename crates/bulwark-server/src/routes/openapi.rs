@@ -1,0 +1,191 @@
+//! The OpenAPI document's shared parts: the error bodies, and the answers that come from the
+//! middleware stack rather than from a handler.
+//!
+//! Handlers' `#[utoipa::path]` annotations list the statuses their own code answers. Some
+//! answers come from layers every route passes through, and are added here once for every
+//! operation they apply to, so that the document lists everything the server can send:
+//!
+//! - 429 on every operation: every route is rate limited (`rate_limits.enabled`);
+//! - 413 and 415 on every operation with a request body: the body limit (1 MiB) and the body
+//!   extractors' `Content-Type` check;
+//! - 403 on every unsafe operation that accepts the `session` cookie: the CSRF layer refuses such a
+//!   request carrying a session cookie and no bearer token, before authentication.
+//!
+//! Every error response then gets a description, the contract's FastAPI-shaped body
+//! (`HTTPError`, or `HTTPValidationError` for 422) and its headers (`WWW-Authenticate` on 401,
+//! `Retry-After` on 429). Schemathesis (`reliability/schemathesis.sh`) checks the server against
+//! this document.
+
+use serde::Serialize;
+use utoipa::{
+    ToSchema,
+    openapi::{
+        ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, ResponseBuilder, path::Operation,
+        schema::Type,
+    },
+};
+
+/// `{"detail": "<message>"}`: every error other than 422.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HTTPError)]
+pub struct HttpErrorOut {
+    /// What went wrong, for a person. Never a secret, a stack trace or SQL.
+    pub detail: String,
+}
+
+/// `{"detail": [...]}`: 422, one entry per problem found.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HTTPValidationError)]
+pub struct HttpValidationErrorOut {
+    /// The problems.
+    pub detail: Vec<ValidationErrorOut>,
+}
+
+/// One problem of a 422, in pydantic's shape.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ValidationError)]
+pub struct ValidationErrorOut {
+    /// Machine-readable kind: `missing`, `extra_forbidden`, `json_invalid`, `string_too_long`...
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// Where: the source (`body`, `query`, `path`, `header`, `cookie`), then keys and indexes.
+    pub loc: Vec<LocItemOut>,
+    /// What went wrong, for a person.
+    pub msg: String,
+    /// The offending input; absent where echoing it could leak a secret (a password).
+    #[schema(required = false, value_type = Option<Value>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// Limits or expected values, when there are any.
+    #[schema(required = false, value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<serde_json::Value>,
+}
+
+/// A key, or an index (or the byte offset of malformed JSON).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LocItemOut {
+    /// A source or an object key.
+    Key(String),
+    /// An array index or a byte offset.
+    Index(u64),
+}
+
+/// Adds the layers' answers to every operation they apply to and completes every error
+/// response (description, body, headers). Runs on the merged document.
+pub fn complete(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            (&mut item.get, false),
+            (&mut item.head, false),
+            (&mut item.options, false),
+            (&mut item.trace, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+            (&mut item.delete, true),
+        ];
+        for (op, unsafe_method) in ops {
+            if let Some(op) = op.as_mut() {
+                complete_operation(op, unsafe_method);
+            }
+        }
+    }
+}
+
+fn accepts_session_cookie(op: &Operation) -> bool {
+    op.security.as_ref().is_some_and(|requirements| {
+        requirements.iter().any(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.contains_key("session")))
+                .unwrap_or(false)
+        })
+    })
+}
+
+fn complete_operation(op: &mut Operation, unsafe_method: bool) {
+    let mut added = vec!["429"];
+    if op.request_body.is_some() {
+        added.extend(["413", "415"]);
+    }
+    if unsafe_method && accepts_session_cookie(op) {
+        added.push("403");
+    }
+    let responses = &mut op.responses.responses;
+    for status in added {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| ResponseBuilder::new().into());
+    }
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response.description.is_empty() {
+            response.description = describe(status).to_owned();
+        }
+        let is_error = status.starts_with('4') || status.starts_with('5');
+        if !is_error || !response.content.is_empty() {
+            continue;
+        }
+        let schema = if status == "422" {
+            "HTTPValidationError"
+        } else {
+            "HTTPError"
+        };
+        response.content.insert(
+            "application/json".to_owned(),
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .into(),
+        );
+        match status.as_str() {
+            "401" => {
+                response.headers.insert(
+                    "WWW-Authenticate".to_owned(),
+                    header(Type::String, "`Bearer`: authenticate with a bearer token.").into(),
+                );
+            }
+            "429" => {
+                response.headers.insert(
+                    "Retry-After".to_owned(),
+                    header(Type::Integer, "Seconds to wait before trying again.").into(),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn header(kind: Type, description: &str) -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new().schema_type(kind),
+        ))
+        .description(Some(description))
+        .build()
+}
+
+/// The default description of a status, where the annotation gives none.
+fn describe(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "204" => "No Content",
+        "401" => "Not authenticated, or the credentials are invalid, expired or revoked",
+        "403" => {
+            "Insufficient permissions; or, with the session cookie, CSRF token missing or invalid"
+        }
+        "404" => "Not Found",
+        "409" => "Conflict",
+        "413" => "Request body over 1 MiB",
+        "415" => "Unsupported Media Type: the body's `Content-Type` is not one documented here",
+        "422" => "Validation error: one entry per problem, with its location",
+        "429" => "Too Many Requests: over a rate limit",
+        "503" => "Service Unavailable",
+        _ => "Response",
+    }
+}
