@@ -20,9 +20,11 @@
 #   3. with PEER=1, the same for the FastAPI peer (uvicorn, 1 worker, pinned the same way).
 # Every server is new for each repetition and stopped after it. Loopback only.
 #
-# It prints one table per server: requests/s, p50, p99, the status-code check, server CPU per
-# request, peak RSS (VmHWM), the shared script's noisy flag (other processes on the server's
-# core), the ratio to the ceiling and the issue's targets with met/missed:
+# It prints one table per server (Markdown): requests/s, p50, p99, the status-code check, server
+# CPU per request, peak RSS (the server's VmHWM after the scenario, so it only grows within a
+# run; a first row gives it just after start-up), the shared script's noisy flag (runs where
+# other processes took > 10 % of the server's core, with the most they took), the ratio to the
+# ceiling and the issue's targets with met/missed:
 #   S2 >= 20 %, S3 >= 5 %, S4 >= 40 %, S5 >= 80 % of the ceiling's S1 requests/s;
 #   S7 p99 <= 2x S2 p99 (S2 is S7's idle case); peak RSS over all runs <= 30 MB.
 # A run with a wrong status code or socket errors (valid=0) is flagged and left out of the

@@ -71,6 +71,12 @@ class Figure:
     def noisy(self):
         return sum(1 for r in self.runs if r.get("noisy") == "1")
 
+    def noisy_cell(self):
+        """`noisy runs/runs`, with the most CPU other processes took on the server's core."""
+        other = [v for v in (num(r, "server_cpu_other_pct") for r in self.runs) if v is not None]
+        cell = f"{self.noisy()}/{len(self.runs)}"
+        return cell + (f" ({max(other):.0f} %)" if other and self.noisy() else "")
+
     def peak_kb(self):
         values = [v for v in (num(r, "vmhwm_kb") for r in self.runs) if v]
         return max(values) if values else None
@@ -138,13 +144,13 @@ class Report:
 
     def header(self):
         return row(["scenario", "requests/s", "p50 ms", "p99 ms", "status codes", "CPU µs/req",
-                    "peak RSS", "noisy", "vs ceiling", "target", "result"])
+                    "peak RSS", "noisy (other CPU)", "vs ceiling", "target", "result"])
 
     def fig_cells(self, label, fig):
         rps = fig.median("rps")
         return [label, fmt_rps(rps), fmt_ms(fig.median("p50_ms")), fmt_ms(fig.median("p99_ms")),
                 status_cell(fig), fmt_us(fig.median("cpu_us_per_req")), fmt_mb(fig.peak_kb()),
-                f"{fig.noisy()}/{len(fig.runs)}"]
+                fig.noisy_cell()]
 
     def ceiling_row(self):
         cells = self.fig_cells("ceiling: S1 on bare axum", self.ceiling)
