@@ -179,11 +179,16 @@ EXPECT = {
     "pg-stop": {"create": ({201, 503}, {201}), "ready": ({200, 503}, {200})},
     # Redis: logins fail closed (503, or 429 from a limit decided before the outage), other
     # limits fail open (the tightly limited route answers 200 beyond its limit).
-    "redis-stop": {"create": ({201}, {201}), "login": ({200, 429, 503}, {200, 429}),
+    # A login may also fail closed with Redis up, when a check misses its 50 ms budget on a
+    # starved machine: tolerated outside outages up to STRAY_LOGIN_503 of logins, and reported.
+    "redis-stop": {"create": ({201}, {201}), "login": ({200, 429, 503}, {200, 429, 503}),
                    "limited": ({200, 429}, {200, 429}), "ready": ({200, 503}, {200})},
     # SIGKILL: while the server is dead, requests cannot even connect.
     "kill9": {"create": ({201, "err"}, {201})},
 }
+
+
+STRAY_LOGIN_503 = 0.05
 
 
 def allowed(status, statuses):
@@ -247,6 +252,15 @@ def cmd_report(args):
             limited = [r for r in healthy if r[2] == "limited"]
             if limited and 429 not in {r[3] for r in limited}:
                 failures.append(f"cycle {cycle}: the limit did not resume after Redis came back")
+    outside = [r for r in records if r[2] == "login" and not any(overlaps(r, w) for w in windows)]
+    stray = sum(1 for r in outside if r[3] == 503)
+    if outside and stray > STRAY_LOGIN_503 * len(outside):
+        failures.append(f"{stray} of {len(outside)} logins answered 503 with Redis up")
+    for cycle, (down, up) in enumerate(windows, 1):
+        nxt = downs[cycle] if cycle < len(downs) else float("inf")
+        logins = [r for r in outside if up <= r[0] < nxt]
+        if logins and 200 not in {r[3] for r in logins}:
+            failures.append(f"cycle {cycle}: no login succeeded after Redis came back")
     if max_503 > args.max_503_ms:
         failures.append(f"a 503 took {max_503:.0f} ms (budget {args.max_503_ms:.0f} ms)")
     if max_during > args.max_latency_ms:
@@ -255,7 +269,9 @@ def cmd_report(args):
     recovered = "yes" if len(recovery) == len(downs) else "no"
     print(f"requests={len(during_all)} statuses={summary(during_all)} max_503_ms={max_503:.0f} "
           f"max_ms={max_during:.0f} recovered={recovered} "
-          f"recovery_ms={max(recovery, default=0) * 1000:.0f} total={len(records)}")
+          f"recovery_ms={max(recovery, default=0) * 1000:.0f}"
+          + (f" login_503_outside={stray}/{len(outside)}" if outside else "")
+          + f" total={len(records)}")
     for f in failures[:20]:
         sys.stderr.write(f"FAIL {f}\n")
     sys.exit(1 if failures else 0)
