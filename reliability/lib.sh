@@ -92,3 +92,103 @@ rel_stop_server() { # [PID]: SIGTERM, then wait (graceful shutdown).
 rel_check_log_clean() { # NAME LOGFILE
   if grep -q "panicked" "$2"; then grep -n "panicked" "$2" | head >&2; rel_fail "$1: the server panicked"; fi
 }
+
+# --- Cleanup on exit -------------------------------------------------------------------------
+# rel_cleanup_add COMMAND: run COMMAND (a string, evaluated then) when the part exits, even on
+# failure or Ctrl-C; last added, first run. The first call installs the traps.
+REL_CLEANUP=()
+rel_cleanup_add() {
+  if [ ${#REL_CLEANUP[@]} -eq 0 ]; then
+    trap rel_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
+  REL_CLEANUP+=("$1")
+}
+rel_cleanup() {
+  local i
+  for ((i = ${#REL_CLEANUP[@]} - 1; i >= 0; i--)); do eval "${REL_CLEANUP[$i]}" >/dev/null 2>&1 || true; done
+  REL_CLEANUP=()
+}
+
+# rel_restart_server: starts the current server again (after rel_stop_server or a kill -9) with
+# the same environment (database, master secret), folder and port, and waits for /health.
+rel_restart_server() {
+  local port=${REL_URL##*:}
+  env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" >>"$REL_DIR/server.log" 2>&1 &
+  REL_PID=$!
+  for _ in $(seq 1 300); do
+    curl -sf "$REL_URL/health" >/dev/null 2>&1 && return 0
+    kill -0 "$REL_PID" 2>/dev/null || { tail -20 "$REL_DIR/server.log" >&2; rel_fail "server exited at restart"; }
+    sleep 0.1
+  done
+  rel_fail "server did not answer /health after a restart"
+}
+
+# --- A PostgreSQL of the part's own (never the shared one on 5432) ---------------------------
+# rel_start_postgres NAME: initializes a cluster in a new folder under the system temp folder
+# (the `postgres` user must reach it, which it cannot under $REL_WORK), starts it on a free
+# loopback port with its unix socket in that folder, and sets REL_PG_URL, REL_PG_DIR,
+# REL_PG_PORT. Trust authentication, loopback only; fsync stays on. Removed on exit.
+# initdb refuses to run as root: as root, the server runs as the `postgres` user.
+rel_as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+rel_pg_bin() {
+  if [ -n "${REL_PG_BIN:-}" ]; then echo "$REL_PG_BIN"; return; fi
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$dir" ] || dir=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+  echo "$dir"
+}
+rel_start_postgres() {
+  local name=$1 bin
+  bin=$(rel_pg_bin)
+  [ -x "$bin/initdb" ] || rel_fail "PostgreSQL binaries not found (set REL_PG_BIN to their folder)"
+  REL_PG_DIR=$(mktemp -d -t "bulwark-rel-pg-$name.XXXXXX")
+  rel_cleanup_add "rel_as_pg '$bin/pg_ctl' -D '$REL_PG_DIR/data' -m immediate -w stop; rm -rf '$REL_PG_DIR'"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$REL_PG_DIR"; fi
+  rel_as_pg "$bin/initdb" -D "$REL_PG_DIR/data" -U postgres --auth=trust --no-sync -E UTF8 \
+    >"$REL_PG_DIR/initdb.log" 2>&1 || { cat "$REL_PG_DIR/initdb.log" >&2; rel_fail "$name: initdb failed"; }
+  REL_PG_PORT=$(rel_free_port)
+  REL_PG_URL="postgres://postgres@127.0.0.1:$REL_PG_PORT/postgres"
+  rel_postgres_up
+}
+rel_postgres_up() { # starts the cluster of rel_start_postgres again (same folder and port)
+  rel_as_pg "$(rel_pg_bin)/pg_ctl" -D "$REL_PG_DIR/data" -l "$REL_PG_DIR/postgres.log" -w -t 60 \
+    -o "-p $REL_PG_PORT -k $REL_PG_DIR -c listen_addresses=127.0.0.1" start >/dev/null ||
+    { tail -20 "$REL_PG_DIR/postgres.log" >&2; rel_fail "PostgreSQL did not start"; }
+}
+rel_postgres_down() { # [fast|immediate]: fast closes sessions cleanly; immediate is a crash
+  rel_as_pg "$(rel_pg_bin)/pg_ctl" -D "$REL_PG_DIR/data" -m "${1:-fast}" -w -t 60 stop >/dev/null ||
+    rel_fail "PostgreSQL did not stop"
+}
+
+# --- A Redis of the part's own (never the shared one on 6379) --------------------------------
+# rel_start_redis NAME: starts redis-server on a free loopback port, no persistence, in a
+# folder under $REL_WORK; sets REL_REDIS_URL, REL_REDIS_PORT, REL_REDIS_PID. Stopped on exit.
+rel_start_redis() {
+  local name=$1
+  command -v redis-server >/dev/null || rel_fail "redis-server not found"
+  REL_REDIS_DIR=$REL_WORK/$name
+  mkdir -p "$REL_REDIS_DIR"
+  REL_REDIS_PORT=$(rel_free_port)
+  REL_REDIS_URL="redis://127.0.0.1:$REL_REDIS_PORT"
+  rel_cleanup_add 'rel_redis_down'
+  rel_redis_up
+}
+rel_redis_up() { # starts the Redis of rel_start_redis again (same port, empty)
+  redis-server --port "$REL_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$REL_REDIS_DIR" --logfile "$REL_REDIS_DIR/redis.log" &
+  REL_REDIS_PID=$!
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "$REL_REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.05
+  done
+  tail -20 "$REL_REDIS_DIR/redis.log" >&2
+  rel_fail "redis-server did not start"
+}
+rel_redis_down() { # stops it (SIGTERM, no save)
+  [ -n "${REL_REDIS_PID:-}" ] || return 0
+  kill "$REL_REDIS_PID" 2>/dev/null || true
+  wait "$REL_REDIS_PID" 2>/dev/null || true
+  REL_REDIS_PID=
+}

@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Users(cmd) => users(settings, cmd).await,
             Command::Keys(cmd) => keys(settings, cmd).await,
             Command::Migrate => {
-                db::connect(&settings.database_url).await?;
+                db::connect_with(&settings.database_url, settings.pool()).await?;
                 println!("migrations applied");
                 Ok(ExitCode::SUCCESS)
             }

@@ -20,6 +20,9 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// `sqlite://PATH` or `postgres://...`.
     pub database_url: String,
+    /// The longest a request waits for a database connection; while the database is down,
+    /// requests that need it answer 503 after this.
+    pub database_acquire_timeout: DurationSetting,
     /// Folder for the embedded database and the generated master secret.
     pub data_dir: PathBuf,
     /// Redis for shared stores; unset means in-process stores.
@@ -84,6 +87,7 @@ impl Default for Settings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             database_url: "sqlite://./bulwark-data/bulwark.db".to_owned(),
+            database_acquire_timeout: DurationSetting(Duration::from_secs(5)),
             data_dir: PathBuf::from("./bulwark-data"),
             redis_url: None,
             master_secret: None,
@@ -247,6 +251,7 @@ impl<'de> Deserialize<'de> for DurationSetting {
 const KEYS: &[&str] = &[
     "bind",
     "database_url",
+    "database_acquire_timeout",
     "data_dir",
     "redis_url",
     "master_secret",
@@ -352,6 +357,7 @@ impl Settings {
             bail!("key_rotation_interval: must be at least 2s");
         }
         for (key, d) in [
+            ("database_acquire_timeout", self.database_acquire_timeout),
             ("header_read_timeout", self.header_read_timeout),
             ("request_timeout", self.request_timeout),
         ] {
@@ -434,6 +440,13 @@ impl Settings {
             login_per_username: quota("login_per_username", &rl.login_per_username)?,
             routes,
         })
+    }
+
+    /// How the data layer pools connections.
+    pub fn pool(&self) -> crate::db::PoolConfig {
+        crate::db::PoolConfig {
+            acquire_timeout: self.database_acquire_timeout.0,
+        }
     }
 
     /// The master secret's source, for messages.
@@ -578,6 +591,23 @@ mod tests {
         for bad in ["", "m", "5w", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(DurationSetting::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_database_acquire_timeout_is_a_positive_duration() {
+        let settings = Settings::default();
+        assert_eq!(settings.pool().acquire_timeout, Duration::from_secs(5));
+        let settings = Settings {
+            database_acquire_timeout: DurationSetting::parse("2s").unwrap(),
+            ..Settings::default()
+        };
+        assert_eq!(settings.pool().acquire_timeout, Duration::from_secs(2));
+        let settings = Settings {
+            database_acquire_timeout: DurationSetting::parse("0").unwrap(),
+            ..Settings::default()
+        };
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("database_acquire_timeout"), "{err}");
     }
 
     #[test]

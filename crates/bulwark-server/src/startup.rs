@@ -56,7 +56,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         let settings = Arc::clone(&settings);
         tokio::task::spawn_blocking(move || load_master_secret(&settings)).await??
     };
-    let repo = db::connect(&settings.database_url)
+    let repo = db::connect_with(&settings.database_url, settings.pool())
         .await
         .context("cannot open the database")?;
     let ring = Arc::new(KeyRing::new());
@@ -160,7 +160,7 @@ async fn event_bus(settings: &Settings) -> anyhow::Result<Arc<dyn crate::events:
         ));
     }
     if settings.database_url.starts_with("postgres") {
-        let pool = sqlx::postgres::PgPoolOptions::new()
+        let pool = db::postgres::options(settings.pool())
             .max_connections(2)
             .connect(&settings.database_url)
             .await

@@ -11,7 +11,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
@@ -24,12 +24,76 @@ pub enum DbError {
     /// A unique constraint refused the write (e.g. the username exists).
     #[error("conflict with an existing row")]
     Conflict,
-    /// Anything else; logged, answered 500.
+    /// Anything else; logged, answered 503 when [`DbError::is_unavailable`], else 500.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl DbError {
+    /// Whether the database is down, unreachable or too busy to take the query now (no
+    /// connection within the pool's acquire timeout, a connection refused or lost, the server
+    /// shutting down or starting up, SQLite busy): a retry later may succeed, so a request
+    /// failing this way answers 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlx(err) => is_unavailable(err),
+            Self::Conflict | Self::Migrate(_) => false,
+        }
+    }
+}
+
+/// See [`DbError::is_unavailable`].
+pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                pg_unavailable(pg.code())
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                db.code()
+                    .and_then(|code| code.parse().ok())
+                    .is_some_and(sqlite_unavailable)
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs of an outage: class 08 (connection exception), 53300 (too many
+/// connections), 57P01-57P03 (shutting down, crashed, starting up).
+fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+}
+
+/// SQLite (extended) result codes of a busy database: primary codes 5 (`SQLITE_BUSY`, after
+/// the busy timeout) and 6 (`SQLITE_LOCKED`).
+fn sqlite_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
+}
+
+/// How the data layer pools its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// The longest a query waits for a connection (including opening one while the database
+    /// is unreachable) before failing with [`DbError::is_unavailable`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Result of data-layer calls.
@@ -207,15 +271,25 @@ pub trait Repository:
 }
 
 /// Opens the database named by `url`, creating an SQLite file (and its folder) when needed, and
-/// applies pending migrations.
+/// applies pending migrations, with the default [`PoolConfig`].
 ///
 /// # Errors
 /// When the database cannot be reached or migrated.
 pub async fn connect(url: &str) -> DbResult<Arc<dyn Repository>> {
+    connect_with(url, PoolConfig::default()).await
+}
+
+/// [`connect`] with a given [`PoolConfig`].
+///
+/// # Errors
+/// When the database cannot be reached or migrated.
+pub async fn connect_with(url: &str, pool: PoolConfig) -> DbResult<Arc<dyn Repository>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect_with(url, pool).await?,
+        ))
     } else {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgStore::connect_with(url, pool).await?))
     }
 }
 
@@ -249,7 +323,11 @@ pub(crate) fn split_roles(roles: &str) -> Vec<String> {
 }
 
 pub(crate) fn store_error(err: sqlx::Error) -> bulwark::store::StoreError {
-    bulwark::store::StoreError::new(err.to_string())
+    if is_unavailable(&err) {
+        bulwark::store::StoreError::unavailable(err.to_string())
+    } else {
+        bulwark::store::StoreError::new(err.to_string())
+    }
 }
 
 pub(crate) fn map_conflict(err: sqlx::Error) -> DbError {
@@ -261,6 +339,33 @@ pub(crate) fn map_conflict(err: sqlx::Error) -> DbError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn outages_are_told_from_faults() {
+        use super::DbError;
+        for unavailable in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+        ] {
+            assert!(DbError::Sqlx(unavailable).is_unavailable());
+        }
+        assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!DbError::Sqlx(sqlx::Error::Protocol("bad".into())).is_unavailable());
+        assert!(!DbError::Conflict.is_unavailable());
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(super::pg_unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "22P02"] {
+            assert!(!super::pg_unavailable(code), "{code}");
+        }
+        for code in [5, 517, 261, 6, 262] {
+            assert!(super::sqlite_unavailable(code), "{code}");
+        }
+        for code in [1, 19, 2067, 787, 11] {
+            assert!(!super::sqlite_unavailable(code), "{code}");
+        }
+    }
+
     #[test]
     fn like_patterns_escape_wildcards() {
         assert_eq!(super::like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");

@@ -1,10 +1,8 @@
 //! The shared backend: PostgreSQL, for several instances on one database.
 
-use std::time::Duration;
-
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
-use super::{DbResult, sql::impl_repository};
+use super::{DbResult, PoolConfig, sql::impl_repository};
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -15,19 +13,36 @@ pub struct PgStore {
 impl PgStore {
     const BACKEND: &'static str = "postgres";
 
-    /// Connects to `url` and migrates the database.
+    /// Connects to `url` and migrates the database, with the default [`PoolConfig`].
     ///
     /// # Errors
     /// When the server cannot be reached or the database migrated.
     pub async fn connect(url: &str) -> DbResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
+        Self::connect_with(url, PoolConfig::default()).await
+    }
+
+    /// Connects to `url` and migrates the database.
+    ///
+    /// While PostgreSQL is down, a query waits at most `pool.acquire_timeout` for a connection
+    /// (sqlx retries refused connections until then) and fails with an error that
+    /// [`is_unavailable`](super::DbError::is_unavailable). Every pooled connection is pinged
+    /// before use (`test_before_acquire`), so connections broken by a restart are replaced
+    /// without a failed request, and the pool recovers by itself once the server is back.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or the database migrated.
+    pub async fn connect_with(url: &str, pool: PoolConfig) -> DbResult<Self> {
+        let pool = options(pool).max_connections(16).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }
+}
+
+/// Pool options shared by the store and the event connections.
+pub(crate) fn options(pool: PoolConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .acquire_timeout(pool.acquire_timeout)
+        .test_before_acquire(true)
 }
 
 impl_repository!(PgStore, PgRow);

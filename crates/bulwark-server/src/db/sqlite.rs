@@ -7,7 +7,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::{DbResult, sql::impl_repository};
+use super::{DbResult, PoolConfig, sql::impl_repository};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -18,13 +18,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     const BACKEND: &'static str = "sqlite";
 
+    /// Opens (creating if needed) the file of `url` and migrates it, with the default
+    /// [`PoolConfig`].
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn connect(url: &str) -> DbResult<Self> {
+        Self::connect_with(url, PoolConfig::default()).await
+    }
+
     /// Opens (creating if needed) the file of `url` and migrates it.
     ///
     /// `synchronous = FULL`: a 201 answer means the row is committed *and* on disk.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
-    pub async fn connect(url: &str) -> DbResult<Self> {
+    pub async fn connect_with(url: &str, pool: PoolConfig) -> DbResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -40,6 +49,7 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;

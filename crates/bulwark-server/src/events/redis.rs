@@ -11,6 +11,11 @@ use super::{Envelope, EventBus, LOCAL_CAPACITY, PublishFuture};
 /// The channel every instance publishes to and subscribes to.
 pub const CHANNEL: &str = "bulwark:events";
 
+/// The longest a publish may hold up the write that triggered it. Events are best effort: while
+/// Redis is down they are dropped (and logged) after this, so that item writes keep answering
+/// within their time budget instead of waiting for reconnection attempts.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Publishes with `PUBLISH`; a background task subscribes (reconnecting after failures) and
 /// forwards into the local channel.
 pub struct RedisBus {
@@ -27,8 +32,10 @@ impl RedisBus {
     pub fn start(url: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)));
+            .set_connection_timeout(Some(PUBLISH_TIMEOUT))
+            .set_response_timeout(Some(PUBLISH_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         let sender = broadcast::channel(LOCAL_CAPACITY).0;
         let forward = sender.clone();
@@ -78,8 +85,10 @@ impl EventBus for RedisBus {
             let mut conn = self.connection.clone();
             let mut cmd = redis::cmd("PUBLISH");
             cmd.arg(CHANNEL).arg(envelope.encode());
-            cmd.query_async::<i64>(&mut conn).await?;
-            Ok(())
+            match tokio::time::timeout(PUBLISH_TIMEOUT, cmd.query_async::<i64>(&mut conn)).await {
+                Ok(answer) => answer.map(drop).map_err(Into::into),
+                Err(_) => Err(anyhow::anyhow!("redis: publish timed out")),
+            }
         })
     }
 

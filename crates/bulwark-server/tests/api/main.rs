@@ -7,6 +7,7 @@
 
 mod cli;
 mod docs;
+mod faults;
 mod hardening;
 mod health;
 mod helpers;

@@ -129,9 +129,9 @@ impl Decision {
         headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
         headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
         headers.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
-        if self.allowed {
-            headers.remove(header::RETRY_AFTER);
-        } else {
+        // An admitted request keeps whatever `Retry-After` its handler set (a 503's, when a
+        // backing service is down): only a refusal speaks for the limit.
+        if !self.allowed {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(self.retry_after_secs),

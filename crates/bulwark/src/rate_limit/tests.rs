@@ -84,6 +84,27 @@ fn headers_show_the_tighter_of_two_limits() {
 }
 
 #[test]
+fn an_admitted_requests_own_retry_after_is_kept() {
+    // A handler answered 503 with Retry-After (its database is down): the limit admitted the
+    // request, so its headers must not erase the handler's advice.
+    let admitted = Decision {
+        allowed: true,
+        limit: 600,
+        remaining: 599,
+        reset_secs: 1,
+        retry_after_secs: 0,
+    };
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    admitted.apply_headers(&mut h);
+    assert_eq!(h["retry-after"], "1");
+    assert_eq!(h["ratelimit-remaining"], "599");
+}
+
+#[test]
 fn route_keys_parse() {
     let k: RouteKey = "post /items/".parse().unwrap();
     assert_eq!(k.to_string(), "POST /items/");

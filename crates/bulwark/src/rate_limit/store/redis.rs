@@ -110,8 +110,8 @@ impl RedisRateLimitStore {
         let ping = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(self.timeout.max(Duration::from_millis(250)), ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::new(format!("redis: {e}"))),
-            Err(_) => Err(StoreError::new("redis: timed out")),
+            Ok(Err(e)) => Err(StoreError::unavailable(format!("redis: {e}"))),
+            Err(_) => Err(StoreError::unavailable("redis: timed out")),
         }
     }
 }
@@ -130,8 +130,8 @@ impl RateLimitStore for RedisRateLimitStore {
             let (allowed, remaining, reset_us, retry_us) =
                 match tokio::time::timeout(self.timeout, call).await {
                     Ok(Ok(answer)) => answer,
-                    Ok(Err(e)) => return Err(StoreError::new(format!("redis: {e}"))),
-                    Err(_) => return Err(StoreError::new("redis: timed out")),
+                    Ok(Err(e)) => return Err(StoreError::unavailable(format!("redis: {e}"))),
+                    Err(_) => return Err(StoreError::unavailable("redis: timed out")),
                 };
             Ok(Decision {
                 allowed: allowed == 1,

@@ -99,8 +99,8 @@ impl RevocationStore for RedisRevocationStore {
                 .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(StoreError::new(format!("redis: {e}"))),
-                Err(_) => Err(StoreError::new("redis: timed out")),
+                Ok(Err(e)) => Err(StoreError::unavailable(format!("redis: {e}"))),
+                Err(_) => Err(StoreError::unavailable("redis: timed out")),
             }
         })
     }
@@ -116,8 +116,8 @@ impl RevocationStore for RedisRevocationStore {
             let query = cmd.query_async::<Vec<(String, u64)>>(&mut conn);
             let rows = match tokio::time::timeout(self.timeout, query).await {
                 Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => return Err(StoreError::new(format!("redis: {e}"))),
-                Err(_) => return Err(StoreError::new("redis: timed out")),
+                Ok(Err(e)) => return Err(StoreError::unavailable(format!("redis: {e}"))),
+                Err(_) => return Err(StoreError::unavailable("redis: timed out")),
             };
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let mut next = cursor;
