@@ -110,7 +110,24 @@ pub enum KeysCommand {
     Rotate,
     /// Revoke a key in an emergency: its tokens are rejected at once.
     Revoke {
-        /// The key id.
+        /// The key id (random base64url, so it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn a_key_id_that_starts_with_a_hyphen_is_a_key_id_not_a_flag() {
+        let cli = Cli::try_parse_from(["bulwark", "keys", "revoke", "-jX3_aB"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::Revoke { ref kid }) if kid == "-jX3_aB"
+        ));
+    }
 }
