@@ -6,9 +6,9 @@ change its password or take its `admin` role away (all documented behaviours). W
 can no longer log in with its role, a fresh account with the same role is made through the CLI
 (`bulwark users create`, on the server's own database) and the run goes on as that account.
 
-Settings come from the environment: REL_ST_URL (the server), REL_ST_USERNAME, REL_ST_PASSWORD, REL_ST_ROLE (`admin` or
-empty), REL_ST_BIN and REL_ST_ENV_FILE (the server's binary and environment, for the CLI), and
-REL_ST_EVENTS (a file that gets one line per replaced account).
+Settings come from the environment: REL_ST_URL (the server), REL_ST_USERNAME, REL_ST_PASSWORD,
+REL_ST_ROLE (`admin` or empty), REL_ST_BIN and REL_ST_ENV_FILE (the server's binary and
+environment, for the CLI), and REL_ST_EVENTS (a file that gets one line per replaced account).
 """
 
 import base64

@@ -108,7 +108,10 @@ pub struct BrowserLogin {
 /// cookie and spends the CSRF cookie.
 #[utoipa::path(post, path = "/login", tag = "browser",
     request_body(content = BrowserLogin, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = DetailOut), (status = 401), (status = 403), (status = 422), (status = 429)))]
+    responses((status = 200, body = DetailOut),
+        (status = 401, description = "Incorrect username or password"),
+        (status = 403, description = "CSRF token missing or invalid: `csrf_token` must be the one issued with this browser's CSRF cookie, sent from an allowed origin"),
+        (status = 422), (status = 429), (status = 503, description = "Rate-limit store (Redis) unreachable: login limits fail closed")))]
 async fn login(
     State(state): State<AppState>,
     bulwark::client_ip::ClientIp(ip): bulwark::client_ip::ClientIp,

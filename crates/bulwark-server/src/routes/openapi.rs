@@ -95,6 +95,8 @@ pub fn complete(doc: &mut OpenApi) {
     }
 }
 
+/// Whether `session` is one of the operation's security alternatives. (utoipa keeps a
+/// requirement's scheme names private: its JSON form is the way to read them.)
 fn accepts_session_cookie(op: &Operation) -> bool {
     op.security.as_ref().is_some_and(|requirements| {
         requirements.iter().any(|r| {
@@ -107,18 +109,18 @@ fn accepts_session_cookie(op: &Operation) -> bool {
 }
 
 fn complete_operation(op: &mut Operation, unsafe_method: bool) {
-    let mut added = vec!["429"];
+    let mut added = vec![("429", describe("429"))];
     if op.request_body.is_some() {
-        added.extend(["413", "415"]);
+        added.extend([("413", describe("413")), ("415", describe("415"))]);
     }
     if unsafe_method && accepts_session_cookie(op) {
-        added.push("403");
+        added.push(("403", CSRF_REFUSED));
     }
     let responses = &mut op.responses.responses;
-    for status in added {
+    for (status, description) in added {
         responses
             .entry(status.to_owned())
-            .or_insert_with(|| ResponseBuilder::new().into());
+            .or_insert_with(|| ResponseBuilder::new().description(description).into());
     }
     for (status, response) in responses.iter_mut() {
         let RefOr::T(response) = response else {
@@ -168,6 +170,10 @@ fn header(kind: Type, description: &str) -> utoipa::openapi::Header {
         .description(Some(description))
         .build()
 }
+
+/// The CSRF layer's refusal (session cookie, no bearer token, no valid CSRF token or origin).
+pub const CSRF_REFUSED: &str = "CSRF token missing or invalid: a session-cookie request needs `X-CSRF-Token` (or the \
+    `csrf_token` form field) and an allowed origin";
 
 /// The default description of a status, where the annotation gives none.
 fn describe(status: &str) -> &'static str {

@@ -58,7 +58,10 @@ const BAD_CREDENTIALS: &str = "Incorrect username or password";
 /// amount of work (a dummy hash is verified for unknown users).
 #[utoipa::path(post, path = "/token", tag = "auth",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = TokenResponse), (status = 401), (status = 415), (status = 422)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "Incorrect username or password (unknown user, wrong password or disabled user alike)"),
+        (status = 415), (status = 422),
+        (status = 503, description = "Rate-limit store (Redis) unreachable: login limits fail closed")))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
