@@ -131,7 +131,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let events = event_bus(&settings).await?;
     tracing::info!(transport = events.name(), "item events");
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Services {
         shutdown,
         shutdown_sender: Arc::new(shutdown_sender),
         events,
@@ -147,7 +147,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         keys,
         revoker,
         settings,
-    })
+    }))
 }
 
 /// The event transport: Redis when configured, else PostgreSQL when the database is, else
