@@ -33,7 +33,7 @@ use std::sync::{
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-pub use middleware::{RateLimitPolicy, Refused, RouteKey, enforce};
+pub use middleware::{Admission, RateLimitPolicy, Refused, RouteKey, enforce};
 pub use quota::{Decision, Quota, QuotaError};
 pub use store::RateLimitStore;
 
@@ -89,7 +89,11 @@ impl RateLimiter {
         quota: &Quota,
         mode: FailMode,
     ) -> Result<Option<Decision>, LimiterUnavailable> {
-        match self.store.check(key, quota).await {
+        let answer = match self.store.check_at_once(key, quota) {
+            Some(answer) => answer,
+            None => self.store.check(key, quota).await,
+        };
+        match answer {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
