@@ -15,6 +15,9 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// Made once: inserting a header by `&str` copies a non-standard name on every call.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 fn sane_request_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
@@ -24,8 +27,8 @@ fn sane_request_id(value: &str) -> bool {
 }
 
 /// A new request id: a random (v4) UUID, drawn from a thread-local generator seeded by the OS
-/// (one system call per request would cost more than the rest of a cheap request). Ids need to
-/// be unique, not secret.
+/// (uuid's `fast-rng`: one system call per request would cost more than the rest of a cheap
+/// request). Ids need to be unique, not secret.
 fn new_request_id() -> http::HeaderValue {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
@@ -56,7 +59,7 @@ impl RequestScope {
     ) -> Self {
         let incoming = request
             .headers()
-            .get("x-request-id")
+            .get(&X_REQUEST_ID)
             .filter(|v| v.to_str().is_ok_and(sane_request_id))
             .filter(|_| peer.is_some_and(|p| proxies.is_trusted(p)))
             .cloned();
@@ -69,7 +72,7 @@ impl RequestScope {
         }
         request
             .headers_mut()
-            .insert("x-request-id", request_id.clone());
+            .insert(X_REQUEST_ID, request_id.clone());
         Self {
             request_id,
             route,
@@ -114,9 +117,7 @@ impl RequestScope {
         if let Some(refused) = limited {
             metrics.rate_limited(if refused.login { "login_ip" } else { "default" });
         }
-        response
-            .headers_mut()
-            .insert("x-request-id", self.request_id);
+        response.headers_mut().insert(X_REQUEST_ID, self.request_id);
         let audit = if csrf_refused {
             Some((crate::audit::AuditKind::CsrfRejected, "CSRF check refused"))
         } else if limited.is_some_and(|r| r.login) {

@@ -73,7 +73,7 @@ impl JwtConfig {
 
 /// Why a token was not issued or not accepted. The public answer is always a generic 401; the
 /// variant is for logs and tests.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
     /// The ring has no active key.

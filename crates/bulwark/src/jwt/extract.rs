@@ -89,6 +89,9 @@ where
         if let Some(claims) = parts.extensions.get::<Arc<Claims>>() {
             return Ok(Self(Arc::clone(claims)));
         }
+        if let Some(Rejected(err)) = parts.extensions.get::<Rejected>() {
+            return Err(AuthRejection::Invalid(err.clone()));
+        }
         let auth = JwtAuth::from_ref(state);
         let (token, source) = credentials(&parts.headers, &auth).ok_or(AuthRejection::Missing)?;
         let claims = auth.verify_refreshing(token).await?;
@@ -120,10 +123,20 @@ impl JwtAuth {
         let Some((token, source)) = credentials(request.headers(), self) else {
             return;
         };
-        if let Ok(claims) = self.verify_refreshing(token).await {
-            let extensions = request.extensions_mut();
-            extensions.insert(claims);
-            extensions.insert(source);
+        match self.verify_refreshing(token).await {
+            Ok(claims) => {
+                let extensions = request.extensions_mut();
+                extensions.insert(claims);
+                extensions.insert(source);
+            }
+            Err(err) => {
+                request.extensions_mut().insert(Rejected(err));
+            }
         }
     }
 }
+
+/// Recorded when the request's token did not verify, so that [`Authenticated`] refuses it
+/// without verifying it a second time. Only this module makes one: a client cannot.
+#[derive(Debug, Clone)]
+struct Rejected(super::auth::JwtError);
