@@ -1,28 +1,37 @@
 //! The caller, as the handlers of this API see them.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts};
 use bulwark::{
     error::HttpError,
-    jwt::{Authenticated, JwtAuth},
+    jwt::{Authenticated, Claims, JwtAuth},
 };
 use http::request::Parts;
 
 /// The authenticated caller: id, name and whether they are an admin, all from the verified
-/// token (no database read).
+/// token (no database read). The claims are shared with the cache of verified tokens.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     /// User id (`sub`).
     pub id: i64,
-    /// Username at issue time.
-    pub username: String,
-    /// Role names.
-    pub roles: Vec<String>,
+    claims: Arc<Claims>,
 }
 
 impl CurrentUser {
+    /// Username at issue time.
+    pub fn username(&self) -> &str {
+        self.claims.name.as_deref().unwrap_or_default()
+    }
+
+    /// Role names.
+    pub fn roles(&self) -> &[String] {
+        &self.claims.roles
+    }
+
     /// True when the caller holds `admin`.
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        self.claims.has_role("admin")
     }
 }
 
@@ -41,10 +50,6 @@ where
         let id = claims.sub.parse::<i64>().map_err(|_| {
             HttpError::unauthorized("Could not validate credentials").into_response()
         })?;
-        Ok(Self {
-            id,
-            username: claims.name.unwrap_or_default(),
-            roles: claims.roles,
-        })
+        Ok(Self { id, claims })
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod guard;
 pub mod https;
 pub mod metrics;
 pub mod routes;

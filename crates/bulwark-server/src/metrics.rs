@@ -1,7 +1,10 @@
 //! Prometheus metrics, served as text at `GET /metrics` on `metrics_bind` (off by default: a
 //! separate address so that it is never exposed with the API).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -14,15 +17,35 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// Labels of HTTP metrics: route template (never the raw path), method, status.
+/// Labels of HTTP metrics: route template (never the raw path), method, status. Built for every
+/// request, so nothing in them is allocated: the template is shared, the method one of a fixed
+/// set (see [`method_label`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// Route template.
-    pub route: String,
+    pub route: Arc<str>,
     /// Method.
-    pub method: String,
+    pub method: &'static str,
     /// Status code.
     pub status: u16,
+}
+
+/// The method as a label: the standard methods by name, any other as `OTHER`, so that a client
+/// sending made-up methods cannot add label values (series) without bound.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Labels with one `kind` or `policy` value.
@@ -36,7 +59,7 @@ pub struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// Route template.
-    pub route: String,
+    pub route: Arc<str>,
 }
 
 /// Every metric of the server.

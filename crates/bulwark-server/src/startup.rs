@@ -3,19 +3,16 @@
 //! `Application::build(settings)` → [`Application::port`] → [`Application::run_until_stopped`].
 //! A request passes, in order: socket limits (header-read timeout) → error-body normalizing →
 //! security headers → tracing → request timeout → body-size limit → panic catching → CORS →
-//! authentication (extractors) → handler → repository.
+//! client identity → request context → authentication → rate limiting → CSRF → handler →
+//! repository (see [`build_router`]).
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{
-    Router,
-    extract::DefaultBodyLimit,
-    middleware::{from_fn_with_state, map_response},
-};
+use axum::{Router, extract::DefaultBodyLimit};
 use bulwark::{
-    client_ip::{TrustedProxies, resolve_client_ip},
-    error::{normalize_error_body, panic_response},
+    client_ip::TrustedProxies,
+    error::{normalize_error_response, panic_response},
     headers::SecurityHeadersLayer,
     jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
@@ -28,7 +25,7 @@ use bulwark::{
 };
 use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_http::{
     catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer,
     timeout::TimeoutLayer, trace::TraceLayer,
@@ -131,7 +128,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let events = event_bus(&settings).await?;
     tracing::info!(transport = events.name(), "item events");
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Services {
         shutdown,
         shutdown_sender: Arc::new(shutdown_sender),
         events,
@@ -147,7 +144,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         keys,
         revoker,
         settings,
-    })
+    }))
 }
 
 /// The event transport: Redis when configured, else PostgreSQL when the database is, else
@@ -202,6 +199,14 @@ fn rate_limits(
 }
 
 /// The router with every hardening layer.
+///
+/// Every layer is applied to each route (axum layers routes, not the router), outermost first:
+/// response finishing (security headers, the error-body shape, `Connection: close` after an
+/// unread body) → tracing → request timeout → body-size limit → panic catching → CORS →
+/// [`crate::guard`] (client identity, request context, authentication, rate limiting, CSRF) →
+/// handler. They form one `ServiceBuilder` stack, with no boxing between them: axum clones a
+/// route's whole service for each request, and boxes a future per `from_fn`/`map_response`
+/// layer.
 pub fn build_router(state: AppState) -> Router {
     let settings = Arc::clone(&state.settings);
     let tls = settings.tls_enabled();
@@ -211,43 +216,20 @@ pub fn build_router(state: AppState) -> Router {
             .trusted_proxies()
             .unwrap_or_else(|_| TrustedProxies::none()),
     );
-    let limits = Arc::clone(&state.limits);
-    let jwt = state.jwt.clone();
-    let csrf = (
-        Arc::clone(&state.csrf),
-        bulwark::csrf::Scheme(state.scheme()),
-    );
-    // Route-level layers (the route template is known here), innermost first: the request
-    // meets client identity, then authentication, then rate limiting, then CSRF, then the
-    // handler.
-    let context = crate::telemetry::RequestContext {
-        proxies: Arc::clone(&proxies),
-        state: state.clone(),
-    };
-    let router = routes::router(state)
-        .layer(from_fn_with_state(csrf, bulwark::csrf::protect))
-        .layer(from_fn_with_state(limits, bulwark::rate_limit::enforce))
-        .layer(from_fn_with_state(jwt, bulwark::jwt::authenticate))
-        .layer(from_fn_with_state(
-            context,
-            crate::telemetry::request_context,
-        ))
-        .layer(from_fn_with_state(proxies, resolve_client_ip));
-    let router = match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    router.layer(
+    let guard = crate::guard::GuardLayer::new(state.clone(), proxies);
+    routes::router(state).layer(
         ServiceBuilder::new()
-            .layer(map_response(close_when_body_unread))
-            .layer(map_response(normalize_error_body))
+            .layer(MapResponseLayer::new(
+                close_when_body_unread as fn(axum::response::Response) -> axum::response::Response,
+            ))
+            .layer(MapResponseLayer::new(normalize_error_response))
             .layer(SecurityHeadersLayer::new().with_hsts(tls))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &http::Request<_>| {
                         // No path or query (they carry ids and user data) and no header: the
                         // route template, client IP and request id are recorded by
-                        // `telemetry::request_context` once routing has run.
+                        // `telemetry::RequestScope` once routing has run.
                         tracing::info_span!(
                             "request",
                             method = %req.method(),
@@ -268,16 +250,16 @@ pub fn build_router(state: AppState) -> Router {
             ))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(CatchPanicLayer::custom(panic_response)),
+            .layer(CatchPanicLayer::custom(panic_response))
+            .option_layer(cors)
+            .layer(guard),
     )
 }
 
 /// A 413 or 408 answers before the request body was read, so hyper closes the connection after
 /// the response (RFC 9112 §9.3). `Connection: close` says so, so that clients do not send their
 /// next request on a connection about to close.
-async fn close_when_body_unread(
-    mut response: axum::response::Response,
-) -> axum::response::Response {
+fn close_when_body_unread(mut response: axum::response::Response) -> axum::response::Response {
     if matches!(
         response.status(),
         StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT

@@ -1,6 +1,6 @@
 //! Application state, built once at start-up and handed to extractors through `FromRef`.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use axum::extract::FromRef;
 use bulwark::{
@@ -12,7 +12,7 @@ use bulwark::{
 
 use crate::{config::Settings, db::Repository};
 
-impl AppState {
+impl Services {
     /// The scheme browsers use to reach this server, for same-origin checks.
     pub fn scheme(&self) -> &'static str {
         if self.settings.tls_enabled() {
@@ -23,9 +23,35 @@ impl AppState {
     }
 }
 
-/// Everything a handler may need. Cheap to clone (all `Arc`s).
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything a handler may need, behind one `Arc`: axum clones the state for every request (the
+/// handler service and each `State` extractor), so a clone must be one reference-count increment,
+/// not one per field.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Wraps the services built at start-up.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for JwtAuth {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+/// The services of [`AppState`].
+pub struct Services {
     /// The data layer.
     pub repo: Arc<dyn Repository>,
     /// Access-token issuing and verification.

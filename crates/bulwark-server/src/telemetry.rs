@@ -15,15 +15,8 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// What the request-context middleware needs: the trusted proxies (only they may set the
-/// request id) and the state (for audit events).
-#[derive(Clone)]
-pub struct RequestContext {
-    /// Proxies whose `X-Request-Id` is kept.
-    pub proxies: std::sync::Arc<bulwark::client_ip::TrustedProxies>,
-    /// The application state.
-    pub state: crate::state::AppState,
-}
+/// Made once: inserting a header by `&str` copies a non-standard name on every call.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 fn sane_request_id(value: &str) -> bool {
     !value.is_empty()
@@ -33,104 +26,117 @@ fn sane_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Route-level middleware: gives the request an id (`X-Request-Id` from a trusted proxy, else a
-/// new UUID), records route template, client IP and request id on the request span, echoes the
-/// id in the response, and audits refusals made by the CSRF and login rate-limit layers.
-pub async fn request_context(
-    axum::extract::State(ctx): axum::extract::State<RequestContext>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::extract::{ConnectInfo, MatchedPath};
-    use http::HeaderValue;
+/// A new request id: a random (v4) UUID, drawn from a thread-local generator seeded by the OS
+/// (uuid's `fast-rng`: one system call per request would cost more than the rest of a cheap
+/// request). Ids need to be unique, not secret.
+fn new_request_id() -> http::HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    http::HeaderValue::from_str(text).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+}
 
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let incoming = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane_request_id(v))
-        .filter(|_| peer.is_some_and(|p| ctx.proxies.is_trusted(p)))
-        .map(str::to_owned);
-    let request_id = incoming.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned());
-    let client_ip = request
-        .extensions()
-        .get::<bulwark::client_ip::ClientIp>()
-        .map(|c| c.0);
-    let span = tracing::Span::current();
-    span.record("route", route.as_str());
-    span.record("request_id", request_id.as_str());
-    if let Some(ip) = client_ip {
-        span.record("client_ip", tracing::field::display(ip));
+/// The request context, from routing to response: gives the request an id (`X-Request-Id` from
+/// a trusted proxy, else a new UUID), records route template, client IP and request id on the
+/// request span, and on the way out echoes the id, counts the request in the metrics and audits
+/// refusals made by the CSRF and login rate-limit layers.
+pub struct RequestScope {
+    request_id: http::HeaderValue,
+    route: std::sync::Arc<str>,
+    method: http::Method,
+    client_ip: std::net::IpAddr,
+    started: std::time::Instant,
+}
+
+impl RequestScope {
+    /// Opens the scope of `request`, which came from `peer` (the socket address) on behalf of
+    /// `client_ip`, to the route template `route`.
+    pub fn begin(
+        proxies: &bulwark::client_ip::TrustedProxies,
+        peer: Option<std::net::IpAddr>,
+        client_ip: std::net::IpAddr,
+        route: std::sync::Arc<str>,
+        request: &mut axum::extract::Request,
+    ) -> Self {
+        let incoming = request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|v| v.to_str().is_ok_and(sane_request_id))
+            .filter(|_| peer.is_some_and(|p| proxies.is_trusted(p)))
+            .cloned();
+        let request_id = incoming.unwrap_or_else(new_request_id);
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("route", &*route);
+            span.record("request_id", request_id.to_str().unwrap_or_default());
+            span.record("client_ip", tracing::field::display(client_ip));
+        }
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID, request_id.clone());
+        Self {
+            request_id,
+            route,
+            method: request.method().clone(),
+            client_ip,
+            started: std::time::Instant::now(),
+        }
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        request.headers_mut().insert("x-request-id", value);
+
+    /// Closes the scope with the `response` about to be sent.
+    pub async fn finish(
+        self,
+        state: &crate::state::AppState,
+        mut response: axum::response::Response,
+    ) -> axum::response::Response {
+        let metrics = &state.metrics;
+        metrics
+            .requests
+            .get_or_create(&crate::metrics::HttpLabels {
+                route: std::sync::Arc::clone(&self.route),
+                method: crate::metrics::method_label(&self.method),
+                status: response.status().as_u16(),
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&crate::metrics::RouteLabels {
+                route: std::sync::Arc::clone(&self.route),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+        let csrf_refused = response
+            .extensions()
+            .get::<bulwark::csrf::Refused>()
+            .is_some();
+        let limited = response
+            .extensions()
+            .get::<bulwark::rate_limit::Refused>()
+            .copied();
+        if csrf_refused {
+            metrics.csrf_rejected.inc();
+        }
+        if let Some(refused) = limited {
+            metrics.rate_limited(if refused.login { "login_ip" } else { "default" });
+        }
+        response.headers_mut().insert(X_REQUEST_ID, self.request_id);
+        let audit = if csrf_refused {
+            Some((crate::audit::AuditKind::CsrfRejected, "CSRF check refused"))
+        } else if limited.is_some_and(|r| r.login) {
+            Some((crate::audit::AuditKind::LoginRateLimited, "per-IP limit"))
+        } else {
+            None
+        };
+        if let Some((kind, why)) = audit {
+            crate::audit::record(
+                state,
+                kind,
+                crate::audit::AuditEvent {
+                    ip: Some(self.client_ip),
+                    detail: Some(format!("{why}: {} {}", self.method, self.route)),
+                    ..Default::default()
+                },
+            )
+            .await;
+        }
+        response
     }
-    let method = request.method().clone();
-    let started = std::time::Instant::now();
-    let mut response = next.run(request).await;
-    let metrics = &ctx.state.metrics;
-    metrics
-        .requests
-        .get_or_create(&crate::metrics::HttpLabels {
-            route: route.clone(),
-            method: method.to_string(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&crate::metrics::RouteLabels {
-            route: route.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    if response
-        .extensions()
-        .get::<bulwark::csrf::Refused>()
-        .is_some()
-    {
-        metrics.csrf_rejected.inc();
-    }
-    if let Some(refused) = response.extensions().get::<bulwark::rate_limit::Refused>() {
-        metrics.rate_limited(if refused.login { "login_ip" } else { "default" });
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    let audit = if response
-        .extensions()
-        .get::<bulwark::csrf::Refused>()
-        .is_some()
-    {
-        Some((crate::audit::AuditKind::CsrfRejected, "CSRF check refused"))
-    } else if response
-        .extensions()
-        .get::<bulwark::rate_limit::Refused>()
-        .is_some_and(|r| r.login)
-    {
-        Some((crate::audit::AuditKind::LoginRateLimited, "per-IP limit"))
-    } else {
-        None
-    };
-    if let Some((kind, why)) = audit {
-        crate::audit::record(
-            &ctx.state,
-            kind,
-            crate::audit::AuditEvent {
-                ip: client_ip,
-                detail: Some(format!("{why}: {method} {route}")),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
-    response
 }

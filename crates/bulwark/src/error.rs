@@ -318,6 +318,27 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    normalize_error_response(response)
+}
+
+/// What [`normalize_error_body`] does, as a plain function: for a `tower` layer of your own
+/// (`tower::util::MapResponseLayer`), which need not box a future per request as
+/// `axum::middleware::map_response` does.
+///
+/// # Examples
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower::util::MapResponseLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(MapResponseLayer::new(bulwark::error::normalize_error_response));
+/// ```
+pub fn normalize_error_response<B>(response: Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response.map(Body::new);

@@ -84,7 +84,7 @@ pub fn require_role(claims: &Claims, role: &str) -> Result<(), HttpError> {
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct RequireRole<R: RoleName>(pub Claims, pub PhantomData<R>);
+pub struct RequireRole<R: RoleName>(pub std::sync::Arc<Claims>, pub PhantomData<R>);
 
 /// Why [`RequireRole`] refused: not authenticated (401) or without the role (403).
 #[derive(Debug)]

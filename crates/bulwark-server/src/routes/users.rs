@@ -142,7 +142,7 @@ fn create_error(err: CreateUserError) -> Response {
     responses((status = 200, body = Message), (status = 401)))]
 async fn protected(user: CurrentUser) -> axum::Json<Message> {
     axum::Json(Message {
-        message: format!("Beware, {}. This is a protected route.", user.username),
+        message: format!("Beware, {}. This is a protected route.", user.username()),
     })
 }
 

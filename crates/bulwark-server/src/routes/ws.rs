@@ -202,7 +202,7 @@ async fn run(
     state: AppState,
     mut events: tokio::sync::broadcast::Receiver<crate::events::Envelope>,
     token: String,
-    claims: Claims,
+    claims: Arc<Claims>,
     user: i64,
 ) {
     let mut shutdown = state.shutdown.clone();

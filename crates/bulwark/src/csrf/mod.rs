@@ -299,34 +299,55 @@ pub async fn protect(
     request: Request,
     next: Next,
 ) -> Response {
-    let needs_check = is_unsafe(request.method())
-        && cookie::get(request.headers(), &csrf.session_cookie).is_some()
-        && crate::jwt::bearer_token_of(request.headers()).is_none();
-    if !needs_check {
-        return next.run(request).await;
+    match csrf.check_request(scheme, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
     }
-    if !csrf.origin_allowed(request.headers(), scheme.0) {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: origin refused");
-        return layer_refusal();
-    }
-    let header_token = request
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (request, token) = match header_token {
-        Some(t) => (Some(request), Some(t)),
-        None => form_token(request).await,
-    };
-    let Some(request) = request else {
-        return HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-            .into_response();
-    };
-    match token {
-        Some(t) if csrf.verify(request.headers(), &t) => next.run(request).await,
-        _ => {
-            tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: token missing or invalid");
-            layer_refusal()
+}
+
+impl Csrf {
+    /// What [`protect`] does, for a middleware of your own: the request back when it needs no
+    /// check or passes it (a urlencoded body read for its token is put back), else the answer to
+    /// send — 403 marked [`Refused`], or 413 when a form body is over 1 MiB.
+    ///
+    /// # Errors
+    /// The refusal, as above.
+    pub async fn check_request(
+        &self,
+        scheme: Scheme,
+        request: Request,
+    ) -> Result<Request, Response> {
+        let needs_check = is_unsafe(request.method())
+            && cookie::get(request.headers(), &self.session_cookie).is_some()
+            && crate::jwt::bearer_token_of(request.headers()).is_none();
+        if !needs_check {
+            return Ok(request);
+        }
+        if !self.origin_allowed(request.headers(), scheme.0) {
+            tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: origin refused");
+            return Err(layer_refusal());
+        }
+        let header_token = request
+            .headers()
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (request, token) = match header_token {
+            Some(t) => (Some(request), Some(t)),
+            None => form_token(request).await,
+        };
+        let Some(request) = request else {
+            return Err(
+                HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                    .into_response(),
+            );
+        };
+        match token {
+            Some(t) if self.verify(request.headers(), &t) => Ok(request),
+            _ => {
+                tracing::warn!(method = %request.method(), path = %request.uri().path(), "CSRF: token missing or invalid");
+                Err(layer_refusal())
+            }
         }
     }
 }

@@ -73,7 +73,7 @@ impl JwtConfig {
 
 /// Why a token was not issued or not accepted. The public answer is always a generic 401; the
 /// variant is for logs and tests.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
     /// The ring has no active key.
@@ -149,7 +149,7 @@ struct Inner {
     revocations: Option<Arc<RevocationList>>,
     refresher: Option<Arc<dyn KeyRefresh>>,
     headers: std::sync::RwLock<std::collections::HashMap<String, Arc<ParsedHeader>>>,
-    verified: std::sync::RwLock<std::collections::HashMap<String, VerifiedToken>>,
+    verified: std::sync::RwLock<std::collections::HashMap<String, Arc<VerifiedToken>>>,
     last_refresh_ms: std::sync::atomic::AtomicI64,
 }
 
@@ -162,10 +162,11 @@ struct ParsedHeader {
 
 /// A token whose signature and claims were verified once: the exact same bytes need no second
 /// signature check, only the checks that can change with time (expiry, key state, revocation).
-#[derive(Debug, Clone)]
+/// Shared, so that a hit costs two reference counts, not a copy of every claim.
+#[derive(Debug)]
 struct VerifiedToken {
     kid: String,
-    claims: Claims,
+    claims: Arc<Claims>,
 }
 
 /// Verified tokens remembered. Only genuine tokens (issued by this service and verified) enter,
@@ -242,7 +243,7 @@ impl JwtAuth {
     ///
     /// # Errors
     /// As [`JwtAuth::verify`].
-    pub async fn verify_refreshing(&self, token: &str) -> Result<Claims, JwtError> {
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         match self.verify(token) {
             Err(JwtError::UnknownKey) if self.inner.refresher.is_some() => {
                 let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -371,11 +372,11 @@ impl JwtAuth {
     }
 
     /// Verifies a compact JWT: key by `kid`, the key's own algorithm, signature, then every
-    /// registered claim.
+    /// registered claim. The claims are shared with the cache of verified tokens.
     ///
     /// # Errors
     /// A [`JwtError`] naming the first thing wrong.
-    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::Malformed);
         }
@@ -385,9 +386,9 @@ impl JwtAuth {
             .verified
             .read()
             .ok()
-            .and_then(|cache| cache.get(token).cloned());
+            .and_then(|cache| cache.get(token).map(Arc::clone));
         if let Some(hit) = cached {
-            return self.recheck(hit, now);
+            return self.recheck(&hit, now);
         }
         let header = self.header_of(token)?;
         let key = self
@@ -405,10 +406,13 @@ impl JwtAuth {
             Algorithm::EdDSA => &self.inner.eddsa,
             _ => &self.inner.hs256,
         };
-        let data =
-            decode::<Claims>(token, key.decoding_key(), validation).map_err(JwtError::Invalid)?;
+        let claims = Arc::new(
+            decode::<Claims>(token, key.decoding_key(), validation)
+                .map_err(JwtError::Invalid)?
+                .claims,
+        );
         if let Some(list) = &self.inner.revocations
-            && list.is_revoked(&data.claims)
+            && list.is_revoked(&claims)
         {
             return Err(JwtError::Revoked);
         }
@@ -420,18 +424,18 @@ impl JwtAuth {
             }
             cache.insert(
                 token.to_owned(),
-                VerifiedToken {
+                Arc::new(VerifiedToken {
                     kid: header.kid.clone(),
-                    claims: data.claims.clone(),
-                },
+                    claims: Arc::clone(&claims),
+                }),
             );
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 
     /// The checks a verified token must pass again on every use: its key still verifies, it
     /// has not expired (nor is it early), and it was not revoked.
-    fn recheck(&self, hit: VerifiedToken, now: i64) -> Result<Claims, JwtError> {
+    fn recheck(&self, hit: &VerifiedToken, now: i64) -> Result<Arc<Claims>, JwtError> {
         let key = self.inner.ring.get(&hit.kid).ok_or(JwtError::UnknownKey)?;
         if !key.verifies_at(now) {
             return Err(JwtError::KeyNotValid);
@@ -452,6 +456,6 @@ impl JwtAuth {
         {
             return Err(JwtError::Revoked);
         }
-        Ok(hit.claims)
+        Ok(Arc::clone(&hit.claims))
     }
 }

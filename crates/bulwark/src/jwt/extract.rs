@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts};
 use http::{header, request::Parts};
 
@@ -18,15 +20,17 @@ use super::{auth::JwtAuth, claims::Claims, rejection::AuthRejection};
 /// struct AppState { jwt: JwtAuth }
 ///
 /// async fn me(Authenticated(claims): Authenticated) -> String {
-///     claims.sub
+///     claims.sub.clone()
 /// }
 ///
 /// fn app(jwt: JwtAuth) -> Router {
 ///     Router::new().route("/me", get(me)).with_state(AppState { jwt })
 /// }
 /// ```
+/// The claims are shared (`Arc`) with the request's extensions and the cache of verified tokens:
+/// extracting them copies nothing.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Claims);
+pub struct Authenticated(pub Arc<Claims>);
 
 impl std::ops::Deref for Authenticated {
     type Target = Claims;
@@ -82,34 +86,57 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(claims) = parts.extensions.get::<Claims>() {
-            return Ok(Self(claims.clone()));
+        if let Some(claims) = parts.extensions.get::<Arc<Claims>>() {
+            return Ok(Self(Arc::clone(claims)));
+        }
+        if let Some(Rejected(err)) = parts.extensions.get::<Rejected>() {
+            return Err(AuthRejection::Invalid(err.clone()));
         }
         let auth = JwtAuth::from_ref(state);
         let (token, source) = credentials(&parts.headers, &auth).ok_or(AuthRejection::Missing)?;
         let claims = auth.verify_refreshing(token).await?;
-        parts.extensions.insert(claims.clone());
+        parts.extensions.insert(Arc::clone(&claims));
         parts.extensions.insert(source);
         Ok(Self(claims))
     }
 }
 
 /// Middleware (for `axum::middleware::from_fn_with_state`) that verifies a bearer token when
-/// the request has one and records its [`Claims`] for the layers after it (a rate limiter keyed
-/// by user) and for [`Authenticated`], which then does not verify again. A missing or invalid
-/// token is not refused here: routes that need authentication refuse it with their 401.
+/// the request has one and records its claims (an `Arc<`[`Claims`]`>` extension) for the layers
+/// after it (a rate limiter keyed by user) and for [`Authenticated`], which then does not verify
+/// again. A missing or invalid token is not refused here: routes that need authentication refuse
+/// it with their 401.
 pub async fn authenticate(
     axum::extract::State(auth): axum::extract::State<JwtAuth>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let (mut parts, body) = request.into_parts();
-    if let Some((token, source)) = credentials(&parts.headers, &auth)
-        && let Ok(claims) = auth.verify_refreshing(token).await
-    {
-        parts.extensions.insert(claims);
-        parts.extensions.insert(source);
-    }
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
+    auth.authenticate_request(&mut request).await;
+    next.run(request).await
 }
+
+impl JwtAuth {
+    /// What [`authenticate`] does, for a middleware of your own: when `request` carries a token
+    /// (bearer header, else the session cookie) that verifies, records its claims and
+    /// [`AuthSource`] in the request's extensions. Nothing is refused here.
+    pub async fn authenticate_request(&self, request: &mut axum::extract::Request) {
+        let Some((token, source)) = credentials(request.headers(), self) else {
+            return;
+        };
+        match self.verify_refreshing(token).await {
+            Ok(claims) => {
+                let extensions = request.extensions_mut();
+                extensions.insert(claims);
+                extensions.insert(source);
+            }
+            Err(err) => {
+                request.extensions_mut().insert(Rejected(err));
+            }
+        }
+    }
+}
+
+/// Recorded when the request's token did not verify, so that [`Authenticated`] refuses it
+/// without verifying it a second time. Only this module makes one: a client cannot.
+#[derive(Debug, Clone)]
+struct Rejected(super::auth::JwtError);

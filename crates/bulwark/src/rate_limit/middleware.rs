@@ -13,7 +13,7 @@ use axum::{
 };
 use http::Method;
 
-use super::{FailMode, Quota, RateLimiter};
+use super::{Decision, FailMode, Quota, RateLimiter};
 use crate::{client_ip::ClientIp, jwt::Claims};
 
 /// Marks a response the rate-limit middleware refused (429), so that outer layers (an audit
@@ -109,36 +109,100 @@ impl RateLimitPolicy {
         }
     }
 
+    /// The quota, outage policy and store key of a request. Route lookups borrow the request's
+    /// method and template (no allocation unless per-route overrides are configured); the key is
+    /// the one allocation.
     fn resolve(&self, request: &Request) -> (Quota, FailMode, String) {
+        use std::fmt::Write as _;
         let path = request
             .extensions()
             .get::<MatchedPath>()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_else(|| "<unmatched>".to_owned());
-        let route = RouteKey::new(request.method().clone(), path);
+            .map_or("<unmatched>", MatchedPath::as_str);
+        let method = request.method();
+        let override_quota = if self.routes.is_empty() {
+            None
+        } else {
+            self.routes
+                .get(&RouteKey::new(method.clone(), path))
+                .copied()
+        };
         let ip = client_ip(request);
-        if self.login_routes.contains(&route) {
+        let mut key = String::with_capacity(64);
+        if self
+            .login_routes
+            .iter()
+            .any(|r| r.method == *method && r.path == path)
+        {
             // One budget per client IP across every login route (a guesser gets no extra
             // attempts by switching between POST /token and POST /login), unless a route has
             // its own override.
-            return match self.routes.get(&route) {
-                Some(quota) => (*quota, FailMode::Closed, format!("login-ip:{route}:{ip}")),
-                None => (
-                    self.login_per_ip,
-                    FailMode::Closed,
-                    format!("login-ip:{ip}"),
-                ),
+            return match override_quota {
+                Some(quota) => {
+                    let _ = write!(key, "login-ip:{method} {path}:{ip}");
+                    (quota, FailMode::Closed, key)
+                }
+                None => {
+                    let _ = write!(key, "login-ip:{ip}");
+                    (self.login_per_ip, FailMode::Closed, key)
+                }
             };
         }
-        let who = match request.extensions().get::<Claims>() {
-            Some(claims) => format!("user:{}", claims.sub),
-            None => format!("ip:{ip}"),
+        let quota = match override_quota {
+            Some(quota) => {
+                let _ = write!(key, "route:{method} {path}:");
+                quota
+            }
+            None => {
+                key.push_str("all:");
+                self.default
+            }
         };
-        match self.routes.get(&route) {
-            Some(quota) => (*quota, FailMode::Open, format!("route:{route}:{who}")),
-            None => (self.default, FailMode::Open, format!("all:{who}")),
+        match request.extensions().get::<Arc<Claims>>() {
+            Some(claims) => {
+                let _ = write!(key, "user:{}", claims.sub);
+            }
+            None => {
+                let _ = write!(key, "ip:{ip}");
+            }
+        }
+        (quota, FailMode::Open, key)
+    }
+
+    /// Checks `request` against its limit: what [`enforce`] does, for a middleware of your own.
+    /// Run it after client-IP resolution and authentication (the key is the user, else the IP).
+    /// The future does not borrow the request (whose body is not `Sync`).
+    pub fn admit<'a>(
+        &'a self,
+        request: &Request,
+    ) -> impl Future<Output = Admission> + Send + use<'a> {
+        let resolved = self.enabled.then(|| self.resolve(request));
+        async move {
+            let Some((quota, mode, key)) = resolved else {
+                return Admission::Pass(None);
+            };
+            match self.limiter.check(&key, &quota, mode).await {
+                Err(unavailable) => Admission::Refuse(unavailable.into_response()),
+                Ok(Some(d)) if !d.allowed => {
+                    let mut response = d.too_many_requests();
+                    response.extensions_mut().insert(Refused {
+                        login: mode == FailMode::Closed,
+                    });
+                    Admission::Refuse(response)
+                }
+                Ok(decision) => Admission::Pass(decision),
+            }
         }
     }
+}
+
+/// What [`RateLimitPolicy::admit`] decided.
+#[derive(Debug)]
+pub enum Admission {
+    /// Let the request through, and write this decision's headers on its response (`None`:
+    /// limits are off, or the store is down and the limit fails open).
+    Pass(Option<Decision>),
+    /// Answer this instead: 429 (marked [`Refused`]), or 503 when a fail-closed store is down.
+    Refuse(Response),
 }
 
 fn client_ip(request: &Request) -> IpAddr {
@@ -163,27 +227,14 @@ pub async fn enforce(
     request: Request,
     next: Next,
 ) -> Response {
-    if !policy.enabled {
-        return next.run(request).await;
-    }
-    let (quota, mode, key) = policy.resolve(&request);
-    let decision = match policy.limiter.check(&key, &quota, mode).await {
-        Ok(decision) => decision,
-        Err(unavailable) => return unavailable.into_response(),
-    };
-    match decision {
-        Some(d) if !d.allowed => {
-            let mut response = d.too_many_requests();
-            response.extensions_mut().insert(Refused {
-                login: mode == FailMode::Closed,
-            });
-            response
-        }
-        Some(d) => {
+    match policy.admit(&request).await {
+        Admission::Refuse(response) => response,
+        Admission::Pass(decision) => {
             let mut response = next.run(request).await;
-            d.apply_headers(response.headers_mut());
+            if let Some(d) = decision {
+                d.apply_headers(response.headers_mut());
+            }
             response
         }
-        None => next.run(request).await,
     }
 }

@@ -32,9 +32,9 @@ use std::sync::{
 };
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-pub use middleware::{RateLimitPolicy, Refused, RouteKey, enforce};
+pub use middleware::{Admission, RateLimitPolicy, Refused, RouteKey, enforce};
 pub use quota::{Decision, Quota, QuotaError};
 pub use store::RateLimitStore;
 
@@ -90,7 +90,11 @@ impl RateLimiter {
         quota: &Quota,
         mode: FailMode,
     ) -> Result<Option<Decision>, LimiterUnavailable> {
-        match self.store.check(key, quota).await {
+        let answer = match self.store.check_at_once(key, quota) {
+            Some(answer) => answer,
+            None => self.store.check(key, quota).await,
+        };
+        match answer {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -114,21 +118,26 @@ impl RateLimiter {
     }
 }
 
+// Names made once: inserting a header by `&str` copies a non-standard name on every call.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 impl Decision {
     /// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After`
     /// when refused) — unless the headers already describe a limit with fewer requests
     /// remaining, so that where two limits apply, the tighter one is shown.
     pub fn apply_headers(&self, headers: &mut HeaderMap) {
         let existing = headers
-            .get("ratelimit-remaining")
+            .get(&RATELIMIT_REMAINING)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         if existing.is_some_and(|r| r <= self.remaining) {
             return;
         }
-        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
+        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(RATELIMIT_RESET, HeaderValue::from(self.reset_secs));
         // An admitted request keeps whatever `Retry-After` its handler set (a 503's, when a
         // backing service is down): only a refusal speaks for the limit.
         if !self.allowed {

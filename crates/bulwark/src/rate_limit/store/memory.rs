@@ -111,6 +111,10 @@ impl RateLimitStore for MemoryRateLimitStore {
         let result = self.check_now(key, quota, self.now_us());
         Box::pin(async move { result })
     }
+
+    fn check_at_once(&self, key: &str, quota: &Quota) -> Option<Result<Decision, StoreError>> {
+        Some(self.check_now(key, quota, self.now_us()))
+    }
 }
 
 #[cfg(test)]
