@@ -19,12 +19,18 @@
 # and turn it into a regression test of the normal `cargo test` suite (docs/reliability.md).
 #
 # Build flags: `-O -a -s none` = release optimizations, debug assertions and overflow checks on,
-# no sanitizer. Every target and the code under test is safe Rust (`unsafe_code = "forbid"`),
-# where AddressSanitizer has little to find, while overflow checks and debug assertions turn
-# silent wrong arithmetic into crashes (the CSRF timestamp overflow fixed with this part was
-# invisible without them: `-O` alone turns them off). Measured on this 2-core machine: ASan makes
-# the first build much longer (a second copy of every dependency, instrumented) and each
-# execution ~2x slower; see docs/reliability.md for the figures.
+# no sanitizer. Why no ASan (cargo-fuzz's default):
+# - every target and the code under test is safe Rust (`unsafe_code = "forbid"`), where
+#   AddressSanitizer has little to find; overflow checks and debug assertions matter more: the
+#   CSRF timestamp overflow fixed with this part is invisible without them (`-O` alone turns them
+#   off, hence `-a`). ASan would also instrument aws-lc's C code, which is fuzzed upstream;
+# - ASan needs a nightly toolchain (-Zsanitizer); without a sanitizer every flag cargo-fuzz passes
+#   is stable, so the machine's one toolchain builds the targets (no other can be fetched on a
+#   new machine). FUZZ_TOOLCHAIN=+nightly picks another;
+# - build time: measured on this 2-core machine (shared, load 6-9), the cold `-s none` build took
+#   14 min and a warm one (only bulwark changed) about 2 min; the cold ASan build (a separate,
+#   instrumented copy of every dependency, aws-lc included) had not finished after 35 min at
+#   nice 10 and was abandoned. With a warm build, short mode takes about 75 s.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -35,9 +41,8 @@ FUZZ_JOBS=${FUZZ_JOBS:-1}
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$FUZZ_DIR/target}
 BUILD_FLAGS=(-O -a -s none)
 
-# With `-s none` every instrumentation flag cargo-fuzz passes is stable (-Cpasses=sancov-module,
-# -Cllvm-args=-sanitizer-coverage-*), so the machine's one toolchain does: no nightly needed (and
-# none can be fetched on a new machine). FUZZ_TOOLCHAIN=+nightly picks another.
+# No nightly needed: with `-s none`, cargo-fuzz passes only stable flags (-Cpasses=sancov-module,
+# -Cllvm-args=-sanitizer-coverage-*, -Cdebug-assertions, --cfg fuzzing).
 CARGO=(cargo)
 if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then CARGO+=("$FUZZ_TOOLCHAIN"); fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

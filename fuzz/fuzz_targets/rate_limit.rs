@@ -41,7 +41,10 @@ fn quota(text: &str) {
     );
     let interval = q.interval_us();
     assert!(interval >= 1);
-    assert!(interval * i64::from(q.limit()) <= q.period_us(), "{q:?}");
+    // `limit` intervals span the period, give or take rounding up: never a faster rate.
+    assert_eq!(q.burst_us(), interval * i64::from(q.limit()));
+    assert!(q.burst_us() >= q.period_us(), "{q:?}");
+    assert!(q.burst_us() < q.period_us() + i64::from(q.limit()), "{q:?}");
     if q.limit() <= 2_000 {
         burst(&q);
     }
@@ -50,12 +53,16 @@ fn quota(text: &str) {
 /// A fresh key admits exactly `limit` requests at one instant, counting down, then refuses.
 fn burst(q: &Quota) {
     let now = 1_700_000_000_000_000;
+    // The quota is whole again after at most the burst tolerance (the period, rounded up).
+    let whole_secs = u64::try_from(q.burst_us())
+        .expect("positive")
+        .div_ceil(1_000_000);
     let mut tat = None;
     for i in 0..q.limit() {
         let (d, next) = q.gcra(tat, now);
         assert!(d.allowed, "{q}: request {i} of a burst refused");
         assert_eq!(d.remaining, q.limit() - 1 - i, "{q}: remaining after {i}");
-        assert!(d.reset_secs <= q.period().as_secs(), "{q}: {d:?}");
+        assert!(d.reset_secs <= whole_secs, "{q}: {d:?}");
         tat = next;
         assert!(tat.is_some());
     }
@@ -64,7 +71,7 @@ fn burst(q: &Quota) {
     assert!(next.is_none());
     assert_eq!(d.remaining, 0);
     assert!(
-        d.retry_after_secs >= 1 && d.retry_after_secs <= q.period().as_secs(),
+        d.retry_after_secs >= 1 && d.retry_after_secs <= whole_secs,
         "{d:?}"
     );
 }
@@ -138,12 +145,12 @@ fn sequence(text: &str) {
         }
     }
     // GCRA's bound: in any span of w µs, at most `limit` requests at once plus one per
-    // interval: count <= (w + period) / interval.
+    // interval: count <= limit + w / interval.
     let interval = q.interval_us();
     for (i, first) in passed.iter().enumerate() {
         for (j, last) in passed.iter().enumerate().skip(i) {
             let count = i64::try_from(j - i + 1).expect("small");
-            let bound = (last - first + q.period_us()) / interval;
+            let bound = i64::from(q.limit()) + (last - first) / interval;
             assert!(
                 count <= bound,
                 "{q}: {count} requests passed in {} µs",

@@ -76,9 +76,19 @@ impl Quota {
         i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX)
     }
 
-    /// The emission interval: one request's worth of time, in microseconds.
+    /// The emission interval: one request's worth of time, in microseconds, rounded up so that
+    /// `limit` intervals never take less than the period (the sustained rate never exceeds the
+    /// quota).
     pub fn interval_us(&self) -> i64 {
-        (self.period_us() / i64::from(self.limit)).max(1)
+        let limit = i64::from(self.limit);
+        ((self.period_us() + limit - 1) / limit).max(1)
+    }
+
+    /// The burst tolerance: `limit` emission intervals, in microseconds (the period, or a few
+    /// microseconds more when the period is not a multiple of the limit). A fresh key admits
+    /// exactly `limit` requests at once.
+    pub fn burst_us(&self) -> i64 {
+        self.interval_us().saturating_mul(i64::from(self.limit))
     }
 
     /// One step of the Generic Cell Rate Algorithm.
@@ -91,7 +101,9 @@ impl Quota {
     /// Any pair of times is answered exactly, without overflow: the arithmetic is done in 128
     /// bits, and a TAT that would not fit in an `i64` refuses.
     pub fn gcra(&self, tat: Option<i64>, now: i64) -> (Decision, Option<i64>) {
-        let period = i128::from(self.period_us());
+        // Comparing the debt with the burst tolerance, not the period: with a period that is not
+        // a multiple of the limit, the period holds more than `limit` (truncated) intervals.
+        let period = i128::from(self.burst_us());
         let interval = i128::from(self.interval_us());
         let now_wide = i128::from(now);
         let tat = i128::from(tat.unwrap_or(now).max(now));
@@ -200,6 +212,36 @@ mod tests {
         let (d, _) = q.gcra(tat, now + 60_000_000);
         assert!(d.allowed);
         assert_eq!(d.remaining, 4);
+    }
+
+    /// Found by fuzzing (fuzz target `rate_limit`): when the period is not a multiple of the
+    /// limit, the truncated interval let a burst exceed the limit (1616/second admitted 1618 at
+    /// once, and reported 1616 remaining after the first).
+    #[test]
+    fn a_burst_is_exactly_the_limit_whatever_the_period() {
+        for text in [
+            "1616/second",
+            "7/minute",
+            "999999/second",
+            "1000000/second",
+            "3/hour",
+        ] {
+            let q: Quota = text.parse().unwrap();
+            assert!(q.burst_us() >= q.period_us(), "{text}");
+            assert!(
+                q.burst_us() < q.period_us() + i64::from(q.limit()),
+                "{text}"
+            );
+            let now = 1_000_000_000;
+            let mut tat = None;
+            for i in 0..q.limit() {
+                let (d, next) = q.gcra(tat, now);
+                assert!(d.allowed, "{text}: request {i}");
+                assert_eq!(d.remaining, q.limit() - 1 - i, "{text}: request {i}");
+                tat = next;
+            }
+            assert!(!q.gcra(tat, now).0.allowed, "{text}: one past the limit");
+        }
     }
 
     /// Found by fuzzing (fuzz target `rate_limit`): times near the ends of `i64` overflowed.

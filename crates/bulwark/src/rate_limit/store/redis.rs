@@ -10,8 +10,8 @@ use redis::{
 use super::{Decision, Quota, RateLimitStore, StoreError, StoreFuture};
 
 /// GCRA in Lua, run atomically by Redis with Redis's own clock (instances need not agree on
-/// the time). KEYS[1]: the key. ARGV[1]: period (µs). ARGV[2]: emission interval (µs).
-/// Answers {allowed, remaining, reset_us, retry_us}.
+/// the time). KEYS[1]: the key. ARGV[1]: burst tolerance (µs, [`Quota::burst_us`]).
+/// ARGV[2]: emission interval (µs). Answers {allowed, remaining, reset_us, retry_us}.
 const GCRA: &str = r"
 local period = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
@@ -89,7 +89,7 @@ impl RedisRateLimitStore {
         let budget = self.timeout.max(Duration::from_secs(2));
         let mut conn = self.connection.clone();
         let mut invocation = self.script.key(format!("{}warm-up", self.prefix));
-        invocation.arg(quota.period_us()).arg(quota.interval_us());
+        invocation.arg(quota.burst_us()).arg(quota.interval_us());
         let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
         match tokio::time::timeout(budget, call).await {
             Ok(Ok(_)) => {}
@@ -125,7 +125,7 @@ impl RateLimitStore for RedisRateLimitStore {
         Box::pin(async move {
             let mut conn = self.connection.clone();
             let mut invocation = self.script.key(format!("{}{key}", self.prefix));
-            invocation.arg(quota.period_us()).arg(quota.interval_us());
+            invocation.arg(quota.burst_us()).arg(quota.interval_us());
             let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
             let (allowed, remaining, reset_us, retry_us) =
                 match tokio::time::timeout(self.timeout, call).await {
