@@ -1,7 +1,8 @@
 //! The SQL both backends run, written once.
 //!
 //! `impl_repository!(Store, RowType)` implements every repository trait for a store with a
-//! `pool` field. The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
+//! `pool` field. The store provides `get_item_fast` (the hot read: `pooled_get_item`, or a
+//! faster path that falls back to it). The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
 //! and only portable SQL (`RETURNING`, `LIKE ... ESCAPE`, `LOWER`).
 
 macro_rules! impl_repository {
@@ -34,6 +35,28 @@ macro_rules! impl_repository {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                 })
+            }
+        }
+
+        impl $store {
+            /// `ItemRepo::get_item` through the pool (a backend's `get_item_fast` may answer
+            /// first).
+            async fn pooled_get_item(
+                &self,
+                id: i64,
+                caller: i64,
+                admin: bool,
+            ) -> $crate::db::DbResult<Option<$crate::db::Item>> {
+                let row = sqlx::query(
+                    "SELECT id, owner_id, name, description, price, tax, created_at, updated_at \
+                     FROM items WHERE id = $1 AND (owner_id = $2 OR $3)",
+                )
+                .bind(id)
+                .bind(caller)
+                .bind(admin)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map(Self::item_from_row).transpose()?)
             }
         }
 
@@ -200,16 +223,7 @@ macro_rules! impl_repository {
                 caller: i64,
                 admin: bool,
             ) -> $crate::db::DbResult<Option<$crate::db::Item>> {
-                let row = sqlx::query(
-                    "SELECT id, owner_id, name, description, price, tax, created_at, updated_at \
-                     FROM items WHERE id = $1 AND (owner_id = $2 OR $3)",
-                )
-                .bind(id)
-                .bind(caller)
-                .bind(admin)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.as_ref().map(Self::item_from_row).transpose()?)
+                self.get_item_fast(id, caller, admin).await
             }
 
             async fn list_items(
