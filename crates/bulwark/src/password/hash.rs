@@ -1,6 +1,12 @@
-//! Argon2id hashing and verification on tokio's blocking pool, bounded by a semaphore.
+//! Argon2id hashing and verification on low-priority threads of their own, bounded by a
+//! semaphore.
 
-use std::{fmt, sync::Arc, thread};
+use std::{
+    fmt,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, mpsc},
+    thread,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
@@ -111,11 +117,14 @@ pub enum PasswordError {
     Unavailable,
 }
 
-/// Hashes and verifies passwords with Argon2id on tokio's blocking pool.
+/// Hashes and verifies passwords with Argon2id on threads of its own.
 ///
 /// Cheap to clone (an `Arc` inside): put one in the application state. At most
-/// [`max_concurrency`](Self::max_concurrency) jobs run at once; others wait for a permit. Must be
-/// used inside a tokio runtime.
+/// [`max_concurrency`](Self::max_concurrency) jobs run at once, one per hashing thread; others
+/// wait for a permit. The threads run at the lowest priority of the normal scheduler (nice 19 on
+/// Linux): where they share a CPU with the request handlers, a flood of logins takes what the
+/// handlers leave instead of half of the CPU, so it slows logins down, not every other request.
+/// Must be used inside a tokio runtime.
 ///
 /// # Examples
 /// ```
@@ -152,6 +161,50 @@ struct Inner {
     dummy: String,
     permits: Arc<Semaphore>,
     max_concurrency: usize,
+    /// Work for the hashing threads; they stop when the hasher is dropped.
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the hashing threads: the lowest priority that still gets CPU time on a busy core
+/// (unlike `SCHED_IDLE`, under which logins would stall for as long as the load lasts).
+const HASHING_NICE: i32 = 19;
+
+/// Starts `count` hashing threads taking jobs from one queue.
+fn start_threads(count: usize) -> Result<mpsc::Sender<Job>, PasswordError> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for _ in 0..count {
+        let receiver = Arc::clone(&receiver);
+        thread::Builder::new()
+            .name("bulwark-hash".to_owned())
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match receiver.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    // A panicking job drops its answer channel (the caller sees Unavailable);
+                    // the thread lives on.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|_| PasswordError::Unavailable)?;
+    }
+    Ok(sender)
+}
+
+/// Gives the calling thread the lowest normal priority (Linux: per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE)
+    {
+        tracing::debug!(error = %err, "cannot lower the priority of a hashing thread");
+    }
 }
 
 impl PasswordHasher {
@@ -168,7 +221,7 @@ impl PasswordHasher {
         Self::with_max_concurrency(params, cpus)
     }
 
-    /// A hasher that runs at most `max_concurrency` jobs at once (at least 1).
+    /// A hasher that runs at most `max_concurrency` jobs at once (1 to 1024), one per thread.
     ///
     /// # Errors
     /// As [`PasswordHasher::new`].
@@ -187,7 +240,8 @@ impl PasswordHasher {
         let dummy: phc::PasswordHash = argon2
             .hash_password(b"bulwark dummy password for unknown users")
             .map_err(PasswordError::Hashing)?;
-        let max_concurrency = max_concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        let max_concurrency = max_concurrency.clamp(1, 1024);
+        let jobs = Mutex::new(start_threads(max_concurrency)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 argon2,
@@ -195,6 +249,7 @@ impl PasswordHasher {
                 dummy: dummy.to_string(),
                 permits: Arc::new(Semaphore::new(max_concurrency)),
                 max_concurrency,
+                jobs,
             }),
         })
     }
@@ -237,7 +292,7 @@ impl PasswordHasher {
             .await
     }
 
-    /// Runs `job` on the blocking pool once a permit is free. The permit moves into the job, so
+    /// Runs `job` on a hashing thread once a permit is free. The permit moves into the job, so
     /// it is held until the work ends even if the caller stops waiting.
     async fn run<T: Send + 'static>(
         &self,
@@ -248,12 +303,18 @@ impl PasswordHasher {
             .await
             .map_err(|_| PasswordError::Unavailable)?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let work: Job = Box::new(move || {
             let _permit = permit;
-            job(&inner)
-        })
-        .await
-        .map_err(PasswordError::Task)
+            let _ = answer.send(job(&inner));
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| PasswordError::Unavailable)?
+            .send(work)
+            .map_err(|_| PasswordError::Unavailable)?;
+        answered.await.map_err(|_| PasswordError::Unavailable)
     }
 }
 

@@ -14,8 +14,9 @@
 //!   `quetzalcoatl1999` is weak for the user `quetzalcoatl`).
 //!
 //! It also keeps two side channels shut. Hashing never runs on the async worker threads: every
-//! job goes to tokio's blocking pool behind a semaphore (one permit per CPU by default), so a flood
-//! of logins queues instead of stalling every other request. And an unknown user is verified
+//! job goes to the hasher's own threads (one per CPU by default, behind a semaphore) running at
+//! the lowest normal priority, so a flood of logins queues and takes only the CPU time the request
+//! handlers leave, instead of stalling every other request. And an unknown user is verified
 //! against a dummy hash with the same parameters, so "no such user" and "wrong password" take the
 //! same time (the caller must give both the same answer, too).
 //!

@@ -183,3 +183,15 @@ async fn debug_output_never_shows_a_hash() {
     assert_eq!(format!("{hash:?}"), "PasswordHash(..)");
     assert!(!format!("{hasher:?}").contains("$argon2"));
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hashing_runs_at_the_lowest_normal_priority() {
+    let hasher = PasswordHasher::with_max_concurrency(FAST, 1).expect("params");
+    let nice = hasher
+        .run(|_| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+        .await
+        .expect("the job ran")
+        .expect("getpriority");
+    assert_eq!(nice, super::HASHING_NICE);
+}
