@@ -9,8 +9,8 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{self, PasswordHasher as _, PasswordVerifier as _, phc},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::{self, phc},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -165,14 +165,52 @@ struct Inner {
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
+
+/// The Argon2 working memory of one hashing thread, kept from job to job.
+///
+/// Allocating `m` KiB per hash and freeing it made glibc keep every freed block (its mmap
+/// threshold grows to the largest freed chunk), so the resident size grew by `m` per thread that
+/// ever hashed, and more under a login flood. Each thread now owns one buffer of the hasher's own
+/// size, allocated on its first job and wiped after every job, so what a hash leaves in memory
+/// does not outlive the job. A stored hash with a larger `m` gets a buffer of its own, freed
+/// after use.
+struct Scratch {
+    blocks: Vec<Block>,
+    /// The block count of the hasher's parameters: the most this thread keeps.
+    keep: usize,
+}
+
+impl Scratch {
+    fn new(keep: usize) -> Self {
+        Self {
+            blocks: Vec::new(),
+            keep,
+        }
+    }
+
+    /// Runs `f` with `count` zeroed blocks, then zeroes them again.
+    fn with_blocks<T>(&mut self, count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        if count > self.keep {
+            return f(&mut vec![Block::default(); count]);
+        }
+        if self.blocks.len() < count {
+            self.blocks.resize(count, Block::default());
+        }
+        let blocks = &mut self.blocks[..count];
+        let answer = f(blocks);
+        // The buffer lives on and is read by the next job, so this store is not optimised away.
+        blocks.fill(Block::default());
+        answer
+    }
+}
 
 /// Niceness of the hashing threads: the lowest priority that still gets CPU time on a busy core
 /// (unlike `SCHED_IDLE`, under which logins would stall for as long as the load lasts).
 const HASHING_NICE: i32 = 19;
 
-/// Starts `count` hashing threads taking jobs from one queue.
-fn start_threads(count: usize) -> Result<mpsc::Sender<Job>, PasswordError> {
+/// Starts `count` hashing threads taking jobs from one queue; each keeps up to `keep` blocks.
+fn start_threads(count: usize, keep: usize) -> Result<mpsc::Sender<Job>, PasswordError> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let receiver = Arc::new(Mutex::new(receiver));
     for _ in 0..count {
@@ -181,6 +219,7 @@ fn start_threads(count: usize) -> Result<mpsc::Sender<Job>, PasswordError> {
             .name("bulwark-hash".to_owned())
             .spawn(move || {
                 lower_priority();
+                let mut scratch = Scratch::new(keep);
                 loop {
                     let job = match receiver.lock() {
                         Ok(queue) => queue.recv(),
@@ -189,7 +228,7 @@ fn start_threads(count: usize) -> Result<mpsc::Sender<Job>, PasswordError> {
                     let Ok(job) = job else { return };
                     // A panicking job drops its answer channel (the caller sees Unavailable);
                     // the thread lives on.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut scratch)));
                 }
             })
             .map_err(|_| PasswordError::Unavailable)?;
@@ -236,20 +275,33 @@ impl PasswordHasher {
             None,
         )
         .map_err(PasswordError::InvalidParams)?;
+        let keep = argon_params.block_count();
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
-        let dummy: phc::PasswordHash = argon2
-            .hash_password(b"bulwark dummy password for unknown users")
-            .map_err(PasswordError::Hashing)?;
         let max_concurrency = max_concurrency.clamp(1, 1024);
-        let jobs = Mutex::new(start_threads(max_concurrency)?);
+        let jobs = start_threads(max_concurrency, keep)?;
+        // The dummy hash is made on a hashing thread too, in the memory it keeps.
+        let (answer, answered) = mpsc::channel();
+        let make_dummy: Job = Box::new({
+            let argon2 = argon2.clone();
+            move |scratch| {
+                let _ = answer.send(hash_with(
+                    &argon2,
+                    b"bulwark dummy password for unknown users",
+                    scratch,
+                ));
+            }
+        });
+        jobs.send(make_dummy)
+            .map_err(|_| PasswordError::Unavailable)?;
+        let dummy = answered.recv().map_err(|_| PasswordError::Unavailable)??;
         Ok(Self {
             inner: Arc::new(Inner {
                 argon2,
                 params,
-                dummy: dummy.to_string(),
+                dummy: dummy.into_string(),
                 permits: Arc::new(Semaphore::new(max_concurrency)),
                 max_concurrency,
-                jobs,
+                jobs: Mutex::new(jobs),
             }),
         })
     }
@@ -270,8 +322,10 @@ impl PasswordHasher {
     /// [`PasswordError::Hashing`] if Argon2 fails, [`PasswordError::Task`] if the blocking task
     /// fails.
     pub async fn hash(&self, password: SecretString) -> Result<PasswordHash, PasswordError> {
-        self.run(move |inner| inner.hash(password.expose_secret()))
-            .await?
+        self.run(move |inner, scratch| {
+            hash_with(&inner.argon2, password.expose_secret().as_bytes(), scratch)
+        })
+        .await?
     }
 
     /// Checks a password against a stored hash (Argon2 PHC string or bcrypt `$2a$`/`$2b$`/`$2y$`).
@@ -288,15 +342,17 @@ impl PasswordHasher {
         stored: Option<&str>,
     ) -> Result<Verification, PasswordError> {
         let stored = stored.map(str::to_owned);
-        self.run(move |inner| inner.verify(password.expose_secret(), stored.as_deref()))
-            .await
+        self.run(move |inner, scratch| {
+            inner.verify(password.expose_secret(), stored.as_deref(), scratch)
+        })
+        .await
     }
 
     /// Runs `job` on a hashing thread once a permit is free. The permit moves into the job, so
     /// it is held until the work ends even if the caller stops waiting.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Inner) -> T + Send + 'static,
+        job: impl FnOnce(&Inner, &mut Scratch) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let permit = Arc::clone(&self.inner.permits)
             .acquire_owned()
@@ -304,9 +360,9 @@ impl PasswordHasher {
             .map_err(|_| PasswordError::Unavailable)?;
         let inner = Arc::clone(&self.inner);
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let work: Job = Box::new(move || {
+        let work: Job = Box::new(move |scratch| {
             let _permit = permit;
-            let _ = answer.send(job(&inner));
+            let _ = answer.send(job(&inner, scratch));
         });
         self.inner
             .jobs
@@ -328,17 +384,20 @@ impl fmt::Debug for PasswordHasher {
 }
 
 impl Inner {
-    fn hash(&self, password: &str) -> Result<PasswordHash, PasswordError> {
-        let hash: phc::PasswordHash = self
-            .argon2
-            .hash_password(password.as_bytes())
-            .map_err(PasswordError::Hashing)?;
-        Ok(PasswordHash(hash.to_string()))
-    }
-
-    fn verify(&self, password: &str, stored: Option<&str>) -> Verification {
+    fn verify(&self, password: &str, stored: Option<&str>, scratch: &mut Scratch) -> Verification {
         let outcome = match stored {
-            Some(s) if s.starts_with("$argon2") => self.verify_argon2(password, s),
+            Some(s) if s.starts_with("$argon2") => {
+                verify_argon2(password, s, scratch).map(|matched| {
+                    if matched {
+                        Verification::Match {
+                            needs_rehash: phc::PasswordHash::new(s)
+                                .is_ok_and(|h| self.is_outdated(&h)),
+                        }
+                    } else {
+                        Verification::NoMatch
+                    }
+                })
+            }
             Some(s) if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) => {
                 verify_bcrypt(password, s)
             }
@@ -350,26 +409,9 @@ impl Inner {
         };
         outcome.unwrap_or_else(|| {
             // Unknown user or unreadable hash: spend the same time as a real check.
-            let _ = self.verify_argon2(password, &self.dummy);
+            let _ = verify_argon2(password, &self.dummy, scratch);
             Verification::NoMatch
         })
-    }
-
-    /// `None` when the stored hash cannot be read.
-    fn verify_argon2(&self, password: &str, stored: &str) -> Option<Verification> {
-        let parsed = phc::PasswordHash::new(stored)
-            .inspect_err(|e| tracing::warn!(error = %e, "stored Argon2 hash is malformed"))
-            .ok()?;
-        match self.argon2.verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Some(Verification::Match {
-                needs_rehash: self.is_outdated(&parsed),
-            }),
-            Err(password_hash::Error::PasswordInvalid) => Some(Verification::NoMatch),
-            Err(e) => {
-                tracing::warn!(error = %e, "stored Argon2 hash cannot be verified");
-                None
-            }
-        }
     }
 
     fn is_outdated(&self, hash: &phc::PasswordHash) -> bool {
@@ -384,6 +426,65 @@ impl Inner {
             || hash.hash.as_ref().map(|h| h.len()) != Some(Params::DEFAULT_OUTPUT_LEN)
             || !same_params
     }
+}
+
+/// A new Argon2 hash of `password` with a random salt, computed in the thread's memory.
+fn hash_with(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    scratch: &mut Scratch,
+) -> Result<PasswordHash, PasswordError> {
+    let mut salt = [0_u8; phc::Salt::RECOMMENDED_LENGTH];
+    aws_lc_rs::rand::fill(&mut salt)
+        .map_err(|_| PasswordError::Hashing(password_hash::Error::RngFailure))?;
+    let salt = phc::Salt::new(&salt).map_err(|e| PasswordError::Hashing(e.into()))?;
+    let mut out = [0_u8; Params::DEFAULT_OUTPUT_LEN];
+    scratch
+        .with_blocks(argon2.params().block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        })
+        .map_err(|e| PasswordError::Hashing(e.into()))?;
+    let hash = phc::PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: phc::ParamsString::try_from(argon2.params()).map_err(PasswordError::Hashing)?,
+        salt: Some(salt),
+        hash: Some(phc::Output::new(&out).map_err(|e| PasswordError::Hashing(e.into()))?),
+    };
+    Ok(PasswordHash(hash.to_string()))
+}
+
+/// Checks `password` against an Argon2 PHC string with the parameters, variant and version it
+/// names, in the thread's memory. `None` when the stored hash cannot be read.
+fn verify_argon2(password: &str, stored: &str, scratch: &mut Scratch) -> Option<bool> {
+    let read = || -> Result<(Argon2<'static>, phc::Salt, phc::Output), password_hash::Error> {
+        let parsed = phc::PasswordHash::new(stored)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str())?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let params = Params::try_from(&parsed)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(password_hash::Error::EncodingInvalid);
+        };
+        Ok((Argon2::new(algorithm, version, params), salt, expected))
+    };
+    let (argon2, salt, expected) = read()
+        .inspect_err(|e| tracing::warn!(error = %e, "stored Argon2 hash is malformed"))
+        .ok()?;
+    let mut out = [0_u8; phc::Output::MAX_LENGTH];
+    let out = out.get_mut(..expected.len())?;
+    let hashed = scratch.with_blocks(argon2.params().block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password.as_bytes(), &salt, out, blocks)
+    });
+    if let Err(e) = hashed {
+        tracing::warn!(error = %e, "stored Argon2 hash cannot be verified");
+        return None;
+    }
+    // `Output`'s equality is constant-time.
+    Some(phc::Output::new(out).ok()? == expected)
 }
 
 /// Legacy bcrypt, with passlib's 72-byte truncation. A match always needs a rehash.

@@ -189,7 +189,7 @@ async fn debug_output_never_shows_a_hash() {
 async fn hashing_runs_at_the_lowest_normal_priority() {
     let hasher = PasswordHasher::with_max_concurrency(FAST, 1).expect("params");
     let nice = hasher
-        .run(|_| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+        .run(|_, _| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
         .await
         .expect("the job ran")
         .expect("getpriority");
