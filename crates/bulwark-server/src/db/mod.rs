@@ -30,6 +30,14 @@ pub enum DbError {
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The embedded database failed outside sqlx (its hot paths use rusqlite directly).
+    #[error("database error: {message}")]
+    Embedded {
+        /// SQLite was busy or locked: answered 503.
+        busy: bool,
+        /// SQLite's message.
+        message: String,
+    },
 }
 
 impl DbError {
@@ -40,6 +48,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Sqlx(err) => is_unavailable(err),
+            Self::Embedded { busy, .. } => *busy,
             Self::Conflict | Self::Migrate(_) => false,
         }
     }

@@ -46,6 +46,16 @@ impl PgStore {
     ) -> DbResult<Option<super::Item>> {
         self.pooled_get_item(id, caller, admin).await
     }
+
+    /// The item create: the pool (PostgreSQL groups concurrent commits itself).
+    async fn create_item_fast(
+        &self,
+        owner_id: i64,
+        fields: &super::ItemFields,
+        now: i64,
+    ) -> DbResult<super::Item> {
+        self.pooled_create_item(owner_id, fields, now).await
+    }
 }
 
 /// Pool options shared by the store and the event connections.

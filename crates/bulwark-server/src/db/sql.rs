@@ -2,7 +2,8 @@
 //!
 //! `impl_repository!(Store, RowType)` implements every repository trait for a store with a
 //! `pool` field. The store provides `get_item_fast` (the hot read: `pooled_get_item`, or a
-//! faster path that falls back to it). The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
+//! faster path that falls back to it) and `create_item_fast` (`pooled_create_item`, or a
+//! group-committing writer). The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
 //! and only portable SQL (`RETURNING`, `LIKE ... ESCAPE`, `LOWER`).
 
 macro_rules! impl_repository {
@@ -57,6 +58,30 @@ macro_rules! impl_repository {
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.as_ref().map(Self::item_from_row).transpose()?)
+            }
+
+            /// `ItemRepo::create_item` through the pool (a backend's `create_item_fast` may
+            /// batch it instead).
+            async fn pooled_create_item(
+                &self,
+                owner_id: i64,
+                f: &$crate::db::ItemFields,
+                now: i64,
+            ) -> $crate::db::DbResult<$crate::db::Item> {
+                let row = sqlx::query(
+                    "INSERT INTO items (owner_id, name, description, price, tax, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     RETURNING id, owner_id, name, description, price, tax, created_at, updated_at",
+                )
+                .bind(owner_id)
+                .bind(&f.name)
+                .bind(&f.description)
+                .bind(f.price)
+                .bind(f.tax)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(Self::item_from_row(&row)?)
             }
         }
 
@@ -200,21 +225,7 @@ macro_rules! impl_repository {
                 owner_id: i64,
                 f: &$crate::db::ItemFields,
             ) -> $crate::db::DbResult<$crate::db::Item> {
-                let now = $crate::db::now();
-                let row = sqlx::query(
-                    "INSERT INTO items (owner_id, name, description, price, tax, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     RETURNING id, owner_id, name, description, price, tax, created_at, updated_at",
-                )
-                .bind(owner_id)
-                .bind(&f.name)
-                .bind(&f.description)
-                .bind(f.price)
-                .bind(f.tax)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(Self::item_from_row(&row)?)
+                self.create_item_fast(owner_id, f, $crate::db::now()).await
             }
 
             async fn get_item(
