@@ -9,6 +9,8 @@
 # building one), CEILING_BIN (same for the ceiling example).
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$BENCH_ROOT/scripts/lib.sh"
 # Throwaway account of every benchmarked server (not a secret: it lives for one run on loopback).
 BENCH_USER=bench
 BENCH_PASS='bench-Vivid-Harbor-71'
@@ -49,10 +51,7 @@ bench_check_tools() {
   [ "$cpus" -ge 2 ] || bench_die "needs 2 CPUs (server on one, wrk on the other); this machine has $cpus"
 }
 
-bench_target_dir() {
-  (cd "$BENCH_ROOT" && cargo metadata --format-version 1 --no-deps) |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
-}
+bench_target_dir() { bw_target_dir "$BENCH_ROOT"; }
 
 # bench_build: release build of the server; sets BULWARK_BIN unless it is set already.
 bench_build() {
@@ -74,20 +73,10 @@ bench_build_ceiling() {
   CEILING_BIN=$(bench_target_dir)/release/examples/ceiling
 }
 
-bench_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+bench_free_port() { bw_free_port; }
 
 # bench_wait_health URL PID LOG: until URL/health answers; fails when PID exits first.
-bench_wait_health() {
-  local url=$1 pid=$2 log=$3
-  for _ in $(seq 1 300); do
-    curl -sf "$url/health" >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; bench_die "the server exited at start ($log)"; }
-    sleep 0.1
-  done
-  bench_die "no answer from $url/health after 30 s ($log)"
-}
+bench_wait_health() { bw_wait_health "$1" "$2" "$3" 30 || bench_die "the server did not start"; }
 
 # bench_start_bulwark DIR CPUS [KEY=VALUE...]: `bulwark serve` on embedded defaults (SQLite in
 # DIR, in-process stores) pinned to CPUS, with the benchmark account created first. It runs in
@@ -95,15 +84,15 @@ bench_wait_health() {
 # leaks in; extra settings go to its environment. Sets BENCH_PID and BENCH_URL.
 bench_start_bulwark() {
   local dir=$1 cpus=$2; shift 2
-  local -a env=() name
-  for name in $(compgen -e | grep '^BULWARK_' || true); do env+=(-u "$name"); done
-  env+=(BULWARK_DATA_DIR="$dir" BULWARK_DATABASE_URL="sqlite://$dir/bulwark.db"
-    BULWARK_MASTER_SECRET="$(head -c 32 /dev/urandom | base64)" RUST_LOG="${RUST_LOG:-warn}" "$@")
-  (cd "$dir" && echo "$BENCH_PASS" | env "${env[@]}" "$BULWARK_BIN" users create "$BENCH_USER" --password-stdin) \
-    >"$dir/users-create.log" 2>&1 || { cat "$dir/users-create.log" >&2; bench_die "users create failed"; }
+  local name
+  BW_PRE=()
+  for name in $(compgen -e | grep '^BULWARK_' || true); do BW_PRE+=(-u "$name"); done
+  bw_server_env "$dir" "$@"
+  bw_create_user "$dir" "$BULWARK_BIN" "$BENCH_USER" "$BENCH_PASS" >"$dir/users-create.log" 2>&1 ||
+    { cat "$dir/users-create.log" >&2; bench_die "users create failed"; }
   local port; port=$(bench_free_port)
   BENCH_URL=http://127.0.0.1:$port
-  (cd "$dir" && exec env "${env[@]}" taskset -c "$cpus" "$BULWARK_BIN" serve --bind "127.0.0.1:$port") \
+  (cd "$dir" && exec env "${BW_PRE[@]}" "${BW_ENV[@]}" taskset -c "$cpus" "$BULWARK_BIN" serve --bind "127.0.0.1:$port") \
     >"$dir/server.log" 2>&1 &
   BENCH_PID=$!
   bench_wait_health "$BENCH_URL" "$BENCH_PID" "$dir/server.log"

@@ -35,6 +35,23 @@ def check(ok, what):
         print(f"FAIL: {what}", file=sys.stderr)
 
 
+def content_length(head):
+    """The Content-Length of a response head (bytes), or None."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return None
+
+
+def status_of(head):
+    """The status code of a response head (bytes), or 0 when it has none."""
+    try:
+        return int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
 def raw_request(host, port, data, timeout=10.0):
     """Sends raw bytes, returns (status, headers_text, body_bytes, seconds)."""
     started = time.monotonic()
@@ -54,20 +71,12 @@ def raw_request(host, port, data, timeout=10.0):
             buf += chunk
             head, sep, body = buf.partition(b"\r\n\r\n")
             if sep:
-                length = None
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
+                length = content_length(head)
                 if length is not None and len(body) >= length:
                     break
     took = time.monotonic() - started
     head, _, body = buf.partition(b"\r\n\r\n")
-    try:
-        status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        status = 0
-    return status, head.decode("latin-1"), body, took
+    return status_of(head), head.decode("latin-1"), body, took
 
 
 class NormalClient:
@@ -98,18 +107,13 @@ class NormalClient:
                 raise ConnectionError("closed")
             buf += chunk
         head, _, body = buf.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
+        length = content_length(head) or 0
         while len(body) < length:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("closed")
             body += chunk
-        status = int(head.split(b" ", 2)[1])
-        return status, time.monotonic() - started
+        return status_of(head), time.monotonic() - started
 
     def measure(self, seconds):
         latencies, failures, n = [], 0, 0

@@ -12,6 +12,9 @@ REL_PASS_USER='rel-Quiet-Lantern-47'   # passwords of the throwaway accounts (no
 REL_PASS_ADMIN='rel-Amber-Viaduct-93'  # servers they exist on live for one run on loopback)
 export REL_ROOT REL_MODE REL_WORK REL_FIGURES
 
+# shellcheck source=scripts/lib.sh
+source "$REL_ROOT/scripts/lib.sh"
+
 rel_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 rel_fail() { rel_log "FAIL: $*"; exit 1; }
 
@@ -22,9 +25,7 @@ rel_figure() { # part key=value...
   echo "$line" >>"$REL_FIGURES"
 }
 
-rel_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+rel_free_port() { bw_free_port; }
 
 # The binary under test: BULWARK_BIN, else a debug build (short) or a release build (long).
 rel_binary() {
@@ -32,16 +33,13 @@ rel_binary() {
   local profile=debug flag=()
   if [ "$REL_MODE" = long ]; then profile=release flag=(--release); fi
   (cd "$REL_ROOT" && cargo build -q "${flag[@]}" --bin bulwark) >&2 || rel_fail "cargo build failed"
-  local dir
-  dir=$(cd "$REL_ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  echo "$dir/$profile/bulwark"
+  echo "$(bw_target_dir "$REL_ROOT")/$profile/bulwark"
 }
 
 # rel_server_env DIR [KEY=VALUE...]: the environment of one server on embedded defaults.
 rel_server_env() {
-  local dir=$1; shift
-  REL_ENV=(BULWARK_DATA_DIR="$dir" BULWARK_DATABASE_URL="sqlite://$dir/bulwark.db"
-    BULWARK_MASTER_SECRET="$(head -c 32 /dev/urandom | base64)" RUST_LOG="${RUST_LOG:-warn}" "$@")
+  bw_server_env "$@"
+  REL_ENV=("${BW_ENV[@]}")
 }
 
 # rel_start_server NAME [KEY=VALUE...]: starts a server and sets REL_URL, REL_PID, REL_DIR.
@@ -57,12 +55,7 @@ rel_start_server() {
   REL_URL="http://127.0.0.1:$port"
   env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" >"$REL_DIR/server.log" 2>&1 &
   REL_PID=$!
-  for _ in $(seq 1 200); do
-    curl -sf "$REL_URL/health" >/dev/null 2>&1 && return 0
-    kill -0 "$REL_PID" 2>/dev/null || { cat "$REL_DIR/server.log" >&2; rel_fail "$name: server exited at start"; }
-    sleep 0.1
-  done
-  rel_fail "$name: server did not answer /health"
+  bw_wait_health "$REL_URL" "$REL_PID" "$REL_DIR/server.log" 20 || rel_fail "$name: server did not start"
 }
 
 # rel_bulwark ARGS...: the CLI against the current server's data (same environment).
@@ -70,10 +63,8 @@ rel_bulwark() { env "${REL_ENV[@]}" "$REL_BIN" "$@"; }
 
 # rel_create_user NAME PASSWORD [ROLE...]
 rel_create_user() {
-  local name=$1 pass=$2; shift 2
-  local roles=()
-  for r in "$@"; do roles+=(--role "$r"); done
-  echo "$pass" | rel_bulwark users create "$name" "${roles[@]}" --password-stdin >/dev/null
+  BW_ENV=("${REL_ENV[@]}")
+  bw_create_user "$REL_DIR" "$REL_BIN" "$@" >/dev/null
 }
 
 # rel_token NAME PASSWORD: an access token from POST /token.
@@ -117,12 +108,7 @@ rel_restart_server() {
   local port=${REL_URL##*:}
   env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" >>"$REL_DIR/server.log" 2>&1 &
   REL_PID=$!
-  for _ in $(seq 1 300); do
-    curl -sf "$REL_URL/health" >/dev/null 2>&1 && return 0
-    kill -0 "$REL_PID" 2>/dev/null || { tail -20 "$REL_DIR/server.log" >&2; rel_fail "server exited at restart"; }
-    sleep 0.1
-  done
-  rel_fail "server did not answer /health after a restart"
+  bw_wait_health "$REL_URL" "$REL_PID" "$REL_DIR/server.log" 30 || rel_fail "server did not start again"
 }
 
 # --- A PostgreSQL of the part's own (never the shared one on 5432) ---------------------------

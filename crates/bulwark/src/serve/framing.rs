@@ -266,6 +266,31 @@ impl<T> FramingGuard<T> {
         at
     }
 
+    /// Takes in `chunk`, the bytes read after everything taken in before, and returns how many
+    /// of its first bytes go to hyper as they are. The rest is kept: held back as a head in
+    /// progress, moved to `ready` once a held head is whole (with what followed it), or dropped
+    /// after a refusal.
+    fn take_in(&mut self, chunk: &[u8]) -> usize {
+        if self.held.is_empty() {
+            // The common case: the released bytes stay where they were read (hyper's buffer).
+            let released = self.advance(chunk);
+            if released < chunk.len() && self.refusal.is_none() {
+                self.held.extend_from_slice(&chunk[released..]);
+            }
+            return released;
+        }
+        // A head in progress: the chunk joins it, and whatever the whole head lets through is
+        // handed over from `ready`.
+        self.held.extend_from_slice(chunk);
+        let held = std::mem::take(&mut self.held);
+        let released = self.advance(&held);
+        if released < held.len() && self.refusal.is_none() {
+            self.held.extend_from_slice(&held[released..]);
+        }
+        self.ready.extend_from_slice(&held[..released]);
+        0
+    }
+
     fn step_aside(&mut self) {
         self.state = State::Off;
         self.line = Vec::new();
@@ -390,28 +415,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 this.ready = std::mem::take(&mut this.held);
                 continue;
             }
-            if this.held.is_empty() {
-                // The common case: the bytes stay in hyper's buffer.
-                let released = this.advance(&buf.filled()[start..end]);
-                if released < end - start && this.refusal.is_none() {
-                    this.held
-                        .extend_from_slice(&buf.filled()[start + released..end]);
-                }
-                buf.set_filled(start + released);
-                if released > 0 {
-                    return Poll::Ready(Ok(()));
-                }
-            } else {
-                // A head in progress: the new bytes join it, and whatever the whole head lets
-                // through is handed over from `ready`.
-                this.held.extend_from_slice(&buf.filled()[start..end]);
-                buf.set_filled(start);
-                let held = std::mem::take(&mut this.held);
-                let released = this.advance(&held);
-                if released < held.len() && this.refusal.is_none() {
-                    this.held.extend_from_slice(&held[released..]);
-                }
-                this.ready.extend_from_slice(&held[..released]);
+            let passed = this.take_in(&buf.filled()[start..end]);
+            buf.set_filled(start + passed);
+            if passed > 0 {
+                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -490,21 +497,9 @@ mod tests {
             if guard.refusal.is_some() {
                 break;
             }
-            if guard.held.is_empty() {
-                let n = guard.advance(chunk);
-                out.extend_from_slice(&chunk[..n]);
-                if n < chunk.len() && guard.refusal.is_none() {
-                    guard.held.extend_from_slice(&chunk[n..]);
-                }
-            } else {
-                let mut held = std::mem::take(&mut guard.held);
-                held.extend_from_slice(chunk);
-                let n = guard.advance(&held);
-                out.extend_from_slice(&held[..n]);
-                if n < held.len() && guard.refusal.is_none() {
-                    guard.held.extend_from_slice(&held[n..]);
-                }
-            }
+            let passed = guard.take_in(chunk);
+            out.extend_from_slice(&chunk[..passed]);
+            out.append(&mut guard.ready);
         }
         (out, guard.refusal)
     }
