@@ -53,24 +53,25 @@ bench_check_tools() {
 
 bench_target_dir() { bw_target_dir "$BENCH_ROOT"; }
 
-# bench_build: release build of the server; sets BULWARK_BIN unless it is set already.
+# bench_build: build of the server with the `production` profile (release with whole-program
+# optimization, as deployed); sets BULWARK_BIN unless it is set already.
 bench_build() {
   [ -z "${BULWARK_BIN:-}" ] || return 0
   bench_need cargo "install Rust (https://rustup.rs)"
-  bench_log "release build of bulwark (several minutes the first time)"
-  (cd "$BENCH_ROOT" && cargo build -q --release -p bulwark-server --bin bulwark) ||
+  bench_log "production build of bulwark (15-20 minutes the first time on 2 cores)"
+  (cd "$BENCH_ROOT" && cargo build -q --profile production -p bulwark-server --bin bulwark) ||
     bench_die "cargo build failed"
-  BULWARK_BIN=$(bench_target_dir)/release/bulwark
+  BULWARK_BIN=$(bench_target_dir)/production/bulwark
 }
 
-# bench_build_ceiling: release build of crates/bulwark/examples/ceiling.rs; sets CEILING_BIN
-# unless it is set already.
+# bench_build_ceiling: build of crates/bulwark/examples/ceiling.rs with the same profile; sets
+# CEILING_BIN unless it is set already.
 bench_build_ceiling() {
   [ -z "${CEILING_BIN:-}" ] || return 0
   bench_need cargo "install Rust (https://rustup.rs)"
-  (cd "$BENCH_ROOT" && cargo build -q --release -p bulwark --example ceiling) ||
+  (cd "$BENCH_ROOT" && cargo build -q --profile production -p bulwark --example ceiling) ||
     bench_die "cargo build of the ceiling example failed"
-  CEILING_BIN=$(bench_target_dir)/release/examples/ceiling
+  CEILING_BIN=$(bench_target_dir)/production/examples/ceiling
 }
 
 bench_free_port() { bw_free_port; }

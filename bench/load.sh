@@ -11,7 +11,7 @@
 # Needs wrk (apt-get install -y wrk), curl, taskset, python3 and 2 CPUs; psql and PostgreSQL on
 # 127.0.0.1:5432 for DATABASE=postgres; python3 with venv and network access once for PEER=1.
 #
-# Builds the release binary and the ceiling (crates/bulwark/examples/ceiling.rs: a bare axum
+# Builds the production-profile binary and the ceiling (crates/bulwark/examples/ceiling.rs: a bare axum
 # `GET /health` answering {"status":"ok"} on a multi-thread tokio runtime). Each repetition then
 #   1. starts the ceiling pinned to SERVER_CPUS and runs S1 against it;
 #   2. for each DATABASE: starts `bulwark serve` on embedded defaults (a temporary folder, memory
@@ -50,6 +50,8 @@
 #   OUT                   keep every raw file (bench.sh lines, wrk output, server logs) in this
 #                         folder; without it they go to a temporary folder removed at exit
 #   STRICT [0]            1: exit 1 when a target is missed
+#   SERVER_ENV            extra settings of Bulwark, space-separated KEY=VALUE (e.g.
+#                         "BULWARK_PASSWORD_HASHING__MEMORY_KIB=7168 BULWARK_PASSWORD_HASHING__ITERATIONS=5")
 #   SHARED, BULWARK_BIN, CEILING_BIN   see bench/lib.sh
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -63,6 +65,7 @@ PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 RATE_LIMITS=${RATE_LIMITS:-high}
 PEER=${PEER:-0}
 STRICT=${STRICT:-0}
+read -r -a EXTRA_ENV <<<"${SERVER_ENV:-}"
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6 S7"}
 export DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s} CONNS=${CONNS:-32} S6_CONNS=${S6_CONNS:-4}
 
@@ -183,7 +186,7 @@ run_bulwark() { # DB REP
     psql "$PG_URL/postgres" -qAtc "CREATE DATABASE $name" >/dev/null || bench_die "cannot create database $name at $PG_URL"
     dbenv=(BULWARK_DATABASE_URL="$PG_URL/$name")
   fi
-  bench_start_bulwark "$dir" "$SERVER_CPUS" "${LIMIT_ENV[@]}" "${dbenv[@]}"
+  bench_start_bulwark "$dir" "$SERVER_CPUS" "${LIMIT_ENV[@]}" "${dbenv[@]}" "${EXTRA_ENV[@]}"
   PIDS+=("$BENCH_PID")
   record_idle "$db" "$rep" "$BENCH_PID"
   bench_log "run $rep/$REPEAT: bulwark on $db, $SCENARIOS"

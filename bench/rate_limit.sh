@@ -3,7 +3,7 @@
 #
 #   bench/rate_limit.sh            # needs wrk (apt-get install -y wrk) and Redis on 127.0.0.1:6379
 #
-# Builds the release binary, then for each configuration starts `bulwark serve` on embedded
+# Builds the production-profile binary, then for each configuration starts `bulwark serve` on embedded
 # defaults in a temporary folder pinned to CPU 0 (wrk runs on CPU 1), creates a user and runs
 # S2 with the shared bench script:
 #   off     rate_limits.enabled = false                      (the baseline of this run)
