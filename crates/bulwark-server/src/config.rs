@@ -124,20 +124,24 @@ impl Default for Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordHashing {
-    /// Memory in KiB (OWASP: 19456).
+    /// Memory in KiB (default 7168: OWASP's m=7 MiB, t=5 line).
     pub memory_kib: u32,
-    /// Passes (OWASP: 2).
+    /// Passes (default 5).
     pub iterations: u32,
-    /// Lanes (OWASP: 1).
+    /// Lanes (default 1).
     pub parallelism: u32,
 }
 
 impl Default for PasswordHashing {
+    /// [`Argon2Params::OWASP_LOW_MEMORY`](bulwark::password::Argon2Params::OWASP_LOW_MEMORY):
+    /// as strong as OWASP's 19 MiB, t=2 by OWASP's own table, with a third of the memory per
+    /// hashing thread (docs/decisions.md).
     fn default() -> Self {
+        let owasp = bulwark::password::Argon2Params::OWASP_LOW_MEMORY;
         Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
+            memory_kib: owasp.memory_kib,
+            iterations: owasp.iterations,
+            parallelism: owasp.parallelism,
         }
     }
 }

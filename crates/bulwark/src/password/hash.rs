@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 ///
 /// assert_eq!(Argon2Params::default(), Argon2Params::OWASP);
 /// assert_eq!(Argon2Params::OWASP.memory_kib, 19_456);
+/// assert_eq!(Argon2Params::OWASP_LOW_MEMORY.memory_kib, 7_168);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
@@ -39,6 +40,16 @@ impl Argon2Params {
     pub const OWASP: Self = Self {
         memory_kib: 19_456,
         iterations: 2,
+        parallelism: 1,
+    };
+
+    /// OWASP's equal-strength alternative with the least memory: m=7168 KiB (7 MiB), t=5,
+    /// p=1. OWASP lists it beside [`OWASP`](Self::OWASP) as the same level of defense, trading
+    /// memory for passes; a hasher keeps `m` per hashing thread, so this one suits small
+    /// machines (the Bulwark server's default).
+    pub const OWASP_LOW_MEMORY: Self = Self {
+        memory_kib: 7_168,
+        iterations: 5,
         parallelism: 1,
     };
 }
