@@ -112,6 +112,23 @@ impl SqliteStore {
 
 impl_repository!(SqliteStore, SqliteRow);
 
+/// An item from a row of the pool's item columns, read through rusqlite (the hot readers and the
+/// writer).
+fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<super::Item> {
+    Ok(super::Item {
+        id: row.get(0)?,
+        owner_id: row.get(1)?,
+        fields: super::ItemFields {
+            name: row.get(2)?,
+            description: row.get(3)?,
+            price: row.get(4)?,
+            tax: row.get(5)?,
+        },
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

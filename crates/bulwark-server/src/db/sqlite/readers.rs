@@ -32,7 +32,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ffi::ErrorCode};
 
-use crate::db::{Item, ItemFields};
+use crate::db::Item;
 
 /// Page cache of each reader: enough for the hot pages of the tables read here.
 const READER_CACHE_KIB: i64 = 1024;
@@ -121,20 +121,7 @@ impl Readers {
                 "SELECT id, owner_id, name, description, price, tax, created_at, updated_at \
                  FROM items WHERE id = ?1 AND (owner_id = ?2 OR ?3)",
             )?
-            .query_row((id, caller, admin), |row| {
-                Ok(Item {
-                    id: row.get(0)?,
-                    owner_id: row.get(1)?,
-                    fields: ItemFields {
-                        name: row.get(2)?,
-                        description: row.get(3)?,
-                        price: row.get(4)?,
-                        tax: row.get(5)?,
-                    },
-                    created_at: row.get(6)?,
-                    updated_at: row.get(7)?,
-                })
-            })
+            .query_row((id, caller, admin), super::item_from_row)
             .optional()
         })
     }

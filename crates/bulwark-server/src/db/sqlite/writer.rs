@@ -121,7 +121,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Create>) {
                     let f = &c.fields;
                     insert.query_row(
                         (c.owner_id, &f.name, &f.description, f.price, f.tax, c.now),
-                        item_from_row,
+                        super::item_from_row,
                     )
                 })
                 .collect()
@@ -142,21 +142,6 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Create>) {
             }
         }
     }
-}
-
-fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    Ok(Item {
-        id: row.get(0)?,
-        owner_id: row.get(1)?,
-        fields: ItemFields {
-            name: row.get(2)?,
-            description: row.get(3)?,
-            price: row.get(4)?,
-            tax: row.get(5)?,
-        },
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-    })
 }
 
 impl From<&rusqlite::Error> for DbError {
