@@ -103,13 +103,16 @@ impl KeyManager {
     /// # Errors
     /// When the store fails or a key cannot be unsealed.
     pub async fn reload(&self) -> Result<bool, KeyError> {
+        // Held from before the read until the ring is replaced: two reloads (the maintenance
+        // task's and a revocation's) must not read in one order and install in the other, or an
+        // older snapshot (a revoked key still verifying) would replace a newer one.
+        let mut loaded = self.loaded.lock().await;
         let stored = self.store.list().await?;
         let mut fingerprint: Vec<_> = stored
             .iter()
             .map(|k| (k.kid.clone(), k.state, k.retires_at))
             .collect();
         fingerprint.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut loaded = self.loaded.lock().await;
         if *loaded == fingerprint {
             return Ok(false);
         }
@@ -333,5 +336,91 @@ mod tests {
             other.reload().await,
             Err(KeyError::Unusable { .. })
         ));
+    }
+
+    /// A store whose next `list` reads at once but answers only when released: a reload
+    /// that read before a revocation, still on its way.
+    #[derive(Debug)]
+    struct SlowList {
+        inner: MemoryKeyStore,
+        hold_next: std::sync::atomic::AtomicBool,
+        release: tokio::sync::Notify,
+    }
+
+    impl KeyStore for SlowList {
+        fn list(&self) -> crate::store::StoreFuture<'_, Vec<StoredKey>> {
+            let hold = self
+                .hold_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                let snapshot = self.inner.list().await;
+                if hold {
+                    self.release.notified().await;
+                }
+                snapshot
+            })
+        }
+
+        fn rotate<'a>(
+            &'a self,
+            key: &'a StoredKey,
+            retire_at: i64,
+            slot: Option<i64>,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.inner.rotate(key, retire_at, slot)
+        }
+
+        fn revoke<'a>(&'a self, kid: &'a str) -> crate::store::StoreFuture<'a, bool> {
+            self.inner.revoke(kid)
+        }
+
+        fn retire_due(&self, now: i64) -> crate::store::StoreFuture<'_, u64> {
+            self.inner.retire_due(now)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_read_before_a_revocation_cannot_undo_it() {
+        let store = Arc::new(SlowList {
+            inner: MemoryKeyStore::new(),
+            hold_next: false.into(),
+            release: tokio::sync::Notify::new(),
+        });
+        let m = Arc::new(manager(
+            Arc::clone(&store) as Arc<dyn KeyStore>,
+            &MasterSecret::generate(),
+            KeyAlgorithm::Hs256,
+        ));
+        m.ensure_active().await.unwrap();
+        let newest = m.rotate().await.unwrap();
+        let first = m
+            .ring()
+            .keys()
+            .into_iter()
+            .find(|k| k.kid() != newest)
+            .unwrap();
+        let first = first.kid().to_owned();
+
+        // A maintenance reload reads (the first key still verifying) and is held.
+        store
+            .hold_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let stale = tokio::spawn({
+            let m = Arc::clone(&m);
+            async move { m.reload().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The first key is revoked meanwhile; its own reload waits for the held one.
+        let revoke = tokio::spawn({
+            let m = Arc::clone(&m);
+            let first = first.clone();
+            async move { m.revoke(&first).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.release.notify_one();
+        stale.await.unwrap().unwrap();
+        revoke.await.unwrap().unwrap();
+
+        assert_eq!(m.ring().get(&first).unwrap().state(), KeyState::Revoked);
     }
 }
