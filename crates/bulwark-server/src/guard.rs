@@ -33,7 +33,7 @@ use bulwark::{
 };
 use tower::{Layer, Service};
 
-use crate::{state::AppState, telemetry::RequestScope};
+use crate::{metrics::RouteMetrics, state::AppState, telemetry::RequestScope};
 
 /// Applies [`Guard`] to each route (add it with `Router::layer`, so that the route template is
 /// known).
@@ -79,21 +79,26 @@ impl<S> Layer<S> for GuardLayer {
 pub struct Guard<S> {
     inner: S,
     shared: Arc<Shared>,
-    /// The route's template as a metrics label, made on its first request: axum builds one
-    /// service per route, so every later request shares it instead of copying the text.
-    route: Arc<OnceLock<Arc<str>>>,
+    /// The route's template as a metrics label, and its latency histogram, made on its first
+    /// request: axum builds one service per route, so every later request shares them instead
+    /// of copying the text and looking the histogram up.
+    route: Arc<OnceLock<RouteMetrics>>,
 }
 
 impl<S> Guard<S> {
-    fn route_label(&self, request: &Request) -> Arc<str> {
+    fn route_metrics(&self, request: &Request) -> RouteMetrics {
         let matched = request
             .extensions()
             .get::<MatchedPath>()
             .map_or("<unmatched>", MatchedPath::as_str);
+        let metrics = &self.shared.state.metrics;
         match self.route.get() {
-            Some(label) if **label == *matched => Arc::clone(label),
-            Some(_) => Arc::from(matched),
-            None => Arc::clone(self.route.get_or_init(|| Arc::from(matched))),
+            Some(route) if *route.label == *matched => route.clone(),
+            Some(_) => RouteMetrics::new(metrics, matched),
+            None => self
+                .route
+                .get_or_init(|| RouteMetrics::new(metrics, matched))
+                .clone(),
         }
     }
 }
@@ -115,7 +120,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let request = request.map(axum::body::Body::new);
-        let route = self.route_label(&request);
+        let route = self.route_metrics(&request);
         // The clone is not ready; the service polled ready goes with this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -125,7 +130,7 @@ where
 }
 
 impl Shared {
-    async fn run<S>(&self, mut inner: S, route: Arc<str>, mut request: Request) -> Response
+    async fn run<S>(&self, mut inner: S, route: RouteMetrics, mut request: Request) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible>,
     {
@@ -140,7 +145,7 @@ impl Shared {
             request.headers(),
         );
         request.extensions_mut().insert(ClientIp(client_ip));
-        let scope = RequestScope::begin(&self.proxies, peer, client_ip, route, &mut request);
+        let scope = RequestScope::begin(&self.proxies, peer, client_ip, route, &request);
         // A token that verifies is recorded for the limiter and the handler; a missing or bad
         // one is refused by the routes that need one.
         state.jwt.authenticate_request(&mut request).await;

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod domain;
 pub mod events;
 pub mod guard;

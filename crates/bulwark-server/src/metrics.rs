@@ -62,6 +62,30 @@ pub struct RouteLabels {
     pub route: Arc<str>,
 }
 
+/// A route's template as a metrics label, and its latency histogram: looked up once per route
+/// (see `crate::guard`), not once per request.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    /// Route template.
+    pub label: Arc<str>,
+    /// The route's `http_request_latency_seconds` histogram.
+    pub latency: Histogram,
+}
+
+impl RouteMetrics {
+    /// The label and histogram of the route `template`.
+    pub fn new(metrics: &Metrics, template: &str) -> Self {
+        let label: Arc<str> = Arc::from(template);
+        let latency = metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: Arc::clone(&label),
+            })
+            .clone();
+        Self { label, latency }
+    }
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,

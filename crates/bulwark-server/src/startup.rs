@@ -27,8 +27,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_http::{
-    catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer,
-    timeout::TimeoutLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer, trace::TraceLayer,
 };
 
 use crate::{
@@ -219,10 +218,7 @@ pub fn build_router(state: AppState) -> Router {
     let guard = crate::guard::GuardLayer::new(state.clone(), proxies);
     routes::router(state).layer(
         ServiceBuilder::new()
-            .layer(MapResponseLayer::new(
-                close_when_body_unread as fn(axum::response::Response) -> axum::response::Response,
-            ))
-            .layer(MapResponseLayer::new(normalize_error_response))
+            .layer(MapResponseLayer::new(finish_response))
             .layer(SecurityHeadersLayer::new().with_hsts(tls))
             .layer(
                 TraceLayer::new_for_http()
@@ -244,8 +240,7 @@ pub fn build_router(state: AppState) -> Router {
                             .latency_unit(tower_http::LatencyUnit::Micros),
                     ),
             )
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
+            .layer(crate::deadline::DeadlineLayer::new(
                 settings.request_timeout.0,
             ))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -254,6 +249,16 @@ pub fn build_router(state: AppState) -> Router {
             .option_layer(cors)
             .layer(guard),
     )
+}
+
+/// The error-body shape, then `Connection: close` after an unread body: one response map, not
+/// two (each is a future of its own on every request).
+fn finish_response<B>(response: http::Response<B>) -> axum::response::Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    close_when_body_unread(normalize_error_response(response))
 }
 
 /// A 413 or 408 answers before the request body was read, so hyper closes the connection after

@@ -41,7 +41,7 @@ fn new_request_id() -> http::HeaderValue {
 /// refusals made by the CSRF and login rate-limit layers.
 pub struct RequestScope {
     request_id: http::HeaderValue,
-    route: std::sync::Arc<str>,
+    route: crate::metrics::RouteMetrics,
     method: http::Method,
     client_ip: std::net::IpAddr,
     started: std::time::Instant,
@@ -54,8 +54,8 @@ impl RequestScope {
         proxies: &bulwark::client_ip::TrustedProxies,
         peer: Option<std::net::IpAddr>,
         client_ip: std::net::IpAddr,
-        route: std::sync::Arc<str>,
-        request: &mut axum::extract::Request,
+        route: crate::metrics::RouteMetrics,
+        request: &axum::extract::Request,
     ) -> Self {
         let incoming = request
             .headers()
@@ -66,13 +66,10 @@ impl RequestScope {
         let request_id = incoming.unwrap_or_else(new_request_id);
         let span = tracing::Span::current();
         if !span.is_disabled() {
-            span.record("route", &*route);
+            span.record("route", &*route.label);
             span.record("request_id", request_id.to_str().unwrap_or_default());
             span.record("client_ip", tracing::field::display(client_ip));
         }
-        request
-            .headers_mut()
-            .insert(X_REQUEST_ID, request_id.clone());
         Self {
             request_id,
             route,
@@ -92,16 +89,13 @@ impl RequestScope {
         metrics
             .requests
             .get_or_create(&crate::metrics::HttpLabels {
-                route: std::sync::Arc::clone(&self.route),
+                route: std::sync::Arc::clone(&self.route.label),
                 method: crate::metrics::method_label(&self.method),
                 status: response.status().as_u16(),
             })
             .inc();
-        metrics
+        self.route
             .latency
-            .get_or_create(&crate::metrics::RouteLabels {
-                route: std::sync::Arc::clone(&self.route),
-            })
             .observe(self.started.elapsed().as_secs_f64());
         let csrf_refused = response
             .extensions()
@@ -131,7 +125,7 @@ impl RequestScope {
                 kind,
                 crate::audit::AuditEvent {
                     ip: Some(self.client_ip),
-                    detail: Some(format!("{why}: {} {}", self.method, self.route)),
+                    detail: Some(format!("{why}: {} {}", self.method, self.route.label)),
                     ..Default::default()
                 },
             )

@@ -109,20 +109,38 @@ struct DetailBody<'a> {
     detail: &'a str,
 }
 
+/// Room for the headers an error response ends up with (content type, challenge, the security
+/// headers, request id, rate-limit headers), so the map is allocated once and never grown.
+const ERROR_RESPONSE_HEADERS: usize = 16;
+
+/// `{"detail":"<detail>"}`, byte for byte what `serde_json` writes. The messages are almost always
+/// fixed texts that need no escaping, written here without a serializer: refusals (bad tokens,
+/// rate limits) are what a flood is made of, so they should cost as little as possible.
+fn detail_json(detail: &str) -> Vec<u8> {
+    if detail.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        let mut body = Vec::with_capacity(detail.len() + 14);
+        body.extend_from_slice(b"{\"detail\":\"");
+        body.extend_from_slice(detail.as_bytes());
+        body.extend_from_slice(b"\"}");
+        body
+    } else {
+        serde_json::to_vec(&DetailBody { detail }).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(DetailBody {
-                detail: &self.detail,
-            }),
-        )
-            .into_response();
+        let mut headers = http::HeaderMap::with_capacity(ERROR_RESPONSE_HEADERS);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if self.www_authenticate {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        let mut response = Response::new(Body::from(detail_json(&self.detail)));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = headers;
         response
     }
 }
@@ -387,6 +405,21 @@ mod tests {
     use tower_http::catch_panic::CatchPanicLayer;
 
     use super::*;
+
+    #[test]
+    fn detail_bodies_are_what_serde_json_writes() {
+        for detail in [
+            "Not Found",
+            "Could not validate credentials",
+            "",
+            "quote \" and backslash \\",
+            "control \u{1} \n \t",
+            "non-ASCII é ✓ and DEL \u{7f}",
+        ] {
+            let expected = serde_json::to_vec(&json!({ "detail": detail })).unwrap();
+            assert_eq!(detail_json(detail), expected, "{detail:?}");
+        }
+    }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, http::HeaderMap, Value) {
         let response = app

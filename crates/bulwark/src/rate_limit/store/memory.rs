@@ -1,6 +1,11 @@
 //! The in-process backend: sharded, bounded, exact.
 
-use std::{collections::HashMap, hash::BuildHasher, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
+    sync::Mutex,
+    time::Instant,
+};
 
 use super::{Decision, Quota, RateLimitStore, StoreError, StoreFuture};
 
@@ -23,8 +28,30 @@ pub struct MemoryRateLimitStore {
 
 #[derive(Debug, Default)]
 struct Shard {
-    tats: HashMap<u64, i64>,
+    tats: HashMap<u64, i64, BuildHasherDefault<KeyHash>>,
     last_sweep_us: i64,
+}
+
+/// The tables' hasher: their keys are already outputs of the store's randomly keyed SipHash, so
+/// hashing them a second time (once to look up, once to insert) would add nothing but cost.
+#[derive(Debug, Default)]
+struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here (`write_u64`); any other input is still spread.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 impl Default for MemoryRateLimitStore {
@@ -69,7 +96,9 @@ impl MemoryRateLimitStore {
 
     fn check_now(&self, key: &str, quota: &Quota, now: i64) -> Result<Decision, StoreError> {
         let hash = self.hasher.hash_one(key);
-        let index = usize::try_from(hash % SHARDS as u64).unwrap_or(0);
+        // The shard comes from bits 32-37: a shard's table indexes by the low bits and tags by
+        // the top seven, which must stay as spread within a shard as they are overall.
+        let index = usize::try_from((hash >> 32) % SHARDS as u64).unwrap_or(0);
         let mut shard = self.shards[index]
             .lock()
             .map_err(|_| StoreError::new("poisoned lock"))?;
