@@ -33,7 +33,7 @@ pub(crate) const MAX_BATCH: usize = 256;
 const QUEUE: usize = 1024;
 
 /// Page cache of the writer connection (see `ItemWriter::start`).
-const WRITER_CACHE_KIB: i64 = 512;
+const WRITER_CACHE_KIB: i64 = 128;
 
 struct Create {
     owner_id: i64,
