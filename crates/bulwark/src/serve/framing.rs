@@ -442,11 +442,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(refusal) = this.refusal else {
+        // hyper also closes after answering a request whose body it did not read (413 on the
+        // declared length, 408): the client may still be sending that body, and closing with
+        // unread bytes resets the connection, which can destroy the answer before the client
+        // reads it. Such a close lingers like a refusal's.
+        let unread_body = !this.eof
+            && matches!(
+                this.state,
+                State::Body(_)
+                    | State::ChunkSize
+                    | State::ChunkData(_)
+                    | State::ChunkEnd
+                    | State::Trailers { .. }
+            );
+        if this.refusal.is_none() && !unread_body {
             return Pin::new(&mut this.inner).poll_shutdown(cx);
-        };
+        }
         if this.linger.is_none() {
-            if this.answer.is_empty() {
+            if let Some(refusal) = this.refusal
+                && this.answer.is_empty()
+            {
                 this.answer = refusal.response(this.hsts);
             }
             while this.answered < this.answer.len() {
@@ -613,5 +628,48 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(body).expect("json");
             assert!(json["detail"].is_string());
         }
+    }
+
+    /// hyper answers a too-long declared body (413) without reading it and closes: the guard
+    /// drains what the client is still sending, so the close is a clean end of stream and the
+    /// answer reaches the client, instead of a reset that can destroy it.
+    #[tokio::test]
+    async fn closing_before_a_body_was_read_drains_it_so_the_answer_survives() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        const BODY: usize = 512 * 1024;
+        let head = format!("POST / HTTP/1.1\r\nContent-Length: {BODY}\r\n\r\n");
+        let answer =
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let head_len = head.len();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut guard = FramingGuard::new(stream, 1024, false);
+            // The head only, as hyper reads it before answering on the declared length.
+            let mut read = vec![0u8; head_len];
+            guard.read_exact(&mut read).await.unwrap();
+            guard.write_all(answer).await.unwrap();
+            guard.shutdown().await.unwrap();
+        });
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(head.as_bytes()).await.unwrap();
+        // The body trickles in while the server has already answered and is closing.
+        for _ in 0..16 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            client
+                .write_all(&[b'x'; BODY / 16])
+                .await
+                .expect("the whole body is taken");
+        }
+        let mut received = Vec::new();
+        client
+            .read_to_end(&mut received)
+            .await
+            .expect("a clean end of stream, not a reset");
+        assert_eq!(received, answer);
+        server.await.unwrap();
     }
 }
