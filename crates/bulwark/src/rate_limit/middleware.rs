@@ -265,7 +265,7 @@ pub async fn enforce(
 }
 
 #[cfg(test)]
-mod key_tests {
+mod tests {
     use super::*;
 
     #[test]
