@@ -93,7 +93,7 @@ impl<S> Guard<S> {
             .map_or("<unmatched>", MatchedPath::as_str);
         let metrics = &self.shared.state.metrics;
         match self.route.get() {
-            Some(route) if *route.label == *matched => route.clone(),
+            Some(route) if **route.label() == *matched => route.clone(),
             Some(_) => RouteMetrics::new(metrics, matched),
             None => self
                 .route

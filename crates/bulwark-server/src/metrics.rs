@@ -2,7 +2,7 @@
 //! separate address so that it is never exposed with the API).
 
 use std::sync::{
-    Arc,
+    Arc, RwLock,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -64,13 +64,21 @@ pub struct RouteLabels {
 
 /// A route's template as a metrics label, and its latency histogram: looked up once per route
 /// (see `crate::guard`), not once per request.
-#[derive(Clone, Debug)]
-pub struct RouteMetrics {
-    /// Route template.
-    pub label: Arc<str>,
-    /// The route's `http_request_latency_seconds` histogram.
-    pub latency: Histogram,
+#[derive(Clone)]
+pub struct RouteMetrics(Arc<RouteInner>);
+
+struct RouteInner {
+    label: Arc<str>,
+    latency: Histogram,
+    requests: Family<HttpLabels, Counter>,
+    /// This route's `http_requests_total` counters seen so far, by method and status: a short
+    /// list scanned under a read lock, instead of hashing the labels into the family on every
+    /// request. Bounded: further combinations go to the family directly.
+    counters: RwLock<Vec<(&'static str, u16, Counter)>>,
 }
+
+/// The most (method, status) counters a route keeps at hand.
+const ROUTE_COUNTERS: usize = 32;
 
 impl RouteMetrics {
     /// The label and histogram of the route `template`.
@@ -82,7 +90,52 @@ impl RouteMetrics {
                 route: Arc::clone(&label),
             })
             .clone();
-        Self { label, latency }
+        Self(Arc::new(RouteInner {
+            label,
+            latency,
+            requests: metrics.requests.clone(),
+            counters: RwLock::new(Vec::new()),
+        }))
+    }
+
+    /// The route template.
+    pub fn label(&self) -> &Arc<str> {
+        &self.0.label
+    }
+
+    /// Records one request's latency.
+    pub fn observe(&self, seconds: f64) {
+        self.0.latency.observe(seconds);
+    }
+
+    /// Counts one request answered `status`.
+    pub fn count(&self, method: &'static str, status: u16) {
+        let known = |list: &Vec<(&'static str, u16, Counter)>| {
+            list.iter()
+                .find(|(m, s, _)| *s == status && *m == method)
+                .map(|(_, _, c)| c.clone())
+        };
+        let seen = self.0.counters.read().ok().and_then(|list| known(&list));
+        if let Some(counter) = seen {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .0
+            .requests
+            .get_or_create(&HttpLabels {
+                route: Arc::clone(&self.0.label),
+                method,
+                status,
+            })
+            .clone();
+        counter.inc();
+        if let Ok(mut list) = self.0.counters.write()
+            && list.len() < ROUTE_COUNTERS
+            && known(&list).is_none()
+        {
+            list.push((method, status, counter));
+        }
     }
 }
 

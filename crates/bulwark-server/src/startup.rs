@@ -1,19 +1,17 @@
 //! Building the application from settings, and running it.
 //!
 //! `Application::build(settings)` → [`Application::port`] → [`Application::run_until_stopped`].
-//! A request passes, in order: socket limits (header-read timeout) → error-body normalizing →
-//! security headers → tracing → request timeout → body-size limit → panic catching → CORS →
-//! client identity → request context → authentication → rate limiting → CSRF → handler →
-//! repository (see [`build_router`]).
+//! A request passes, in order: socket limits (header-read timeout) → hardening (tracing span,
+//! body-size limit, panic catching, request timeout; on the way out the error-body shape and the
+//! security headers) → CORS → client identity → request context → authentication → rate
+//! limiting → CSRF → handler → repository (see [`build_router`]).
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::Router;
 use bulwark::{
     client_ip::TrustedProxies,
-    error::{normalize_error_response, panic_response},
-    headers::SecurityHeadersLayer,
     jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
     rate_limit::{
@@ -23,12 +21,10 @@ use bulwark::{
     revocation::{RevocationList, Revoker},
     serve::{ServeOptions, serve},
 };
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, header};
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, util::MapResponseLayer};
-use tower_http::{
-    catch_panic::CatchPanicLayer, cors::CorsLayer, limit::RequestBodyLimitLayer, trace::TraceLayer,
-};
+use tower::ServiceBuilder;
+use tower_http::cors::CorsLayer;
 
 use crate::{
     config::{Settings, load_master_secret},
@@ -200,12 +196,13 @@ fn rate_limits(
 /// The router with every hardening layer.
 ///
 /// Every layer is applied to each route (axum layers routes, not the router), outermost first:
-/// response finishing (security headers, the error-body shape, `Connection: close` after an
-/// unread body) → tracing → request timeout → body-size limit → panic catching → CORS →
-/// [`crate::guard`] (client identity, request context, authentication, rate limiting, CSRF) →
-/// handler. They form one `ServiceBuilder` stack, with no boxing between them: axum clones a
-/// route's whole service for each request, and boxes a future per `from_fn`/`map_response`
-/// layer.
+/// [`crate::harden`] (tracing span, body-size limit, panic catching, request timeout; the
+/// error-body shape, `Connection: close` after an unread body and the security headers on every
+/// answer) → CORS (when origins are listed) → [`crate::guard`] (client identity, request
+/// context, authentication, rate limiting, CSRF) → handler. Each is one hand-written layer
+/// rather than a stack of small ones: axum clones a route's whole service for each request and
+/// boxes a future per `from_fn`/`map_response` layer, and every layer moves the response
+/// through one more future.
 pub fn build_router(state: AppState) -> Router {
     let settings = Arc::clone(&state.settings);
     let tls = settings.tls_enabled();
@@ -218,62 +215,14 @@ pub fn build_router(state: AppState) -> Router {
     let guard = crate::guard::GuardLayer::new(state.clone(), proxies);
     routes::router(state).layer(
         ServiceBuilder::new()
-            .layer(MapResponseLayer::new(finish_response))
-            .layer(SecurityHeadersLayer::new().with_hsts(tls))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &http::Request<_>| {
-                        // No path or query (they carry ids and user data) and no header: the
-                        // route template, client IP and request id are recorded by
-                        // `telemetry::RequestScope` once routing has run.
-                        tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            route = tracing::field::Empty,
-                            client_ip = tracing::field::Empty,
-                            request_id = tracing::field::Empty,
-                        )
-                    })
-                    .on_response(
-                        tower_http::trace::DefaultOnResponse::new()
-                            .level(tracing::Level::INFO)
-                            .latency_unit(tower_http::LatencyUnit::Micros),
-                    ),
-            )
-            .layer(crate::deadline::DeadlineLayer::new(
+            .layer(crate::harden::HardenLayer::new(
+                MAX_BODY_BYTES,
                 settings.request_timeout.0,
+                tls,
             ))
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(CatchPanicLayer::custom(panic_response))
             .option_layer(cors)
             .layer(guard),
     )
-}
-
-/// The error-body shape, then `Connection: close` after an unread body: one response map, not
-/// two (each is a future of its own on every request).
-fn finish_response<B>(response: http::Response<B>) -> axum::response::Response
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    close_when_body_unread(normalize_error_response(response))
-}
-
-/// A 413 or 408 answers before the request body was read, so hyper closes the connection after
-/// the response (RFC 9112 §9.3). `Connection: close` says so, so that clients do not send their
-/// next request on a connection about to close.
-fn close_when_body_unread(mut response: axum::response::Response) -> axum::response::Response {
-    if matches!(
-        response.status(),
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-    ) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

@@ -6,8 +6,8 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -57,16 +57,16 @@ impl RequestScope {
         route: crate::metrics::RouteMetrics,
         request: &axum::extract::Request,
     ) -> Self {
-        let incoming = request
-            .headers()
-            .get(&X_REQUEST_ID)
+        let incoming = peer
+            .is_some_and(|p| proxies.is_trusted(p))
+            .then(|| request.headers().get(&X_REQUEST_ID))
+            .flatten()
             .filter(|v| v.to_str().is_ok_and(sane_request_id))
-            .filter(|_| peer.is_some_and(|p| proxies.is_trusted(p)))
             .cloned();
         let request_id = incoming.unwrap_or_else(new_request_id);
         let span = tracing::Span::current();
         if !span.is_disabled() {
-            span.record("route", &*route.label);
+            span.record("route", &**route.label());
             span.record("request_id", request_id.to_str().unwrap_or_default());
             span.record("client_ip", tracing::field::display(client_ip));
         }
@@ -86,17 +86,11 @@ impl RequestScope {
         mut response: axum::response::Response,
     ) -> axum::response::Response {
         let metrics = &state.metrics;
-        metrics
-            .requests
-            .get_or_create(&crate::metrics::HttpLabels {
-                route: std::sync::Arc::clone(&self.route.label),
-                method: crate::metrics::method_label(&self.method),
-                status: response.status().as_u16(),
-            })
-            .inc();
-        self.route
-            .latency
-            .observe(self.started.elapsed().as_secs_f64());
+        self.route.count(
+            crate::metrics::method_label(&self.method),
+            response.status().as_u16(),
+        );
+        self.route.observe(self.started.elapsed().as_secs_f64());
         let csrf_refused = response
             .extensions()
             .get::<bulwark::csrf::Refused>()
@@ -125,7 +119,7 @@ impl RequestScope {
                 kind,
                 crate::audit::AuditEvent {
                     ip: Some(self.client_ip),
-                    detail: Some(format!("{why}: {} {}", self.method, self.route.label)),
+                    detail: Some(format!("{why}: {} {}", self.method, self.route.label())),
                     ..Default::default()
                 },
             )

@@ -118,7 +118,8 @@ const ERROR_RESPONSE_HEADERS: usize = 16;
 /// rate limits) are what a flood is made of, so they should cost as little as possible.
 fn detail_json(detail: &str) -> Vec<u8> {
     if detail.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        let mut body = Vec::with_capacity(detail.len() + 14);
+        // Exactly the length: `Bytes::from(Vec)` then takes the buffer over without allocating.
+        let mut body = Vec::with_capacity(detail.len() + 13);
         body.extend_from_slice(b"{\"detail\":\"");
         body.extend_from_slice(detail.as_bytes());
         body.extend_from_slice(b"\"}");

@@ -128,13 +128,15 @@ where
 }
 
 fn harden<B, const HSTS_ON: bool>(mut response: Response<B>) -> Response<B> {
-    set_security_headers(response.headers_mut(), HSTS_ON);
+    apply_security_headers(response.headers_mut(), HSTS_ON);
     response
 }
 
-/// Sets the headers of [`SecurityHeadersLayer`] on `headers` (also used for the answers the
-/// server writes before a request reaches the router, see `crate::serve`).
-pub(crate) fn set_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
+/// Sets the headers of [`SecurityHeadersLayer`] on `headers`: for a server that composes its
+/// own response layer (and for the answers written before a request reaches the router, see
+/// `crate::serve`). Always-on headers replace what is there; `Content-Security-Policy` and
+/// `Cache-Control` are only added when missing; `Server` is removed.
+pub fn apply_security_headers(headers: &mut http::HeaderMap, hsts: bool) {
     // Room for every header below at once: one growth of the map, not several.
     headers.reserve(7);
     headers.insert(

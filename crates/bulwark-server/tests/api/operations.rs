@@ -2,7 +2,7 @@
 //! `bulwark check` and the start-up banner.
 //!
 //! The log tests run the real binary with its standard error captured to a file (both
-//! `log_format`s, `RUST_LOG=debug,tower_http=trace`), drive a session full of known secrets
+//! `log_format`s, `RUST_LOG=debug,bulwark=trace,bulwark_server=trace`), drive a session full of known secrets
 //! and then search the whole log for each of them. The metric, request-id and audit tests run
 //! the app in-process; `bulwark check` and the banner run the binary.
 //!
@@ -373,7 +373,7 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
     let env = BinEnv::new(backend).await;
     let mut command = env.command(&["serve", "--bind", "127.0.0.1:0"]);
     command
-        .env("RUST_LOG", "debug,tower_http=trace")
+        .env("RUST_LOG", "debug,bulwark=trace,bulwark_server=trace")
         .env("BULWARK_LOG_FORMAT", format)
         .env("BULWARK_ALLOW_SIGNUP", "true")
         .env("BULWARK_RATE_LIMITS__LOGIN_PER_IP", "1000/minute")
@@ -629,7 +629,7 @@ fn assert_text_log_structure(log: &str, login_id: &str) {
     );
     assert!(
         log.contains("started processing request"),
-        "tower_http=trace is on"
+        "debug events are on"
     );
 }
 

@@ -334,7 +334,9 @@ impl Csrf {
             .map(str::to_owned);
         let (request, token) = match header_token {
             Some(t) => (Some(request), Some(t)),
-            None => form_token(request).await,
+            // Boxed: reading a form body makes a large future, and this one is awaited inside
+            // every request's pipeline, which would otherwise carry its size on every request.
+            None => Box::pin(form_token(request)).await,
         };
         let Some(request) = request else {
             return Err(

@@ -14,6 +14,14 @@ pub const MAX_LEEWAY_SECS: u64 = 60;
 /// Tokens longer than this are rejected before any parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Seconds since the Unix epoch (`0` for a clock set before it): the claims' time scale, read
+/// without building a calendar date.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Issuer, audience and lifetimes of access tokens.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -364,7 +372,7 @@ impl JwtAuth {
     /// the same header, so after the first token of a key this is a hash lookup. Headers naming
     /// an external key source, or no `kid`, are refused and never cached.
     fn header_of(&self, token: &str) -> Result<Arc<ParsedHeader>, JwtError> {
-        let segment = token.split('.').next().unwrap_or_default();
+        let segment = token.split_once('.').map_or(token, |(header, _)| header);
         if let Ok(cache) = self.inner.headers.read()
             && let Some(found) = cache.get(segment)
         {
@@ -400,10 +408,12 @@ impl JwtAuth {
     /// # Errors
     /// A [`JwtError`] naming the first thing wrong.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
-        if token.len() > MAX_TOKEN_LEN {
+        // Every JWT's header is a JSON object, `{"…`, which base64url-encodes to `eyJ`: anything
+        // else is refused before any decoding (garbage tokens are what a flood is made of).
+        if token.len() > MAX_TOKEN_LEN || !token.starts_with("eyJ") {
             return Err(JwtError::Malformed);
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = unix_now();
         let cached = self
             .inner
             .verified

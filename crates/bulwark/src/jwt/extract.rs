@@ -69,13 +69,16 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
 
 /// The token of an `Authorization: Bearer` header in `headers`, if there is one.
 pub fn bearer_token_of(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    // `Bearer <token>`, the scheme in any case (RFC 9110 §11.1).
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
     }
-    let token = token.trim();
-    (!token.is_empty()).then_some(token)
+    // A header value holds no control character but may hold bytes over 0x7F, which no token
+    // has: those are refused here, as `HeaderValue::to_str` would.
+    let token = std::str::from_utf8(token.trim_ascii()).ok()?;
+    (!token.is_empty() && token.is_ascii()).then_some(token)
 }
 
 impl<S> FromRequestParts<S> for Authenticated

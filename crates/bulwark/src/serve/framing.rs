@@ -75,7 +75,7 @@ impl Refusal {
         };
         let body = serde_json::json!({ "detail": detail }).to_string();
         let mut headers = http::HeaderMap::new();
-        crate::headers::set_security_headers(&mut headers, hsts);
+        crate::headers::apply_security_headers(&mut headers, hsts);
         let mut answer = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
              connection: close\r\n",
