@@ -57,8 +57,9 @@ impl SqliteStore {
                 .map_err(sqlx::Error::Io)?;
         }
         let path = options.get_filename().to_path_buf();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(pool_size(threads))
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await?;
@@ -70,7 +71,6 @@ impl SqliteStore {
             .then(|| writer::ItemWriter::start(&path))
             .transpose()?;
         let readers = on_disk.then(|| {
-            let threads = std::thread::available_parallelism().map_or(1, usize::from);
             Arc::new(readers::Readers::new(path, threads))
         });
         Ok(Self {
@@ -129,6 +129,15 @@ fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<super::Item> {
     })
 }
 
+/// Pooled connections for `threads` async workers: two per worker, from 2 to 8. SQLite runs one
+/// writer at a time whatever the pool, item reads go through per-thread readers and item creates
+/// through the group-commit writer, so the pool serves the rest (logins, users, tokens, audit).
+/// Each pooled connection is a worker thread with its own page cache (about 0.5 MB resident once
+/// used), which a login flood on a one-core server opened for no gain.
+fn pool_size(threads: usize) -> u32 {
+    u32::try_from(threads.saturating_mul(2)).unwrap_or(u32::MAX).clamp(2, 8)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -143,6 +152,14 @@ mod tests {
             price: 10.0,
             tax: Some(1.5),
         }
+    }
+
+    #[test]
+    fn the_pool_grows_with_the_workers_within_bounds() {
+        assert_eq!(pool_size(1), 2);
+        assert_eq!(pool_size(2), 4);
+        assert_eq!(pool_size(4), 8);
+        assert_eq!(pool_size(64), 8);
     }
 
     #[tokio::test]
