@@ -132,9 +132,10 @@ pub enum PasswordError {
 ///
 /// Cheap to clone (an `Arc` inside): put one in the application state. At most
 /// [`max_concurrency`](Self::max_concurrency) jobs run at once, one per hashing thread; others
-/// wait for a permit. The threads run at the lowest priority of the normal scheduler (nice 19 on
-/// Linux): where they share a CPU with the request handlers, a flood of logins takes what the
-/// handlers leave instead of half of the CPU, so it slows logins down, not every other request.
+/// wait for a permit. The threads run under Linux's `SCHED_IDLE` policy (nice 19 where that is
+/// refused, and on other systems): where they share a CPU with the request handlers, a flood of
+/// logins takes what the handlers leave instead of half of the CPU, and a handler that wakes up
+/// takes the CPU back at once, so the flood slows logins down, not every other request.
 /// Must be used inside a tokio runtime.
 ///
 /// # Examples
@@ -216,8 +217,7 @@ impl Scratch {
     }
 }
 
-/// Niceness of the hashing threads: the lowest priority that still gets CPU time on a busy core
-/// (unlike `SCHED_IDLE`, under which logins would stall for as long as the load lasts).
+/// Niceness of the hashing threads where `SCHED_IDLE` is not available.
 const HASHING_NICE: i32 = 19;
 
 /// Starts `count` hashing threads taking jobs from one queue; each keeps up to `keep` blocks.
@@ -247,13 +247,32 @@ fn start_threads(count: usize, keep: usize) -> Result<mpsc::Sender<Job>, Passwor
     Ok(sender)
 }
 
-/// Gives the calling thread the lowest normal priority (Linux: per thread).
+/// Gives the calling thread the lowest priority (Linux: per thread).
+///
+/// `SCHED_IDLE` rather than only nice 19: both leave a busy CPU to the request handlers almost
+/// entirely (scheduler weights 3 and 15 against a handler's 1024), but a nice-19 thread that got
+/// the CPU keeps it until its time slice ends, while a handler waking up preempts a `SCHED_IDLE`
+/// thread at once. Measured (docs/performance.md, S7): logins at the same rate either way, the
+/// item reads' p99 beside them 2.0 ms at nice 19 and 1.3 ms under `SCHED_IDLE`. An idle-policy
+/// thread is not starved outright: on a saturated core it still gets its small weight.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(err) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE)
     {
-        tracing::debug!(error = %err, "cannot lower the priority of a hashing thread");
+        if let Err(err) =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE)
+        {
+            tracing::debug!(error = %err, "cannot lower the priority of a hashing thread");
+        }
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` only reads `param`, a valid value that outlives the call;
+        // pid 0 is the calling thread, whose policy is all it changes. rustix has no wrapper.
+        #[allow(unsafe_code)]
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) } != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "cannot give a hashing thread the idle policy; it stays at nice 19"
+            );
+        }
     }
 }
 

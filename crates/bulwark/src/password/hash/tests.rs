@@ -186,12 +186,21 @@ async fn debug_output_never_shows_a_hash() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn hashing_runs_at_the_lowest_normal_priority() {
+async fn hashing_runs_under_the_idle_policy_at_nice_19() {
+    const SCHED_IDLE: &str = "5";
     let hasher = PasswordHasher::with_max_concurrency(FAST, 1).expect("params");
-    let nice = hasher
-        .run(|_, _| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+    let (nice, policy) = hasher
+        .run(|_, _| {
+            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+            // Field 41 of a thread's stat line is its scheduling policy; the fields after the
+            // command name (in parentheses) start at the third.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+            let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
+            let policy = after_name.split(' ').nth(41 - 3).map(str::to_owned);
+            (nice, policy)
+        })
         .await
-        .expect("the job ran")
-        .expect("getpriority");
-    assert_eq!(nice, super::HASHING_NICE);
+        .expect("the job ran");
+    assert_eq!(nice.expect("getpriority"), super::HASHING_NICE);
+    assert_eq!(policy.as_deref(), Some(SCHED_IDLE));
 }
