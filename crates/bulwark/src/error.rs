@@ -455,7 +455,11 @@ mod tests {
             assert_eq!(detail_body(detail), expected, "{detail:?}");
         }
         assert_eq!(detail_body("Item not found"), detail_json("Item not found"));
-        assert!(REFUSAL_BODIES.iter().any(|(d, _)| *d == crate::csrf::REFUSAL));
+        assert!(
+            REFUSAL_BODIES
+                .iter()
+                .any(|(d, _)| *d == crate::csrf::REFUSAL)
+        );
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, http::HeaderMap, Value) {

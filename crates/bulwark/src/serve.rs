@@ -110,7 +110,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let protocols = Arc::new(Protocols::new(&options));
+    let protocols = Arc::new(Protocols::new());
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     // Every connection task holds a receiver: `true` asks it to finish its request in flight and
     // close; the sender sees every receiver gone once all connections have closed.
@@ -165,7 +165,7 @@ struct Protocols {
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 impl Protocols {
-    fn new(options: &ServeOptions) -> Self {
+    fn new() -> Self {
         let keep_alive = Some(Duration::from_secs(30));
         let mut http1 = hyper::server::conn::http1::Builder::new();
         // Half-closed connections are served: a client may send its last request and shut its
@@ -175,7 +175,9 @@ impl Protocols {
             .half_close(true)
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEADER_BYTES)
-            .header_read_timeout(options.header_read_timeout);
+            // The framing guard times request heads instead (`FramingGuard::with_head_timeout`):
+            // hyper makes and drops a timer for every request.
+            .header_read_timeout(None);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
@@ -215,8 +217,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for PeerServi
 
 impl Connection {
     async fn serve_plain(self, stream: TcpStream) {
-        // hyper's header-read timer only starts once the protocol is known; a client that
-        // sends nothing (or trickles the HTTP/2 preface) would otherwise be held forever.
+        // The header-read timer (the framing guard's) only starts once the protocol is known; a
+        // client that sends nothing (or trickles the HTTP/2 preface) would otherwise be held
+        // forever.
         let Some(protocol) = protocol_in_time(&stream, self.header_read_timeout).await else {
             tracing::debug!(peer = %self.peer, "connection idle before its first request; closed");
             return;
@@ -233,7 +236,12 @@ impl Connection {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let stream = FramingGuard::new(stream, MAX_HEADER_BYTES, https);
+        let stream = FramingGuard::with_head_timeout(
+            stream,
+            MAX_HEADER_BYTES,
+            https,
+            Some(self.header_read_timeout),
+        );
         let conn = self
             .protocols
             .http1
@@ -507,6 +515,14 @@ mod tests {
                 "/echo",
                 post(|body: axum::body::Bytes| async move { body.len().to_string() }),
             )
+            // Answers after three head timeouts of the tests (`SHORT`).
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(SHORT * 3).await;
+                    "late"
+                }),
+            )
     }
 
     async fn start(tls_on: bool, header_read_timeout: Duration, shutdown: Duration) -> Running {
@@ -661,6 +677,66 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(alpn)
             );
+        }
+    }
+
+    /// Reads one whole response of `Content-Length` framing from `stream`.
+    async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(n > 0, "closed before the answer: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_waiting_for_its_next_head_is_cut_in_time() {
+        let server = start(false, SHORT, SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        tcp.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        let answered = std::time::Instant::now();
+        let rest = read_to_close(&mut tcp).await.unwrap_or_default();
+        assert!(rest.is_empty(), "{rest:?}");
+        let idle = answered.elapsed();
+        assert!(idle >= SHORT / 2, "cut after {idle:?}");
+        assert!(idle < Duration::from_secs(3), "cut after {idle:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_slower_than_the_head_timeout_is_still_answered() {
+        let server = start(false, SHORT, SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        // Twice on one connection: the timer of the second head starts after the first answer.
+        for _ in 0..2 {
+            tcp.write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .expect("write");
+            let answer = read_response(&mut tcp).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("late"), "{answer}");
         }
     }
 

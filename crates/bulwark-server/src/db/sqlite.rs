@@ -70,9 +70,7 @@ impl SqliteStore {
         let writer = on_disk
             .then(|| writer::ItemWriter::start(&path))
             .transpose()?;
-        let readers = on_disk.then(|| {
-            Arc::new(readers::Readers::new(path, threads))
-        });
+        let readers = on_disk.then(|| Arc::new(readers::Readers::new(path, threads)));
         Ok(Self {
             pool,
             readers,
@@ -135,7 +133,9 @@ fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<super::Item> {
 /// Each pooled connection is a worker thread with its own page cache (about 0.5 MB resident once
 /// used), which a login flood on a one-core server opened for no gain.
 fn pool_size(threads: usize) -> u32 {
-    u32::try_from(threads.saturating_mul(2)).unwrap_or(u32::MAX).clamp(2, 8)
+    u32::try_from(threads.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .clamp(2, 8)
 }
 
 #[cfg(test)]
