@@ -122,12 +122,15 @@ where
         let started = tracing::enabled!(Level::INFO).then(Instant::now);
         let _entered = span.enter();
         tracing::debug!("started processing request");
-        let state = if self.declared_too_long(&request) {
+        // A request without a body (hyper knows: no `Content-Length` over 0, not chunked) has
+        // nothing to limit.
+        let bodyless = request.body().is_end_stream();
+        let state = if !bodyless && self.declared_too_long(&request) {
             State::Answered {
                 answer: Some(status_only(StatusCode::PAYLOAD_TOO_LARGE)),
             }
         } else {
-            let request = if request.body().is_end_stream() {
+            let request = if bodyless {
                 request
             } else {
                 let max = self.config.max_body;

@@ -64,8 +64,9 @@ impl RequestScope {
             .filter(|v| v.to_str().is_ok_and(sane_request_id))
             .cloned();
         let request_id = incoming.unwrap_or_else(new_request_id);
-        let span = tracing::Span::current();
-        if !span.is_disabled() {
+        // The request span is made (`crate::harden`) only when `info` is on for its target.
+        if tracing::enabled!(target: "bulwark_server::harden", tracing::Level::INFO) {
+            let span = tracing::Span::current();
             span.record("route", &**route.label());
             span.record("request_id", request_id.to_str().unwrap_or_default());
             span.record("client_ip", tracing::field::display(client_ip));
