@@ -28,7 +28,6 @@
 //!   ([`bulwark::headers::apply_security_headers`]).
 
 use std::{
-    any::Any,
     convert::Infallible,
     future::Future,
     panic::{AssertUnwindSafe, catch_unwind},
@@ -119,7 +118,7 @@ where
             client_ip = tracing::field::Empty,
             request_id = tracing::field::Empty,
         );
-        let started = tracing::enabled!(Level::INFO).then(Instant::now);
+        let started = request_span_enabled().then(Instant::now);
         let _entered = span.enter();
         tracing::debug!("started processing request");
         // A request without a body (hyper knows: no `Content-Length` over 0, not chunked) has
@@ -139,7 +138,7 @@ where
             match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
                 Ok(future) => State::Running { future },
                 Err(panic) => State::Answered {
-                    answer: Some(caught(panic)),
+                    answer: Some(panic_response(panic)),
                 },
             }
         };
@@ -197,7 +196,7 @@ where
                     Err(panic) => {
                         // The inner future is not polled again after a panic.
                         this.state.set(State::Answered { answer: None });
-                        caught(panic)
+                        panic_response(panic)
                     }
                     Ok(Poll::Pending) => {
                         if this.timer.is_none() {
@@ -217,6 +216,12 @@ where
     }
 }
 
+/// Whether the request span (and its closing event) is made: `info` is on for this module's
+/// target. `telemetry::RequestScope` asks too before it records fields on the span.
+pub(crate) fn request_span_enabled() -> bool {
+    tracing::enabled!(Level::INFO)
+}
+
 /// The request's closing event (inside its span): status and latency, at `info`; a server error
 /// is also an `error` event, as a failure to look at.
 fn log_response(response: &Response, started: Option<Instant>) {
@@ -233,10 +238,6 @@ fn status_only(status: StatusCode) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     response
-}
-
-fn caught(panic: Box<dyn Any + Send + 'static>) -> Response {
-    panic_response(panic)
 }
 
 /// The error-body shape, `Connection: close` after an unread body, the security headers.

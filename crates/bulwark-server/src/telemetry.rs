@@ -64,8 +64,8 @@ impl RequestScope {
             .filter(|v| v.to_str().is_ok_and(sane_request_id))
             .cloned();
         let request_id = incoming.unwrap_or_else(new_request_id);
-        // The request span is made (`crate::harden`) only when `info` is on for its target.
-        if tracing::enabled!(target: "bulwark_server::harden", tracing::Level::INFO) {
+        // The request span is made by `crate::harden`, and only when this says so.
+        if crate::harden::request_span_enabled() {
             let span = tracing::Span::current();
             span.record("route", &**route.label());
             span.record("request_id", request_id.to_str().unwrap_or_default());
