@@ -2,6 +2,8 @@
 
 use tracing_subscriber::{EnvFilter, fmt};
 
+use axum::response::Response;
+
 use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls do nothing.
@@ -80,12 +82,10 @@ impl RequestScope {
         }
     }
 
-    /// Closes the scope with the `response` about to be sent.
-    pub async fn finish(
-        self,
-        state: &crate::state::AppState,
-        mut response: axum::response::Response,
-    ) -> axum::response::Response {
+    /// Closes the scope with the `response` about to be sent. Done at once, unless the response
+    /// is a refusal to audit (CSRF, the login rate limit): that is a database write, handed back
+    /// as a future to await.
+    pub fn finish(self, state: &crate::state::AppState, mut response: Response) -> Finished {
         let metrics = &state.metrics;
         self.route.count(
             crate::metrics::method_label(&self.method),
@@ -114,18 +114,36 @@ impl RequestScope {
         } else {
             None
         };
-        if let Some((kind, why)) = audit {
-            crate::audit::record(
-                state,
-                kind,
-                crate::audit::AuditEvent {
-                    ip: Some(self.client_ip),
-                    detail: Some(format!("{why}: {} {}", self.method, self.route.label())),
-                    ..Default::default()
-                },
-            )
-            .await;
+        let Some((kind, why)) = audit else {
+            return Finished::Done(response);
+        };
+        let event = crate::audit::AuditEvent {
+            ip: Some(self.client_ip),
+            detail: Some(format!("{why}: {} {}", self.method, self.route.label())),
+            ..Default::default()
+        };
+        let state = state.clone();
+        Finished::Audit(Box::pin(async move {
+            crate::audit::record(&state, kind, event).await;
+            response
+        }))
+    }
+}
+
+/// What is left of a request once its [`RequestScope`] is closed.
+pub enum Finished {
+    /// The response, ready.
+    Done(Response),
+    /// The response, once its refusal is audited.
+    Audit(std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>),
+}
+
+impl Finished {
+    /// The response, the audit record written first if there is one.
+    pub async fn response(self) -> Response {
+        match self {
+            Self::Done(response) => response,
+            Self::Audit(audited) => audited.await,
         }
-        response
     }
 }

@@ -219,22 +219,38 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 }
 
 /// The client's address, as resolved by [`resolve_client_ip`]; falls back to the socket peer.
+///
+/// A resolver only needs to record it when it differs from the peer (a trusted proxy forwarded
+/// the request): without the extension, every reader ([`ClientIp::of`], the extractor, the rate
+/// limiter) takes the peer's address from `ConnectInfo`, as the resolver would have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The client address of a request: its `ClientIp` extension, else the `ConnectInfo` peer
+    /// (IPv4-mapped IPv6 addresses as IPv4), else `0.0.0.0`.
+    pub fn of(extensions: &http::Extensions) -> Self {
+        if let Some(ip) = extensions.get::<ClientIp>() {
+            return *ip;
+        }
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        ClientIp(canonical(peer))
+    }
+
+    /// Whether `ip`, resolved for a request from `peer`, needs recording as an extension: only
+    /// when it is not the peer's own address, which readers fall back to.
+    pub fn differs_from_peer(ip: IpAddr, peer: IpAddr) -> bool {
+        ip != canonical(peer)
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ip) = parts.extensions.get::<ClientIp>() {
-            return Ok(*ip);
-        }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(ClientIp(canonical(peer)))
+        Ok(ClientIp::of(&parts.extensions))
     }
 }
 
@@ -260,6 +276,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn without_a_record_the_client_is_the_canonical_peer() {
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut extensions = http::Extensions::new();
+        assert_eq!(ClientIp::of(&extensions).0, IpAddr::from([0, 0, 0, 0]));
+        extensions.insert(ConnectInfo(SocketAddr::new(mapped, 4000)));
+        assert_eq!(ClientIp::of(&extensions).0, v4);
+        // What a resolver finds for a direct client is the peer: nothing to record.
+        let resolved = TrustedProxies::none().client_ip(mapped, &HeaderMap::new());
+        assert!(!ClientIp::differs_from_peer(resolved, mapped));
+        // A forwarded client is recorded, and wins over the peer.
+        let forwarded: IpAddr = "198.51.100.9".parse().unwrap();
+        assert!(ClientIp::differs_from_peer(forwarded, mapped));
+        extensions.insert(ClientIp(forwarded));
+        assert_eq!(ClientIp::of(&extensions).0, forwarded);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -306,6 +306,16 @@ pub async fn protect(
 }
 
 impl Csrf {
+    /// Whether [`Csrf::check_request`] would check `request` at all: an unsafe method
+    /// (`POST`, `PUT`, `PATCH`, `DELETE`) that carries the session cookie and no bearer token.
+    /// Every other request passes untouched, so a pipeline can skip the (larger, asynchronous)
+    /// check for them.
+    pub fn applies_to<B>(&self, request: &http::Request<B>) -> bool {
+        is_unsafe(request.method())
+            && cookie::get(request.headers(), &self.session_cookie).is_some()
+            && crate::jwt::bearer_token_of(request.headers()).is_none()
+    }
+
     /// What [`protect`] does, for a middleware of your own: the request back when it needs no
     /// check or passes it (a urlencoded body read for its token is put back), else the answer to
     /// send — 403 marked [`Refused`], or 413 when a form body is over 1 MiB.
@@ -317,10 +327,7 @@ impl Csrf {
         scheme: Scheme,
         request: Request,
     ) -> Result<Request, Response> {
-        let needs_check = is_unsafe(request.method())
-            && cookie::get(request.headers(), &self.session_cookie).is_some()
-            && crate::jwt::bearer_token_of(request.headers()).is_none();
-        if !needs_check {
+        if !self.applies_to(&request) {
             return Ok(request);
         }
         if !self.origin_allowed(request.headers(), scheme.0) {

@@ -270,13 +270,19 @@ impl JwtAuth {
         self.inner.revocations.as_ref()
     }
 
+    /// Whether a token of an unknown key makes [`JwtAuth::verify_refreshing`] reload the key
+    /// ring (and so wait) before it answers.
+    pub(crate) fn can_refresh(&self) -> bool {
+        self.inner.refresher.is_some()
+    }
+
     /// [`JwtAuth::verify`], and on an unknown `kid` one ring reload (rate-limited) and a retry.
     ///
     /// # Errors
     /// As [`JwtAuth::verify`].
     pub async fn verify_refreshing(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         match self.verify(token) {
-            Err(JwtError::UnknownKey) if self.inner.refresher.is_some() => {
+            Err(JwtError::UnknownKey) if self.can_refresh() => {
                 let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
                 let last = self
                     .inner
@@ -402,6 +408,13 @@ impl JwtAuth {
         Ok(parsed)
     }
 
+    /// Whether `token` could be a JWT at all: not over the length limit, and starting with
+    /// `eyJ` (every JWT header is a JSON object, `{"…`, which base64url-encodes to `eyJ`).
+    /// [`JwtAuth::verify`] refuses anything else as [`JwtError::Malformed`] before decoding.
+    pub(crate) fn shaped_like_jwt(token: &str) -> bool {
+        token.len() <= MAX_TOKEN_LEN && token.starts_with("eyJ")
+    }
+
     /// Verifies a compact JWT: key by `kid`, the key's own algorithm, signature, then every
     /// registered claim. The claims are shared with the cache of verified tokens.
     ///
@@ -410,7 +423,7 @@ impl JwtAuth {
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         // Every JWT's header is a JSON object, `{"…`, which base64url-encodes to `eyJ`: anything
         // else is refused before any decoding (garbage tokens are what a flood is made of).
-        if token.len() > MAX_TOKEN_LEN || !token.starts_with("eyJ") {
+        if !Self::shaped_like_jwt(token) {
             return Err(JwtError::Malformed);
         }
         let now = unix_now();

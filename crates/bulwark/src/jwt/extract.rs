@@ -3,7 +3,11 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use http::{header, request::Parts};
 
-use super::{auth::JwtAuth, claims::Claims, rejection::AuthRejection};
+use super::{
+    auth::{JwtAuth, JwtError},
+    claims::Claims,
+    rejection::AuthRejection,
+};
 
 /// The verified claims of the caller's access token.
 ///
@@ -126,15 +130,49 @@ impl JwtAuth {
         let Some((token, source)) = credentials(request.headers(), self) else {
             return;
         };
-        match self.verify_refreshing(token).await {
-            Ok(claims) => {
-                let extensions = request.extensions_mut();
-                extensions.insert(claims);
-                extensions.insert(source);
-            }
-            Err(err) => {
-                request.extensions_mut().insert(Rejected(err));
-            }
+        let shaped = JwtAuth::shaped_like_jwt(token);
+        let verified = self.verify_refreshing(token).await;
+        record(request, source, shaped, verified);
+    }
+
+    /// [`JwtAuth::authenticate_request`] without waiting, for a pipeline that runs its steps
+    /// in place when it can: `true` when it is done (the same record made), `false`, having
+    /// changed nothing, when the token names a key this instance does not know yet and the key
+    /// ring must be reloaded first: then await [`JwtAuth::authenticate_request`] instead.
+    pub fn authenticate_request_now<B>(&self, request: &mut http::Request<B>) -> bool {
+        let Some((token, source)) = credentials(request.headers(), self) else {
+            return true;
+        };
+        let shaped = JwtAuth::shaped_like_jwt(token);
+        let verified = self.verify(token);
+        if matches!(verified, Err(JwtError::UnknownKey)) && self.can_refresh() {
+            return false;
+        }
+        record(request, source, shaped, verified);
+        true
+    }
+}
+
+/// What authentication learnt of a request's token (`shaped`: like a JWT at all), in its
+/// extensions: the claims and their source when it verified, else why not.
+fn record<B>(
+    request: &mut http::Request<B>,
+    source: AuthSource,
+    shaped: bool,
+    verified: Result<Arc<Claims>, JwtError>,
+) {
+    match verified {
+        Ok(claims) => {
+            let extensions = request.extensions_mut();
+            extensions.insert(claims);
+            extensions.insert(source);
+        }
+        // A token that is not even shaped like a JWT is refused again by the extractor for
+        // the price of a prefix check: no record of it (an extension is an allocation, and
+        // the fourth one of a request regrows its table).
+        Err(_) if !shaped => {}
+        Err(err) => {
+            request.extensions_mut().insert(Rejected(err));
         }
     }
 }
@@ -142,4 +180,4 @@ impl JwtAuth {
 /// Recorded when the request's token did not verify, so that [`Authenticated`] refuses it
 /// without verifying it a second time. Only this module makes one: a client cannot.
 #[derive(Debug, Clone)]
-struct Rejected(super::auth::JwtError);
+struct Rejected(JwtError);

@@ -1,13 +1,13 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     str::FromStr,
     sync::Arc,
 };
 
 use axum::{
-    extract::{ConnectInfo, MatchedPath, Request, State},
+    extract::{MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -112,7 +112,7 @@ impl RateLimitPolicy {
     /// The quota, outage policy and store key of a request. Route lookups borrow the request's
     /// method and template (no allocation unless per-route overrides are configured); the key is
     /// the one allocation.
-    fn resolve(&self, request: &Request) -> (Quota, FailMode, String) {
+    fn resolve<B>(&self, request: &http::Request<B>) -> (Quota, FailMode, String) {
         use std::fmt::Write as _;
         let path = request
             .extensions()
@@ -183,18 +183,37 @@ impl RateLimitPolicy {
             let Some((quota, mode, key)) = resolved else {
                 return Admission::Pass(None);
             };
-            match self.limiter.check(&key, &quota, mode).await {
-                Err(unavailable) => Admission::Refuse(unavailable.into_response()),
-                Ok(Some(d)) if !d.allowed => {
-                    let mut response = d.too_many_requests();
-                    response.extensions_mut().insert(Refused {
-                        login: mode == FailMode::Closed,
-                    });
-                    Admission::Refuse(response)
-                }
-                Ok(decision) => Admission::Pass(decision),
-            }
+            admission(self.limiter.check(&key, &quota, mode).await, mode)
         }
+    }
+
+    /// [`RateLimitPolicy::admit`] without waiting, for a pipeline that runs its steps in place
+    /// when it can: `None`, having counted nothing, when the store cannot answer at once (a
+    /// network store); then await [`RateLimitPolicy::admit`] instead.
+    pub fn admit_now<B>(&self, request: &http::Request<B>) -> Option<Admission> {
+        if !self.enabled {
+            return Some(Admission::Pass(None));
+        }
+        let (quota, mode, key) = self.resolve(request);
+        let checked = self.limiter.check_now(&key, &quota, mode)?;
+        Some(admission(checked, mode))
+    }
+}
+
+fn admission(
+    checked: Result<Option<Decision>, super::LimiterUnavailable>,
+    mode: FailMode,
+) -> Admission {
+    match checked {
+        Err(unavailable) => Admission::Refuse(unavailable.into_response()),
+        Ok(Some(d)) if !d.allowed => {
+            let mut response = d.too_many_requests();
+            response.extensions_mut().insert(Refused {
+                login: mode == FailMode::Closed,
+            });
+            Admission::Refuse(response)
+        }
+        Ok(decision) => Admission::Pass(decision),
     }
 }
 
@@ -230,18 +249,8 @@ fn push_ip(key: &mut String, ip: IpAddr) {
     }
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        })
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+fn client_ip<B>(request: &http::Request<B>) -> IpAddr {
+    ClientIp::of(request.extensions()).0
 }
 
 /// Middleware (for `axum::middleware::from_fn_with_state`, applied with `Router::layer` so the

@@ -94,6 +94,29 @@ impl RateLimiter {
             Some(answer) => answer,
             None => self.store.check(key, quota).await,
         };
+        self.judge(answer, mode)
+    }
+
+    /// [`RateLimiter::check`] without waiting: `None`, having counted nothing, when the store
+    /// cannot answer at once (a network store); then await [`RateLimiter::check`] instead.
+    ///
+    /// # Errors
+    /// As [`RateLimiter::check`].
+    pub fn check_now(
+        &self,
+        key: &str,
+        quota: &Quota,
+        mode: FailMode,
+    ) -> Option<Result<Option<Decision>, LimiterUnavailable>> {
+        let answer = self.store.check_at_once(key, quota)?;
+        Some(self.judge(answer, mode))
+    }
+
+    fn judge(
+        &self,
+        answer: Result<Decision, crate::store::StoreError>,
+        mode: FailMode,
+    ) -> Result<Option<Decision>, LimiterUnavailable> {
         match answer {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => {
@@ -123,6 +146,61 @@ const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
+/// The numbers below this are written out once, in [`SMALL_NUMBERS`].
+const SMALL: usize = 1000;
+
+/// "0", "1", … "999" back to back, and where each one starts: the text of every small number a
+/// rate-limit header carries (the default quotas' limits, remainders and resets), so that
+/// writing one is a slice of static text instead of an allocation per header per response.
+struct SmallNumbers {
+    text: [u8; 2890],
+    start: [u16; SMALL + 1],
+}
+
+static SMALL_NUMBERS: SmallNumbers = {
+    let mut table = SmallNumbers {
+        text: [0; 2890],
+        start: [0; SMALL + 1],
+    };
+    let mut n = 0;
+    let mut at = 0;
+    while n < SMALL {
+        table.start[n] = at as u16;
+        let digits = if n >= 100 {
+            3
+        } else if n >= 10 {
+            2
+        } else {
+            1
+        };
+        let mut rest = n;
+        let mut i = digits;
+        while i > 0 {
+            i -= 1;
+            table.text[at + i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        at += digits;
+        n += 1;
+    }
+    table.start[SMALL] = at as u16;
+    table
+};
+
+/// `n` as a header value: static text below 1000, else a new value.
+fn number_value(n: u64) -> HeaderValue {
+    if let Ok(i) = usize::try_from(n)
+        && i < SMALL
+    {
+        let table = &SMALL_NUMBERS;
+        let text = &table.text[usize::from(table.start[i])..usize::from(table.start[i + 1])];
+        if let Ok(text) = std::str::from_utf8(text) {
+            return HeaderValue::from_static(text);
+        }
+    }
+    HeaderValue::from(n)
+}
+
 impl Decision {
     /// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After`
     /// when refused) — unless the headers already describe a limit with fewer requests
@@ -135,16 +213,13 @@ impl Decision {
         if existing.is_some_and(|r| r <= self.remaining) {
             return;
         }
-        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
-        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
-        headers.insert(RATELIMIT_RESET, HeaderValue::from(self.reset_secs));
+        headers.insert(RATELIMIT_LIMIT, number_value(u64::from(self.limit)));
+        headers.insert(RATELIMIT_REMAINING, number_value(u64::from(self.remaining)));
+        headers.insert(RATELIMIT_RESET, number_value(self.reset_secs));
         // An admitted request keeps whatever `Retry-After` its handler set (a 503's, when a
         // backing service is down): only a refusal speaks for the limit.
         if !self.allowed {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(self.retry_after_secs),
-            );
+            headers.insert(header::RETRY_AFTER, number_value(self.retry_after_secs));
         }
     }
 

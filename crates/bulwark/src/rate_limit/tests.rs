@@ -184,3 +184,10 @@ async fn an_unreachable_redis_fails_fast() {
         started.elapsed()
     );
 }
+
+#[test]
+fn header_numbers_from_the_static_table_are_the_numbers() {
+    for n in (0..1100).chain([u64::from(u32::MAX), u64::MAX]) {
+        assert_eq!(number_value(n), HeaderValue::from(n), "{n}");
+    }
+}
