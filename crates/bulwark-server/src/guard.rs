@@ -241,12 +241,7 @@ impl Shared {
                 }
             }
         };
-        let passed = if state.csrf.applies_to(&request) {
-            state.csrf.check_request(self.scheme, request).await
-        } else {
-            Ok(request)
-        };
-        let response = match passed {
+        let response = match state.csrf.check_request(self.scheme, request).await {
             Ok(request) => match inner.call(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},

@@ -1,8 +1,7 @@
 //! Log set-up: lines to standard error, text or JSON, filtered by `RUST_LOG`.
 
-use tracing_subscriber::{EnvFilter, fmt};
-
 use axum::response::Response;
+use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
 

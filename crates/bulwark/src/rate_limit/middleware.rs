@@ -126,7 +126,7 @@ impl RateLimitPolicy {
                 .get(&RouteKey::new(method.clone(), path))
                 .copied()
         };
-        let ip = client_ip(request);
+        let ip = ClientIp::of(request.extensions()).0;
         let mut key = String::with_capacity(64);
         if self
             .login_routes
@@ -247,10 +247,6 @@ fn push_ip(key: &mut String, ip: IpAddr) {
         }
         key.push(char::from(b'0' + octet % 10));
     }
-}
-
-fn client_ip<B>(request: &http::Request<B>) -> IpAddr {
-    ClientIp::of(request.extensions()).0
 }
 
 /// Middleware (for `axum::middleware::from_fn_with_state`, applied with `Router::layer` so the

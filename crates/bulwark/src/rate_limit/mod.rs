@@ -149,52 +149,37 @@ const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 /// The numbers below this are written out once, in [`SMALL_NUMBERS`].
 const SMALL: usize = 1000;
 
-/// "0", "1", … "999" back to back, and where each one starts: the text of every small number a
-/// rate-limit header carries (the default quotas' limits, remainders and resets), so that
-/// writing one is a slice of static text instead of an allocation per header per response.
-struct SmallNumbers {
-    text: [u8; 2890],
-    start: [u16; SMALL + 1],
-}
-
-static SMALL_NUMBERS: SmallNumbers = {
-    let mut table = SmallNumbers {
-        text: [0; 2890],
-        start: [0; SMALL + 1],
-    };
+/// "000" to "999": the text of every small number a rate-limit header carries (the default
+/// quotas' limits, remainders and resets), right-aligned in three digits, so that writing one is
+/// a slice of static text instead of an allocation per header per response.
+static SMALL_NUMBERS: [[u8; 3]; SMALL] = {
+    let mut table = [[0; 3]; SMALL];
     let mut n = 0;
-    let mut at = 0;
     while n < SMALL {
-        table.start[n] = at as u16;
-        let digits = if n >= 100 {
-            3
-        } else if n >= 10 {
-            2
-        } else {
-            1
-        };
-        let mut rest = n;
-        let mut i = digits;
-        while i > 0 {
-            i -= 1;
-            table.text[at + i] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        at += digits;
+        // `n` < 1000, so each digit fits in a `u8`.
+        table[n] = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
         n += 1;
     }
-    table.start[SMALL] = at as u16;
     table
 };
 
 /// `n` as a header value: static text below 1000, else a new value.
 fn number_value(n: u64) -> HeaderValue {
     if let Ok(i) = usize::try_from(n)
-        && i < SMALL
+        && let Some(text) = SMALL_NUMBERS.get(i)
     {
-        let table = &SMALL_NUMBERS;
-        let text = &table.text[usize::from(table.start[i])..usize::from(table.start[i + 1])];
-        if let Ok(text) = std::str::from_utf8(text) {
+        let digits = if i >= 100 {
+            3
+        } else if i >= 10 {
+            2
+        } else {
+            1
+        };
+        if let Ok(text) = std::str::from_utf8(&text[3 - digits..]) {
             return HeaderValue::from_static(text);
         }
     }
