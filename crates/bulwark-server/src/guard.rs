@@ -1,4 +1,4 @@
-//! The per-route request pipeline, as one layer: client identity → request context →
+//! The request pipeline in front of the router, as one layer: client identity → request context →
 //! authentication → rate limiting → CSRF → the route.
 //!
 //! Each step is the library's own ([`TrustedProxies::client_ip`], [`JwtAuth::authenticate_request`],
@@ -37,7 +37,7 @@ use std::{
 
 use axum::response::IntoResponse as _;
 use axum::{
-    extract::{ConnectInfo, MatchedPath, Request},
+    extract::{ConnectInfo, Request},
     response::Response,
 };
 use bulwark::{
@@ -53,8 +53,8 @@ use crate::{
     telemetry::{Finished, RequestScope},
 };
 
-/// Applies [`Guard`] to each route (add it with `Router::layer`, so that the route template is
-/// known).
+/// Applies [`Guard`] to the router (add it around the whole router: the guard finds each
+/// request's route template itself, see [`Routes`]).
 #[derive(Clone)]
 pub struct GuardLayer {
     shared: Arc<Shared>,
@@ -64,19 +64,29 @@ struct Shared {
     state: AppState,
     proxies: Arc<TrustedProxies>,
     scheme: Scheme,
+    routes: Routes,
 }
 
 impl GuardLayer {
-    /// The pipeline over `state`, believing forwarding headers from `proxies` only.
-    pub fn new(state: AppState, proxies: Arc<TrustedProxies>) -> Self {
+    /// The pipeline over `state`, believing forwarding headers from `proxies` only, in front of
+    /// a router whose route templates are `templates` (axum's syntax: `/items/{item_id}`).
+    ///
+    /// # Errors
+    /// When a template is malformed or conflicts with another (as axum would refuse it).
+    pub fn new(
+        state: AppState,
+        proxies: Arc<TrustedProxies>,
+        templates: impl IntoIterator<Item = String>,
+    ) -> anyhow::Result<Self> {
         let scheme = Scheme(state.scheme());
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 state,
                 proxies,
                 scheme,
+                routes: Routes::new(templates)?,
             }),
-        }
+        })
     }
 }
 
@@ -87,38 +97,111 @@ impl<S> Layer<S> for GuardLayer {
         Guard {
             inner,
             shared: Arc::clone(&self.shared),
-            route: Arc::default(),
         }
     }
 }
 
-/// The pipeline in front of one route.
+/// The route templates of the router, matched the way axum matches them (the same `matchit`
+/// table), so that the pipeline knows a request's route before the router runs: its rate
+/// limit, its metrics label.
+///
+/// **Why not per route.** A guard added with `Router::layer` is told the template by axum, but
+/// axum then wraps each route's boxed service in a second boxed service: every request paid
+/// for cloning both (two allocations), a second boxed future and the layers of futures
+/// between them, about 1 100 instructions more than this lookup (docs/performance.md).
+struct Routes {
+    table: matchit::Router<usize>,
+    /// Each template with its metrics, made on its first request so that only routes that
+    /// were used appear in `/metrics`.
+    slots: Vec<RouteSlot>,
+    /// Requests no route matched (404, and what the fallback answers).
+    unmatched: RouteSlot,
+}
+
+struct RouteSlot {
+    template: Box<str>,
+    metrics: OnceLock<RouteMetrics>,
+}
+
+impl RouteSlot {
+    fn new(template: &str) -> Self {
+        Self {
+            template: template.into(),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    fn metrics(&self, metrics: &crate::metrics::Metrics) -> RouteMetrics {
+        self.metrics
+            .get_or_init(|| RouteMetrics::new(metrics, &self.template))
+            .clone()
+    }
+}
+
+impl Routes {
+    fn new(templates: impl IntoIterator<Item = String>) -> anyhow::Result<Self> {
+        let mut table = matchit::Router::new();
+        let mut slots = Vec::new();
+        for template in templates {
+            table
+                .insert(template.as_str(), slots.len())
+                .map_err(|err| anyhow::anyhow!("route {template}: {err}"))?;
+            slots.push(RouteSlot::new(&template));
+        }
+        Ok(Self {
+            table,
+            slots,
+            unmatched: RouteSlot::new(UNMATCHED),
+        })
+    }
+
+    /// The slot of the route `path` matches, by index (`None`: no route).
+    fn find(&self, path: &str) -> Option<usize> {
+        self.table.at(path).ok().map(|m| *m.value)
+    }
+
+    fn slot(&self, index: Option<usize>) -> &RouteSlot {
+        index
+            .and_then(|i| self.slots.get(i))
+            .unwrap_or(&self.unmatched)
+    }
+}
+
+/// The label of requests no route matched.
+const UNMATCHED: &str = "<unmatched>";
+
+/// The pipeline in front of the router.
 #[derive(Clone)]
 pub struct Guard<S> {
     inner: S,
     shared: Arc<Shared>,
-    /// The route's template as a metrics label, and its latency histogram, made on its first
-    /// request: axum builds one service per route, so every later request shares them instead
-    /// of copying the text and looking the histogram up.
-    route: Arc<OnceLock<RouteMetrics>>,
 }
 
-impl<S> Guard<S> {
-    fn route_metrics(&self, request: &Request) -> RouteMetrics {
-        let matched = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("<unmatched>", MatchedPath::as_str);
-        let metrics = &self.shared.state.metrics;
-        match self.route.get() {
-            Some(route) if **route.label() == *matched => route.clone(),
-            Some(_) => RouteMetrics::new(metrics, matched),
-            None => self
-                .route
-                .get_or_init(|| RouteMetrics::new(metrics, matched))
-                .clone(),
-        }
+/// The template the guard found for a request, recorded in debug builds only, for
+/// [`check_template`].
+#[cfg(debug_assertions)]
+#[derive(Clone)]
+struct FoundTemplate(Arc<str>);
+
+/// Checks, in debug builds (every test), that the template [`Guard`] found for a request is the
+/// one axum routed it to: a route missing from the guard's table would otherwise be limited
+/// and counted as unmatched. Added with `Router::route_layer`, so it sees routed requests only.
+///
+/// # Panics
+/// When the templates differ (the panic becomes a 500, failing the test that made the request).
+#[cfg(debug_assertions)]
+pub async fn check_template(request: Request, next: axum::middleware::Next) -> Response {
+    let matched = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str);
+    if let (Some(matched), Some(found)) = (matched, request.extensions().get::<FoundTemplate>()) {
+        assert_eq!(
+            &*found.0, matched,
+            "the guard's route table is missing a route that axum has"
+        );
     }
+    next.run(request).await
 }
 
 impl<S, B> Service<http::Request<B>> for Guard<S>
@@ -138,9 +221,15 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let mut request = request.map(axum::body::Body::new);
-        let route = self.route_metrics(&request);
         let shared = &self.shared;
         let state = &shared.state;
+        let index = shared.routes.find(request.uri().path());
+        let slot = shared.routes.slot(index);
+        let route = slot.metrics(&state.metrics);
+        #[cfg(debug_assertions)]
+        request
+            .extensions_mut()
+            .insert(FoundTemplate(Arc::clone(route.label())));
         let (peer, client_ip) = shared.identify(&mut request);
         let scope = RequestScope::begin(&shared.proxies, peer, client_ip, route, &request);
         // Each step runs here when it can answer at once (a known signing key, an in-memory
@@ -149,10 +238,10 @@ where
         // A token that verifies is recorded for the limiter and the handler; a missing or bad
         // one is refused by the routes that need one.
         if !state.jwt.authenticate_request_now(&mut request) {
-            return self.wait(Step::Authenticate, scope, request);
+            return self.wait(Step::Authenticate(index), scope, request);
         }
-        let decision = match state.limits.admit_now(&request) {
-            None => return self.wait(Step::Admit, scope, request),
+        let decision = match state.limits.admit_route_now(&request, &slot.template) {
+            None => return self.wait(Step::Admit(index), scope, request),
             Some(Admission::Refuse(refusal)) => {
                 return GuardFuture::finished(scope.finish(state, refusal));
             }
@@ -188,12 +277,13 @@ where
     }
 }
 
-/// Where a request's pipeline goes on waiting.
+/// Where a request's pipeline goes on waiting (with the request's route, by index in
+/// [`Routes`], for the rate limit).
 enum Step {
     /// Authentication (its token names a key to load first), then everything after.
-    Authenticate,
+    Authenticate(Option<usize>),
     /// The rate limit (a network store), then everything after.
-    Admit,
+    Admit(Option<usize>),
     /// The CSRF check, the rate limit passed with this decision.
     Csrf(Option<Decision>),
 }
@@ -229,11 +319,12 @@ impl Shared {
         let state = &self.state;
         let decision = match step {
             Step::Csrf(decision) => decision,
-            Step::Authenticate | Step::Admit => {
-                if matches!(step, Step::Authenticate) {
+            Step::Authenticate(index) | Step::Admit(index) => {
+                if matches!(step, Step::Authenticate(_)) {
                     state.jwt.authenticate_request(&mut request).await;
                 }
-                match state.limits.admit(&request).await {
+                let route = &self.routes.slot(index).template;
+                match state.limits.admit_route(&request, route).await {
                     Admission::Refuse(refusal) => {
                         return Ok(scope.finish(state, refusal).response().await);
                     }

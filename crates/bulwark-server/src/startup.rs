@@ -193,17 +193,29 @@ fn rate_limits(
     Ok((Arc::new(policy), redis))
 }
 
-/// The router with every hardening layer.
+/// The application: the router inside every hardening layer.
 ///
-/// Every layer is applied to each route (axum layers routes, not the router), outermost first:
-/// [`crate::harden`] (tracing span, body-size limit, panic catching, request timeout; the
-/// error-body shape, `Connection: close` after an unread body and the security headers on every
-/// answer) → CORS (when origins are listed) → [`crate::guard`] (client identity, request
-/// context, authentication, rate limiting, CSRF) → handler. Each is one hand-written layer
-/// rather than a stack of small ones: axum clones a route's whole service for each request and
-/// boxes a future per `from_fn`/`map_response` layer, and every layer moves the response
-/// through one more future.
-pub fn build_router(state: AppState) -> Router {
+/// The layers wrap the whole router, outermost first: [`crate::harden`] (tracing span,
+/// body-size limit, panic catching, request timeout; the error-body shape, `Connection: close`
+/// after an unread body and the security headers on every answer) → CORS (when origins are
+/// listed) → [`crate::guard`] (route template, client identity, request context,
+/// authentication, rate limiting, CSRF) → the router → handler. Each is one hand-written layer
+/// rather than a stack of small ones (every `from_fn`/`map_response` layer boxes a future and
+/// moves the response through one more), and they wrap the router once instead of each route:
+/// `Router::layer` boxes every route a second time, which cost two allocations and a boxed
+/// future per request (docs/performance.md).
+pub type App = crate::harden::Harden<
+    tower::util::Either<
+        tower_http::cors::Cors<crate::guard::Guard<Router>>,
+        crate::guard::Guard<Router>,
+    >,
+>;
+
+/// Builds [`App`] over `state`.
+///
+/// # Errors
+/// When the routes cannot be indexed for the guard (a malformed or conflicting template).
+pub fn build_router(state: AppState) -> anyhow::Result<App> {
     let settings = Arc::clone(&state.settings);
     let tls = settings.tls_enabled();
     let cors = cors_layer(&settings.allowed_origins);
@@ -212,17 +224,17 @@ pub fn build_router(state: AppState) -> Router {
             .trusted_proxies()
             .unwrap_or_else(|_| TrustedProxies::none()),
     );
-    let guard = crate::guard::GuardLayer::new(state.clone(), proxies);
-    routes::router(state).layer(
-        ServiceBuilder::new()
-            .layer(crate::harden::HardenLayer::new(
-                MAX_BODY_BYTES,
-                settings.request_timeout.0,
-                tls,
-            ))
-            .option_layer(cors)
-            .layer(guard),
-    )
+    let (router, templates) = routes::router(state.clone());
+    let guard = crate::guard::GuardLayer::new(state, proxies, templates)?;
+    Ok(ServiceBuilder::new()
+        .layer(crate::harden::HardenLayer::new(
+            MAX_BODY_BYTES,
+            settings.request_timeout.0,
+            tls,
+        ))
+        .option_layer(cors)
+        .layer(guard)
+        .service(router))
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -256,7 +268,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    router: App,
     options: ServeOptions,
     state: AppState,
     tls: Option<crate::https::Tls>,
@@ -281,7 +293,7 @@ impl Application {
             tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         };
         let state = build_state(settings).await?;
-        let router = build_router(state.clone());
+        let router = build_router(state.clone())?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;

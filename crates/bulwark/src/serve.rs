@@ -32,7 +32,8 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, extract::ConnectInfo};
+use axum::{body::Body, extract::ConnectInfo, response::Response};
+use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -41,7 +42,7 @@ use tokio::{
     time::Sleep,
 };
 use tokio_rustls::TlsAcceptor;
-use tower::Service as _;
+use tower::Service;
 
 mod framing;
 
@@ -71,7 +72,8 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets
+/// Serves `service` (an axum `Router`, or a router wrapped in layers of your own) on `listener`
+/// until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (idle kept-alive connections are closed at once) for at most
 /// [`ServeOptions::shutdown_timeout`], and returns.
 ///
@@ -104,12 +106,14 @@ impl Default for ServeOptions {
 /// serve(listener, app, options, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
-) {
+) where
+    S: AppService,
+{
     let protocols = Arc::new(Protocols::new());
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     // Every connection task holds a receiver: `true` asks it to finish its request in flight and
@@ -131,7 +135,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
-            router: router.clone(),
+            service: service.clone(),
             protocols: Arc::clone(&protocols),
             drain: drain_signal.clone(),
             peer,
@@ -186,36 +190,60 @@ impl Protocols {
     }
 }
 
+/// What [`serve`] serves: a cloneable service of axum requests that never fails (an axum
+/// `Router`, with or without layers around it). It is cloned for each request, so a clone
+/// should be cheap (a few reference counts).
+pub trait AppService:
+    Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One accepted connection, before its protocol is known.
-struct Connection {
-    router: Router,
+struct Connection<S> {
+    service: S,
     protocols: Arc<Protocols>,
     drain: watch::Receiver<bool>,
     peer: SocketAddr,
     header_read_timeout: Duration,
 }
 
-/// The router as a hyper service, with the socket peer as `ConnectInfo`.
+/// The application as a hyper service, with the socket peer as `ConnectInfo`.
 #[derive(Clone)]
-struct PeerService {
-    router: Router,
+struct PeerService<S> {
+    service: S,
     peer: SocketAddr,
 }
 
-impl hyper::service::Service<http::Request<hyper::body::Incoming>> for PeerService {
-    type Response = axum::response::Response;
+impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>>
+    for PeerService<S>
+{
+    type Response = Response;
     type Error = Infallible;
-    type Future = axum::routing::future::RouteFuture<Infallible>;
+    type Future = S::Future;
 
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         req.extensions_mut()
             .insert(ConnectInfo::<SocketAddr>(self.peer));
-        // `Router` is always ready.
-        self.router.clone().call(req.map(axum::body::Body::new))
+        // Like axum's own `serve`: the service is expected to be always ready (a `Router` is,
+        // and so are the layers that wrap one here).
+        self.service.clone().call(req.map(Body::new))
     }
 }
 
-impl Connection {
+impl<S: AppService> Connection<S> {
     async fn serve_plain(self, stream: TcpStream) {
         // The header-read timer (the framing guard's) only starts once the protocol is known; a
         // client that sends nothing (or trickles the HTTP/2 preface) would otherwise be held
@@ -290,9 +318,9 @@ impl Connection {
         }
     }
 
-    fn service(&self) -> PeerService {
+    fn service(&self) -> PeerService<S> {
         PeerService {
-            router: self.router.clone(),
+            service: self.service.clone(),
             peer: self.peer,
         }
     }
@@ -487,6 +515,7 @@ mod tests {
 
     // ---- HTTPS and shutdown, over real sockets -------------------------------------------
 
+    use axum::Router;
     use axum::routing::{get, post};
     use http_body_util::{BodyExt as _, Full};
     use rustls::pki_types::{CertificateDer, ServerName};

@@ -22,12 +22,15 @@ use crate::{routes::internal, state::AppState};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "session";
 
+/// The stylesheet's path (not in the OpenAPI document).
+pub const STYLESHEET: &str = "/static/bulwark.css";
+
 /// The browser routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(csrf_token))
         .routes(routes!(login_page, login))
-        .route("/static/bulwark.css", axum::routing::get(stylesheet))
+        .route(STYLESHEET, axum::routing::get(stylesheet))
 }
 
 /// A CSRF token.

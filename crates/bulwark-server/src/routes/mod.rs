@@ -178,20 +178,36 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The application's routes, with `/docs` and `/openapi.json` when `docs` is on.
-pub fn router(state: AppState) -> Router {
+/// Where the docs page and the OpenAPI document are served, when `docs` is on.
+const DOCS_PATH: &str = "/docs";
+const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The application's routes, with `/docs` and `/openapi.json` when `docs` is on, and the
+/// template of every route: [`crate::guard`] runs in front of the router (one layer for the
+/// whole router rather than one per route, see `startup::build_router`), so it finds a
+/// request's template itself. The templates come from the OpenAPI document, plus the few
+/// routes it does not describe; in debug builds (the tests), every routed request checks that
+/// the guard found the template axum matched.
+pub fn router(state: AppState) -> (Router, Vec<String>) {
     let docs = state.settings.docs;
     let (api_router, openapi) = split();
+    let mut templates: Vec<String> = openapi.paths.paths.keys().cloned().collect();
+    templates.extend([browser::STYLESHEET, ws::PATH].map(str::to_owned));
     let mut router = api_router.merge(ws::router());
     if docs {
-        let swagger = SwaggerUi::new("/docs")
-            .url("/openapi.json", openapi)
-            .config(
-                Config::default()
-                    .validator_url("none")
-                    .try_it_out_enabled(true)
-                    .persist_authorization(false),
-            );
+        // What `SwaggerUi` routes for a path without a trailing slash.
+        templates.extend([
+            DOCS_PATH.to_owned(),
+            format!("{DOCS_PATH}/"),
+            format!("{DOCS_PATH}/{{*rest}}"),
+            OPENAPI_PATH.to_owned(),
+        ]);
+        let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi).config(
+            Config::default()
+                .validator_url("none")
+                .try_it_out_enabled(true)
+                .persist_authorization(false),
+        );
         let docs_router: Router<AppState> = Router::from(swagger).route_layer(
             tower_http::set_header::SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,
@@ -200,7 +216,11 @@ pub fn router(state: AppState) -> Router {
         );
         router = router.merge(docs_router);
     }
-    router.with_state(state)
+    #[cfg(debug_assertions)]
+    {
+        router = router.route_layer(axum::middleware::from_fn(crate::guard::check_template));
+    }
+    (router.with_state(state), templates)
 }
 
 #[cfg(test)]

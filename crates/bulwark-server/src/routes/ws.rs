@@ -93,9 +93,12 @@ impl Drop for SocketSlot {
     }
 }
 
+/// The WebSocket route's path.
+pub const PATH: &str = "/ws";
+
 /// The WebSocket route (not in the OpenAPI document, which cannot describe it).
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/ws", axum::routing::get(ws))
+    axum::Router::new().route(PATH, axum::routing::get(ws))
 }
 
 fn query_has_token(uri: &Uri) -> bool {

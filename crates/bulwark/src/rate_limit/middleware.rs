@@ -109,15 +109,11 @@ impl RateLimitPolicy {
         }
     }
 
-    /// The quota, outage policy and store key of a request. Route lookups borrow the request's
-    /// method and template (no allocation unless per-route overrides are configured); the key is
-    /// the one allocation.
-    fn resolve<B>(&self, request: &http::Request<B>) -> (Quota, FailMode, String) {
+    /// The quota, outage policy and store key of a request to the route template `path`. Route
+    /// lookups borrow the request's method and template (no allocation unless per-route
+    /// overrides are configured); the key is the one allocation.
+    fn resolve<B>(&self, request: &http::Request<B>, path: &str) -> (Quota, FailMode, String) {
         use std::fmt::Write as _;
-        let path = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("<unmatched>", MatchedPath::as_str);
         let method = request.method();
         let override_quota = if self.routes.is_empty() {
             None
@@ -174,11 +170,26 @@ impl RateLimitPolicy {
     /// Checks `request` against its limit: what [`enforce`] does, for a middleware of your own.
     /// Run it after client-IP resolution and authentication (the key is the user, else the IP).
     /// The future does not borrow the request (whose body is not `Sync`).
+    ///
+    /// The route template is the request's [`MatchedPath`] (so the policy must run after
+    /// routing, e.g. in a layer added with `Router::layer`); [`RateLimitPolicy::admit_route`]
+    /// takes it from the caller instead.
     pub fn admit<'a>(
         &'a self,
         request: &Request,
     ) -> impl Future<Output = Admission> + Send + use<'a> {
-        let resolved = self.enabled.then(|| self.resolve(request));
+        self.admit_route(request, matched_path(request))
+    }
+
+    /// [`RateLimitPolicy::admit`] for a request to the route template `route` (`"<unmatched>"`
+    /// when no route matched), for a pipeline that runs before the router and finds the
+    /// template itself.
+    pub fn admit_route<'a>(
+        &'a self,
+        request: &Request,
+        route: &str,
+    ) -> impl Future<Output = Admission> + Send + use<'a> {
+        let resolved = self.enabled.then(|| self.resolve(request, route));
         async move {
             let Some((quota, mode, key)) = resolved else {
                 return Admission::Pass(None);
@@ -191,13 +202,27 @@ impl RateLimitPolicy {
     /// when it can: `None`, having counted nothing, when the store cannot answer at once (a
     /// network store); then await [`RateLimitPolicy::admit`] instead.
     pub fn admit_now<B>(&self, request: &http::Request<B>) -> Option<Admission> {
+        self.admit_route_now(request, matched_path(request))
+    }
+
+    /// [`RateLimitPolicy::admit_now`] for a request to the route template `route`, as
+    /// [`RateLimitPolicy::admit_route`].
+    pub fn admit_route_now<B>(&self, request: &http::Request<B>, route: &str) -> Option<Admission> {
         if !self.enabled {
             return Some(Admission::Pass(None));
         }
-        let (quota, mode, key) = self.resolve(request);
+        let (quota, mode, key) = self.resolve(request, route);
         let checked = self.limiter.check_now(&key, &quota, mode)?;
         Some(admission(checked, mode))
     }
+}
+
+/// The route template axum matched, or `"<unmatched>"`.
+fn matched_path<B>(request: &http::Request<B>) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str)
 }
 
 fn admission(
