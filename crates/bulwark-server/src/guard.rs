@@ -357,8 +357,19 @@ struct Rest {
     decision: Option<Decision>,
 }
 
+/// The most headers the pipeline and the hardening layer add to a route's answer: the three
+/// rate-limit headers, the request id, and the security headers (six, and HSTS).
+const ADDED_HEADERS: usize = 11;
+
 impl Rest {
     fn finish(self, mut response: Response) -> Finished {
+        // Room for them at once: a handler's answer usually has one or two headers, and its map
+        // would otherwise grow twice, moving and rehashing its entries each time. An error
+        // answer already has the room (`bulwark::error`).
+        let headers = response.headers_mut();
+        if headers.capacity() - headers.len() < ADDED_HEADERS {
+            headers.reserve(ADDED_HEADERS);
+        }
         if let Some(decision) = self.decision {
             decision.apply_headers(response.headers_mut());
         }
