@@ -367,7 +367,9 @@ impl Rest {
         // would otherwise grow twice, moving and rehashing its entries each time. An error
         // answer already has the room (`bulwark::error`).
         let headers = response.headers_mut();
-        if headers.capacity() - headers.len() < ADDED_HEADERS {
+        // `capacity` counts names, as `keys_len` does (`len` also counts a name's extra values,
+        // e.g. several `Set-Cookie`).
+        if headers.capacity().saturating_sub(headers.keys_len()) < ADDED_HEADERS {
             headers.reserve(ADDED_HEADERS);
         }
         if let Some(decision) = self.decision {
