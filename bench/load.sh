@@ -16,7 +16,11 @@
 #   1. starts the ceiling pinned to SERVER_CPUS and runs S1 against it;
 #   2. for each DATABASE: starts `bulwark serve` on embedded defaults (a temporary folder, memory
 #      stores; PostgreSQL: a fresh database, dropped afterwards) pinned to SERVER_CPUS, creates a
-#      user, and runs S1-S7 with the shared bench.sh (wrk pinned to WRK_CPU);
+#      user, and runs S1-S7 with the shared bench.sh (wrk pinned to WRK_CPU). With PAIRED=1 (the
+#      default) the ceiling, still running but idle meanwhile, runs S1 again just before each of
+#      S1-S5, and each of those is compared with the ceiling run next to it: a shared machine's
+#      speed drifts by 10-20 % within a minute, which a single ceiling run per repetition
+#      carries into every ratio;
 #   3. with PEER=1, the same for the FastAPI peer (uvicorn, 1 worker, pinned the same way).
 # Every server is new for each repetition and stopped after it. Loopback only.
 #
@@ -37,6 +41,9 @@
 #                         noisy flag then only watches CPU 0).
 #   DURATION [8s] WARMUP [2s] CONNS [32] S6_CONNS [4]   passed to the shared bench.sh
 #   REPEAT [1]            repetitions; the table shows the median of the valid runs
+#   PAIRED [1]            1: a ceiling run just before each of S1-S5, each scenario's ratio the
+#                         median over repetitions of its rate over that run's; 0: one ceiling
+#                         run per repetition, ratios of the medians
 #   SCENARIOS ["S1 S2 S3 S4 S5 S6 S7"]   a subset to run
 #   DATABASE [sqlite]     sqlite, postgres, or both ("sqlite postgres")
 #   PG_URL [postgres://postgres@127.0.0.1:5432]   server where DATABASE=postgres creates and
@@ -60,6 +67,7 @@ source "$(dirname "$0")/lib.sh"
 SERVER_CPUS=${SERVER_CPUS:-0}
 WRK_CPU=${WRK_CPU:-1}
 REPEAT=${REPEAT:-1}
+PAIRED=${PAIRED:-1}
 DATABASE=${DATABASE:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 RATE_LIMITS=${RATE_LIMITS:-high}
@@ -152,10 +160,11 @@ record_idle() {
   echo "$1 $2 IDLE $(bench_memory "$3") valid=1" >>"$RESULTS"
 }
 
-# record NAME REP OUTFILE: the scenario lines of one run, prefixed with the server and repetition.
+# record NAME REP OUTFILE [FIELD]: the scenario lines of one run, prefixed with the server and
+# repetition (and FIELD appended, e.g. before=sqlite:S2).
 record() {
   if grep -q '^S[1-7] ' "$3" 2>/dev/null; then
-    grep '^S[1-7] ' "$3" | sed "s/^/$1 $2 /" >>"$RESULTS"
+    grep '^S[1-7] ' "$3" | sed "s/^/$1 $2 /; s/\$/${4:+ $4}/" >>"$RESULTS"
   else
     echo "$1 $2 S0 valid=0 reason=no_output" >>"$RESULTS"
     bench_log "$1: the shared bench script printed nothing: $(grep -h 'FATAL' "$3" 2>/dev/null; tail -3 "$3.stderr" 2>/dev/null)"
@@ -163,17 +172,24 @@ record() {
   grep -h '^# FATAL' "$3" 2>/dev/null | sed "s/^/$1 $2 /" >&2 || true
 }
 
-run_ceiling() { # REP
+run_ceiling() { # REP: starts the ceiling (CEILING_URL, CEILING_PID) and runs S1 against it
   local dir=$WORK/ceiling-$1 port; mkdir -p "$dir"
   port=$(bench_free_port)
   taskset -c "$SERVER_CPUS" "$CEILING_BIN" "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
-  local pid=$!; PIDS+=("$pid")
-  bench_wait_health "http://127.0.0.1:$port" "$pid" "$dir/server.log"
-  record_idle ceiling "$1" "$pid"
+  CEILING_PID=$!; PIDS+=("$CEILING_PID")
+  CEILING_URL=http://127.0.0.1:$port
+  bench_wait_health "$CEILING_URL" "$CEILING_PID" "$dir/server.log"
+  record_idle ceiling "$1" "$CEILING_PID"
   bench_log "run $1/$REPEAT: ceiling (bare axum), S1"
-  bench_scenarios "http://127.0.0.1:$port" "$dir/out" "$pid" SCENARIOS=S1 SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
-  bench_stop "$pid"
+  bench_scenarios "$CEILING_URL" "$dir/out" "$CEILING_PID" SCENARIOS=S1 SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
   record ceiling "$1" "$dir/out"
+}
+
+# ceiling_before REP DB SCENARIO: the ceiling's S1 again, just before DB's SCENARIO (PAIRED=1).
+ceiling_before() {
+  local out=$WORK/ceiling-$1/out-before-$2-$3
+  bench_scenarios "$CEILING_URL" "$out" "$CEILING_PID" SCENARIOS=S1 SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
+  record ceiling "$1" "$out" "before=$2:$3"
 }
 
 run_bulwark() { # DB REP
@@ -190,10 +206,19 @@ run_bulwark() { # DB REP
   PIDS+=("$BENCH_PID")
   record_idle "$db" "$rep" "$BENCH_PID"
   bench_log "run $rep/$REPEAT: bulwark on $db, $SCENARIOS"
-  bench_scenarios "$BENCH_URL" "$dir/out" "$BENCH_PID" SCENARIOS="$SCENARIOS" SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
+  if [ "$PAIRED" = 1 ]; then
+    local s
+    for s in $SCENARIOS; do
+      case $s in S[1-5]) ceiling_before "$rep" "$db" "$s" ;; esac
+      bench_scenarios "$BENCH_URL" "$dir/out-$s" "$BENCH_PID" SCENARIOS="$s" SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
+      record "$db" "$rep" "$dir/out-$s"
+    done
+  else
+    bench_scenarios "$BENCH_URL" "$dir/out" "$BENCH_PID" SCENARIOS="$SCENARIOS" SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
+    record "$db" "$rep" "$dir/out"
+  fi
   bench_stop "$BENCH_PID"
   if grep -q panicked "$dir/server.log"; then bench_log "bulwark on $db panicked: see $dir/server.log"; fi
-  record "$db" "$rep" "$dir/out"
   if [ "$db" = postgres ]; then
     psql "$PG_URL/postgres" -qAtc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null || true
   fi
@@ -219,6 +244,7 @@ started=$(date +%s)
 for rep in $(seq 1 "$REPEAT"); do
   run_ceiling "$rep"
   for db in $DATABASE; do run_bulwark "$db" "$rep"; done
+  bench_stop "$CEILING_PID"
   if [ "$PEER" = 1 ]; then run_peer "$rep"; fi
 done
 
@@ -226,7 +252,7 @@ status=0
 python3 "$BENCH_ROOT/bench/load_table.py" "$RESULTS" \
   --databases "$DATABASE" --peer "$PEER" --repeat "$REPEAT" --server-cpus "$SERVER_CPUS" \
   --wrk-cpu "$WRK_CPU" --conns "$CONNS" --s6-conns "$S6_CONNS" --duration "$DURATION" \
-  --warmup "$WARMUP" --rate-limits "$RATE_LIMITS" --strict "$STRICT" \
+  --warmup "$WARMUP" --rate-limits "$RATE_LIMITS" --strict "$STRICT" --paired "$PAIRED" \
   --elapsed "$(( $(date +%s) - started ))" || status=$?
 if [ "$KEEP" = 1 ]; then echo "raw files: $WORK (bench.sh lines: $RESULTS)"; fi
 exit "$status"

@@ -4,6 +4,10 @@
 Input: one line per scenario run, `SERVER REP <line of the shared bench.sh>`, where SERVER is
 `ceiling`, `sqlite`, `postgres` or `fastapi`, e.g.
     sqlite 1 S2 rps=14011.2 p50_ms=2.170 p99_ms=7.180 ... vmhwm_kb=18000 valid=1 path=/items/1
+A ceiling line may end with `before=SERVER:SCENARIO` (PAIRED=1): that ceiling run was made just
+before that scenario, which is then compared with it: its ratio is the median, over
+repetitions, of its rate over the ceiling run next to it. Without such runs a ratio is the
+scenario's median rate over the median of the ceiling's runs.
 Runs with valid=0 are flagged and left out of the medians. Prints Markdown tables (readable as
 they are, pasteable into docs/performance.md). Exit status 1 when a run was flagged, or with
 --strict 1 when a target was missed.
@@ -132,6 +136,18 @@ class Report:
         self.ceiling = ceiling
         self.ceiling_rps = ceiling.median("rps")
 
+    def ratio(self, server, scenario, fig):
+        """The scenario's share of the ceiling: against the ceiling runs made just before it,
+        repetition by repetition, when there are such runs; else of the medians."""
+        paired = {r["rep"]: num(r, "rps") for r in self.ceiling.valid
+                  if r.get("before") == f"{server}:{scenario}"}
+        if paired:
+            ratios = [num(r, "rps") / paired[r["rep"]] for r in fig.valid
+                      if paired.get(r["rep"]) and num(r, "rps") is not None]
+            return statistics.median(ratios) if ratios else None
+        rps = fig.median("rps")
+        return rps / self.ceiling_rps if rps is not None and self.ceiling_rps else None
+
     def verdict(self, ok):
         if ok is None:
             self.unknown += 1
@@ -167,8 +183,7 @@ class Report:
                               fmt_mb(idle.peak_kb()),
                               "", "", "", ""]))
         for s, fig in figs.items():
-            rps = fig.median("rps")
-            ratio = rps / self.ceiling_rps if rps is not None and self.ceiling_rps else None
+            ratio = self.ratio(server, s, fig)
             target = result = ""
             if with_targets and s in RATIO_TARGETS:
                 goal = RATIO_TARGETS[s]
@@ -221,7 +236,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     for opt in ("databases", "peer", "repeat", "server-cpus", "wrk-cpu", "conns", "s6-conns",
-                "duration", "warmup", "rate-limits", "strict", "elapsed"):
+                "duration", "warmup", "rate-limits", "strict", "paired", "elapsed"):
         ap.add_argument("--" + opt, default="")
     args = ap.parse_args()
     runs = parse(args.results)
@@ -236,6 +251,11 @@ def main():
         f"wrk 1 thread, {args.conns} connections (logins: {args.s6_conns}); "
         f"{args.duration} per run after a {args.warmup} warm-up; "
         f"median of {args.repeat} run(s); rate limits {limits}; {args.elapsed} s in all",
+        "",
+        ("Ratios: each of S1-S5 against the ceiling run made just before it, the median over "
+         "repetitions; the ceiling row is the median of all its runs."
+         if args.paired == "1" else
+         "Ratios: each scenario's median over the median of the ceiling's runs."),
         "",
     ]
     tables = {}
