@@ -69,14 +69,15 @@ struct Shared {
 
 impl GuardLayer {
     /// The pipeline over `state`, believing forwarding headers from `proxies` only, in front of
-    /// a router whose route templates are `templates` (axum's syntax: `/items/{item_id}`).
+    /// a router whose route templates are `templates` (axum's syntax: `/items/{item_id}`), each
+    /// with the methods whose handlers require an authenticated caller.
     ///
     /// # Errors
     /// When a template is malformed or conflicts with another (as axum would refuse it).
     pub fn new(
         state: AppState,
         proxies: Arc<TrustedProxies>,
-        templates: impl IntoIterator<Item = String>,
+        templates: impl IntoIterator<Item = crate::routes::Template>,
     ) -> anyhow::Result<Self> {
         let scheme = Scheme(state.scheme());
         Ok(Self {
@@ -121,14 +122,28 @@ struct Routes {
 struct RouteSlot {
     template: Box<str>,
     metrics: OnceLock<RouteMetrics>,
+    /// The methods whose handlers require an authenticated caller.
+    authenticated: Vec<http::Method>,
 }
 
 impl RouteSlot {
-    fn new(template: &str) -> Self {
+    fn new(template: &str, authenticated: Vec<http::Method>) -> Self {
         Self {
             template: template.into(),
             metrics: OnceLock::new(),
+            authenticated,
         }
+    }
+
+    /// Whether the handler of `method` here requires an authenticated caller (`HEAD` is served
+    /// by the `GET` handler).
+    fn requires_authentication(&self, method: &http::Method) -> bool {
+        let method = if method == http::Method::HEAD {
+            &http::Method::GET
+        } else {
+            method
+        };
+        self.authenticated.contains(method)
     }
 
     fn metrics(&self, metrics: &crate::metrics::Metrics) -> RouteMetrics {
@@ -139,19 +154,19 @@ impl RouteSlot {
 }
 
 impl Routes {
-    fn new(templates: impl IntoIterator<Item = String>) -> anyhow::Result<Self> {
+    fn new(templates: impl IntoIterator<Item = crate::routes::Template>) -> anyhow::Result<Self> {
         let mut table = matchit::Router::new();
         let mut slots = Vec::new();
-        for template in templates {
+        for (template, authenticated) in templates {
             table
                 .insert(template.as_str(), slots.len())
                 .map_err(|err| anyhow::anyhow!("route {template}: {err}"))?;
-            slots.push(RouteSlot::new(&template));
+            slots.push(RouteSlot::new(&template, authenticated));
         }
         Ok(Self {
             table,
             slots,
-            unmatched: RouteSlot::new(UNMATCHED),
+            unmatched: RouteSlot::new(UNMATCHED, Vec::new()),
         })
     }
 
@@ -249,6 +264,19 @@ where
         };
         if state.csrf.applies_to(&request) {
             return self.wait(Step::Csrf(decision), scope, request);
+        }
+        // A route that requires an authenticated caller would refuse an unauthenticated request
+        // in its extractor, which comes first in every such handler (after infallible ones):
+        // the same refusal is answered here, without routing or running the handler.
+        if slot.requires_authentication(request.method())
+            && let Some(refusal) = state.jwt.refusal_of(&request)
+        {
+            let rest = Rest {
+                shared: Arc::clone(shared),
+                scope,
+                decision,
+            };
+            return GuardFuture::finished(rest.finish(refusal.into_response()));
         }
         GuardFuture::Route {
             future: self.inner.call(request),

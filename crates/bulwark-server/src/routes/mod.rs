@@ -182,26 +182,55 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 const DOCS_PATH: &str = "/docs";
 const OPENAPI_PATH: &str = "/openapi.json";
 
+/// A route template, and the methods whose operation there requires an authenticated caller.
+pub type Template = (String, Vec<http::Method>);
+
 /// The application's routes, with `/docs` and `/openapi.json` when `docs` is on, and the
 /// template of every route: [`crate::guard`] runs in front of the router (one layer for the
 /// whole router rather than one per route, see `startup::build_router`), so it finds a
-/// request's template itself. The templates come from the OpenAPI document, plus the few
-/// routes it does not describe; in debug builds (the tests), every routed request checks that
-/// the guard found the template axum matched.
-pub fn router(state: AppState) -> (Router, Vec<String>) {
+/// request's template itself. The templates come from the OpenAPI document, with the methods
+/// whose operations require authentication, plus the few routes it does not describe; in
+/// debug builds (the tests), every routed request checks that the guard found the template
+/// axum matched.
+pub fn router(state: AppState) -> (Router, Vec<Template>) {
     let docs = state.settings.docs;
     let (api_router, openapi) = split();
-    let mut templates: Vec<String> = openapi.paths.paths.keys().cloned().collect();
-    templates.extend([browser::STYLESHEET, ws::PATH].map(str::to_owned));
+    let mut templates: Vec<Template> = openapi
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let operations = [
+                (http::Method::GET, &item.get),
+                (http::Method::POST, &item.post),
+                (http::Method::PUT, &item.put),
+                (http::Method::PATCH, &item.patch),
+                (http::Method::DELETE, &item.delete),
+                (http::Method::HEAD, &item.head),
+                (http::Method::OPTIONS, &item.options),
+                (http::Method::TRACE, &item.trace),
+            ];
+            let authenticated = operations
+                .into_iter()
+                .filter(|(_, op)| op.as_ref().is_some_and(openapi::requires_authentication))
+                .map(|(method, _)| method)
+                .collect();
+            (path.clone(), authenticated)
+        })
+        .collect();
+    templates.extend([browser::STYLESHEET, ws::PATH].map(|p| (p.to_owned(), Vec::new())));
     let mut router = api_router.merge(ws::router());
     if docs {
         // What `SwaggerUi` routes for a path without a trailing slash.
-        templates.extend([
-            DOCS_PATH.to_owned(),
-            format!("{DOCS_PATH}/"),
-            format!("{DOCS_PATH}/{{*rest}}"),
-            OPENAPI_PATH.to_owned(),
-        ]);
+        templates.extend(
+            [
+                DOCS_PATH.to_owned(),
+                format!("{DOCS_PATH}/"),
+                format!("{DOCS_PATH}/{{*rest}}"),
+                OPENAPI_PATH.to_owned(),
+            ]
+            .map(|p| (p, Vec::new())),
+        );
         let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi).config(
             Config::default()
                 .validator_url("none")

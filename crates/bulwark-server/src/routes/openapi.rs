@@ -95,6 +95,20 @@ pub fn complete(doc: &mut OpenApi) {
     }
 }
 
+/// Whether the operation requires an authenticated caller: it has security alternatives and
+/// each names a scheme (an empty one, `{}`, would let anyone in).
+pub fn requires_authentication(op: &Operation) -> bool {
+    op.security.as_ref().is_some_and(|requirements| {
+        !requirements.is_empty()
+            && requirements.iter().all(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_object().map(|o| !o.is_empty()))
+                    .unwrap_or(false)
+            })
+    })
+}
+
 /// Whether `session` is one of the operation's security alternatives. (utoipa keeps a
 /// requirement's scheme names private: its JSON form is the way to read them.)
 fn accepts_session_cookie(op: &Operation) -> bool {

@@ -397,3 +397,59 @@ async fn audit_times_are_documented_as_unix_seconds_or_rfc_3339(backend: Backend
     }
 }
 test_both!(audit_times_are_documented_as_unix_seconds_or_rfc_3339);
+
+/// Every operation the document says requires authentication refuses a request without
+/// credentials, or with a token that does not verify, with the extractor's 401 (the pipeline
+/// answers those before routing: `bulwark_server::guard`); an operation without that
+/// requirement is not refused for a bad token.
+async fn unauthenticated_requests_get_the_same_401_on_every_protected_operation(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let garbage = "garbage.not-a.jwt";
+    // Shaped like a JWT, signed by no key of this server.
+    let forged = "eyJhbGciOiJIUzI1NiIsImtpZCI6Im5vLXN1Y2gta2V5In0.eyJzdWIiOiIxIn0.c2ln";
+    let parameter = Regex::new(r"\{[^}]+\}").expect("regex");
+    let (mut protected, mut open) = (0, 0);
+
+    for (method, path, op) in operations(&doc) {
+        let requires = op["security"].as_array().is_some_and(|alternatives| {
+            !alternatives.is_empty()
+                && alternatives
+                    .iter()
+                    .all(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+        });
+        let concrete = parameter.replace_all(&path, "1").into_owned();
+        let send = |token: Option<&str>| {
+            let mut request = app.client.request(
+                method.to_uppercase().parse().expect("method"),
+                app.url(&concrete),
+            );
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+
+        // Act
+        let anonymous = send(None).await.expect("request");
+        let bad = send(Some(garbage)).await.expect("request");
+        let unverified = send(Some(forged)).await.expect("request");
+
+        // Assert
+        if requires {
+            protected += 1;
+            crate::helpers::assert_unauthorized(anonymous, "Not authenticated").await;
+            crate::helpers::assert_unauthorized(bad, "Could not validate credentials").await;
+            crate::helpers::assert_unauthorized(unverified, "Could not validate credentials").await;
+        } else {
+            open += 1;
+            assert_ne!(bad.status(), 401, "{method} {path}");
+        }
+    }
+    assert!(
+        protected >= 15 && open >= 5,
+        "{protected} protected, {open} open"
+    );
+}
+test_both!(unauthenticated_requests_get_the_same_401_on_every_protected_operation);

@@ -123,6 +123,30 @@ pub async fn authenticate(
 }
 
 impl JwtAuth {
+    /// The refusal [`Authenticated`] gives `request`, once [`JwtAuth::authenticate_request`]
+    /// (or [`JwtAuth::authenticate_request_now`], having returned `true`) ran on it: `Missing`
+    /// without credentials, `Invalid` for credentials that did not verify; `None` when they
+    /// verified. For a pipeline that answers, before routing, the requests that a route
+    /// requiring authentication would refuse in its extractor.
+    pub fn refusal_of<B>(&self, request: &http::Request<B>) -> Option<AuthRejection> {
+        let extensions = request.extensions();
+        if extensions.get::<Arc<Claims>>().is_some() {
+            return None;
+        }
+        if let Some(Rejected(err)) = extensions.get::<Rejected>() {
+            return Some(AuthRejection::Invalid(err.clone()));
+        }
+        match credentials(request.headers(), self) {
+            None => Some(AuthRejection::Missing),
+            // Refused for its shape alone, and so not recorded (see `record`).
+            Some((token, _)) if !JwtAuth::shaped_like_jwt(token) => {
+                Some(AuthRejection::Invalid(JwtError::Malformed))
+            }
+            // Not authenticated yet: the extractor decides.
+            Some(_) => None,
+        }
+    }
+
     /// What [`authenticate`] does, for a middleware of your own: when `request` carries a token
     /// (bearer header, else the session cookie) that verifies, records its claims and
     /// [`AuthSource`] in the request's extensions. Nothing is refused here.
