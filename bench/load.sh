@@ -80,6 +80,7 @@ export DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s} CONNS=${CONNS:-32} S6_CONNS
 [[ $SERVER_CPUS =~ ^[0-9]+(,[0-9]+)*$ ]] || bench_die "SERVER_CPUS must be a CPU list such as 0 or 0,1 (got '$SERVER_CPUS')"
 [[ $WRK_CPU =~ ^[0-9]+$ ]] || bench_die "WRK_CPU must be one CPU number (got '$WRK_CPU')"
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || bench_die "REPEAT must be a positive number (got '$REPEAT')"
+[[ $PAIRED =~ ^[01]$ ]] || bench_die "PAIRED must be 0 or 1 (got '$PAIRED')"
 [[ $DURATION =~ ^[1-9][0-9]*s$ ]] || bench_die "DURATION must be whole seconds such as 8s (got '$DURATION')"
 for db in $DATABASE; do
   case $db in sqlite|postgres) ;; *) bench_die "DATABASE: sqlite, postgres or both (got '$db')" ;; esac

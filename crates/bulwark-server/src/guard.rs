@@ -166,7 +166,7 @@ impl Routes {
         Ok(Self {
             table,
             slots,
-            unmatched: RouteSlot::new(UNMATCHED, Vec::new()),
+            unmatched: RouteSlot::new(bulwark::rate_limit::UNMATCHED, Vec::new()),
         })
     }
 
@@ -181,9 +181,6 @@ impl Routes {
             .unwrap_or(&self.unmatched)
     }
 }
-
-/// The label of requests no route matched.
-const UNMATCHED: &str = "<unmatched>";
 
 /// The pipeline in front of the router.
 #[derive(Clone)]

@@ -192,7 +192,11 @@ impl Protocols {
 
 /// What [`serve`] serves: a cloneable service of axum requests that never fails (an axum
 /// `Router`, with or without layers around it). It is cloned for each request, so a clone
-/// should be cheap (a few reference counts).
+/// should be cheap (a few reference counts). It must always be ready, as a `Router` is and
+/// layers that only pass readiness through are: [`serve`] calls a fresh clone without
+/// `poll_ready` (axum's own `serve` polls it first, at the cost of one more future per
+/// request), so a layer that applies backpressure there (a concurrency limit, a load shedder)
+/// does not take effect; bound concurrency inside the service's future instead.
 pub trait AppService:
     Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
@@ -237,8 +241,7 @@ impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         req.extensions_mut()
             .insert(ConnectInfo::<SocketAddr>(self.peer));
-        // Like axum's own `serve`: the service is expected to be always ready (a `Router` is,
-        // and so are the layers that wrap one here).
+        // An `AppService` is always ready (see its documentation).
         self.service.clone().call(req.map(Body::new))
     }
 }

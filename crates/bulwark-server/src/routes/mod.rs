@@ -199,24 +199,7 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
         .paths
         .paths
         .iter()
-        .map(|(path, item)| {
-            let operations = [
-                (http::Method::GET, &item.get),
-                (http::Method::POST, &item.post),
-                (http::Method::PUT, &item.put),
-                (http::Method::PATCH, &item.patch),
-                (http::Method::DELETE, &item.delete),
-                (http::Method::HEAD, &item.head),
-                (http::Method::OPTIONS, &item.options),
-                (http::Method::TRACE, &item.trace),
-            ];
-            let authenticated = operations
-                .into_iter()
-                .filter(|(_, op)| op.as_ref().is_some_and(openapi::requires_authentication))
-                .map(|(method, _)| method)
-                .collect();
-            (path.clone(), authenticated)
-        })
+        .map(|(path, item)| (path.clone(), openapi::authenticated_methods(item)))
         .collect();
     templates.extend([browser::STYLESHEET, ws::PATH].map(|p| (p.to_owned(), Vec::new())));
     let mut router = api_router.merge(ws::router());

@@ -16,11 +16,13 @@
 //! `Retry-After` on 429). Schemathesis (`reliability/schemathesis.sh`) checks the server against
 //! this document.
 
+use http::Method;
 use serde::Serialize;
 use utoipa::{
     ToSchema,
     openapi::{
-        ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, ResponseBuilder, path::Operation,
+        ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, ResponseBuilder,
+        path::{Operation, PathItem},
         schema::Type,
     },
 };
@@ -77,27 +79,42 @@ pub enum LocItemOut {
 /// response (description, body, headers). Runs on the merged document.
 pub fn complete(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
-        let ops = [
-            (&mut item.get, false),
-            (&mut item.head, false),
-            (&mut item.options, false),
-            (&mut item.trace, false),
-            (&mut item.post, true),
-            (&mut item.put, true),
-            (&mut item.patch, true),
-            (&mut item.delete, true),
-        ];
-        for (op, unsafe_method) in ops {
+        for (method, op) in operations_mut(item) {
             if let Some(op) = op.as_mut() {
-                complete_operation(op, unsafe_method);
+                complete_operation(op, !method.is_safe());
             }
         }
     }
 }
 
+/// A path item's operations by method (utoipa keeps one field per method).
+fn operations_mut(item: &mut PathItem) -> [(Method, &mut Option<Operation>); 8] {
+    [
+        (Method::GET, &mut item.get),
+        (Method::HEAD, &mut item.head),
+        (Method::OPTIONS, &mut item.options),
+        (Method::TRACE, &mut item.trace),
+        (Method::POST, &mut item.post),
+        (Method::PUT, &mut item.put),
+        (Method::PATCH, &mut item.patch),
+        (Method::DELETE, &mut item.delete),
+    ]
+}
+
+/// The methods of a path item whose operations require an authenticated caller.
+pub fn authenticated_methods(item: &PathItem) -> Vec<Method> {
+    // `operations_mut` on a copy keeps one list of the fields; this runs once, at start-up.
+    let mut item = item.clone();
+    operations_mut(&mut item)
+        .into_iter()
+        .filter(|(_, op)| op.as_ref().is_some_and(requires_authentication))
+        .map(|(method, _)| method)
+        .collect()
+}
+
 /// Whether the operation requires an authenticated caller: it has security alternatives and
 /// each names a scheme (an empty one, `{}`, would let anyone in).
-pub fn requires_authentication(op: &Operation) -> bool {
+fn requires_authentication(op: &Operation) -> bool {
     op.security.as_ref().is_some_and(|requirements| {
         !requirements.is_empty()
             && requirements.iter().all(|r| {

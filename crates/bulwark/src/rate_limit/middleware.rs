@@ -181,7 +181,7 @@ impl RateLimitPolicy {
         self.admit_route(request, matched_path(request))
     }
 
-    /// [`RateLimitPolicy::admit`] for a request to the route template `route` (`"<unmatched>"`
+    /// [`RateLimitPolicy::admit`] for a request to the route template `route` ([`UNMATCHED`]
     /// when no route matched), for a pipeline that runs before the router and finds the
     /// template itself.
     pub fn admit_route<'a>(
@@ -217,12 +217,16 @@ impl RateLimitPolicy {
     }
 }
 
-/// The route template axum matched, or `"<unmatched>"`.
+/// The route label of a request no route matched (404, and what a fallback answers), in
+/// rate-limit keys and route lookups.
+pub const UNMATCHED: &str = "<unmatched>";
+
+/// The route template axum matched, or [`UNMATCHED`].
 fn matched_path<B>(request: &http::Request<B>) -> &str {
     request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str)
+        .map_or(UNMATCHED, MatchedPath::as_str)
 }
 
 fn admission(

@@ -34,7 +34,7 @@ use std::sync::{
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-pub use middleware::{Admission, RateLimitPolicy, Refused, RouteKey, enforce};
+pub use middleware::{Admission, RateLimitPolicy, Refused, RouteKey, UNMATCHED, enforce};
 pub use quota::{Decision, Quota, QuotaError};
 pub use store::RateLimitStore;
 
