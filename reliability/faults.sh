@@ -109,28 +109,55 @@ check_same_server() { # NAME PID
   rel_check_log_clean "$1" "$REL_DIR/server.log"
 }
 
+# outage_cycles DIR DOWN UP [BACK]: CYCLES times, `DOWN CYCLE` takes a store down, DURING
+# seconds later `UP CYCLE` brings it back, then `BACK CYCLE` (if given) waits for what should
+# follow; the down and up times go to DIR/events for the client's report.
+outage_cycles() {
+  local dir=$1 down=$2 up=$3 back=${4:-} cycle
+  for cycle in $(seq 1 "$CYCLES"); do
+    echo "down $(now)" >>"$dir/events"
+    "$down" "$cycle"
+    sleep "$DURING"
+    "$up" "$cycle"
+    echo "up $(now)" >>"$dir/events"
+    if [ -n "$back" ]; then "$back" "$cycle"; fi
+    sleep "$AFTER"
+  done
+}
+
+# PostgreSQL stops: a fast shutdown, or in long mode every other cycle an immediate one.
+pg_down() { # CYCLE
+  local mode=fast
+  if [ "$REL_MODE" = long ] && [ $(($1 % 2)) = 0 ]; then mode=immediate; fi
+  rel_log "pg-stop cycle $1/$CYCLES: PostgreSQL down ($mode) for ${DURING}s"
+  rel_postgres_down "$mode"
+}
+
+pg_back() { # CYCLE: how long /ready took to answer 200 again, into PG_RECOVERED
+  PG_RECOVERED+=("$(wait_ready)")
+  rel_log "pg-stop cycle $1: /ready 200 again ${PG_RECOVERED[-1]} ms after PostgreSQL was back"
+}
+
+# Redis stops: SIGTERM, or in long mode every other cycle SIGKILL.
+redis_down() { # CYCLE
+  local signal=TERM
+  if [ "$REL_MODE" = long ] && [ $(($1 % 2)) = 0 ]; then signal=KILL; fi
+  rel_log "redis-stop cycle $1/$CYCLES: Redis down (SIG$signal) for ${DURING}s"
+  kill -s "$signal" "$REL_REDIS_PID"
+  wait "$REL_REDIS_PID" 2>/dev/null || true
+}
+
 scenario_pg_stop() {
   rel_start_postgres pg-stop
   rel_start_server pg-stop "${COMMON[@]}" BULWARK_DATABASE_URL="$REL_PG_URL" \
     BULWARK_DATABASE_ACQUIRE_TIMEOUT="${ACQUIRE}s"
   rel_cleanup_add kill_server
   setup_user
-  local dir=$REL_WORK/pg-stop/load pid=$REL_PID recovered=() mode
+  local dir=$REL_WORK/pg-stop/load pid=$REL_PID
+  PG_RECOVERED=()
   start_load "$dir" "create*$THREADS,ready"
   sleep "$BEFORE"
-  for cycle in $(seq 1 "$CYCLES"); do
-    mode=fast
-    if [ "$REL_MODE" = long ] && [ $((cycle % 2)) = 0 ]; then mode=immediate; fi
-    rel_log "pg-stop cycle $cycle/$CYCLES: PostgreSQL down ($mode) for ${DURING}s"
-    echo "down $(now)" >>"$dir/events"
-    rel_postgres_down "$mode"
-    sleep "$DURING"
-    rel_postgres_up
-    echo "up $(now)" >>"$dir/events"
-    recovered+=("$(wait_ready)")
-    rel_log "pg-stop cycle $cycle: /ready 200 again ${recovered[-1]} ms after PostgreSQL was back"
-    sleep "$AFTER"
-  done
+  outage_cycles "$dir" pg_down rel_postgres_up pg_back
   stop_load "$dir"
   check_same_server pg-stop "$pid"
   local report
@@ -139,7 +166,7 @@ scenario_pg_stop() {
     { echo "$report" >&2; rel_fail "pg-stop: the server broke its promises during the outage"; }
   rel_log "pg-stop: $report"
   verify "$dir"
-  local ready_max; ready_max=$(printf '%s\n' "${recovered[@]}" | sort -n | tail -1)
+  local ready_max; ready_max=$(printf '%s\n' "${PG_RECOVERED[@]}" | sort -n | tail -1)
   figure pg-stop "$report" "ready_after_restart_ms=$ready_max" "acquire_timeout_s=$ACQUIRE"
   rel_stop_server
 }
@@ -152,21 +179,10 @@ scenario_redis_stop() {
     'BULWARK_RATE_LIMITS__ROUTES={"GET /users/me"="20/second"}'
   rel_cleanup_add kill_server
   setup_user
-  local dir=$REL_WORK/redis-stop/load pid=$REL_PID signal
+  local dir=$REL_WORK/redis-stop/load pid=$REL_PID
   start_load "$dir" "create*$((THREADS - 2)),login*2,limited,ready"
   sleep "$BEFORE"
-  for cycle in $(seq 1 "$CYCLES"); do
-    signal=TERM
-    if [ "$REL_MODE" = long ] && [ $((cycle % 2)) = 0 ]; then signal=KILL; fi
-    rel_log "redis-stop cycle $cycle/$CYCLES: Redis down (SIG$signal) for ${DURING}s"
-    echo "down $(now)" >>"$dir/events"
-    kill -s "$signal" "$REL_REDIS_PID"
-    wait "$REL_REDIS_PID" 2>/dev/null || true
-    sleep "$DURING"
-    rel_redis_up
-    echo "up $(now)" >>"$dir/events"
-    sleep "$AFTER"
-  done
+  outage_cycles "$dir" redis_down rel_redis_up
   stop_load "$dir"
   check_same_server redis-stop "$pid"
   local report

@@ -30,25 +30,30 @@ use std::{collections::HashSet, fmt, sync::LazyLock};
 use ammonia::{Builder, UrlRelative};
 use serde::{Serialize, Serializer};
 
+/// The tags [`SafeHtml::sanitize`] keeps (the contract's allowlist); every other tag is unwrapped
+/// to its text, or dropped with its content for `script` and `style`. Only `a` keeps an
+/// attribute, `href`. Public so that tests and fuzz oracles check output against the policy itself.
+pub const ALLOWED_TAGS: [&str; 13] = [
+    "p",
+    "br",
+    "b",
+    "i",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+];
+
 /// The contract's allowlist, built once.
 static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     let mut builder = Builder::empty();
     builder
-        .tags(HashSet::from([
-            "p",
-            "br",
-            "b",
-            "i",
-            "em",
-            "strong",
-            "code",
-            "pre",
-            "blockquote",
-            "ul",
-            "ol",
-            "li",
-            "a",
-        ]))
+        .tags(HashSet::from(ALLOWED_TAGS))
         .tag_attributes([("a", HashSet::from(["href"]))].into())
         .tag_attribute_values(Default::default())
         .set_tag_attribute_values(Default::default())
@@ -156,6 +161,48 @@ mod tests {
 
     fn clean(html: &str) -> String {
         SafeHtml::sanitize(html).into_string()
+    }
+
+    /// The allowlist itself holds no tag that can run or load anything, and none that switches
+    /// a browser's tokenizer out of its data state (raw text, RCDATA, plaintext), so output made
+    /// only of these tags tokenizes the way the fuzz oracle reads it.
+    #[test]
+    fn the_allowlist_has_no_active_or_raw_text_tag() {
+        for tag in [
+            "script",
+            "style",
+            "iframe",
+            "frame",
+            "object",
+            "embed",
+            "img",
+            "svg",
+            "math",
+            "form",
+            "input",
+            "button",
+            "link",
+            "meta",
+            "base",
+            "template",
+            "noscript",
+            "noembed",
+            "noframes",
+            "textarea",
+            "title",
+            "xmp",
+            "plaintext",
+            "video",
+            "audio",
+            "source",
+        ] {
+            assert!(!ALLOWED_TAGS.contains(&tag), "{tag} is allowed");
+        }
+        assert_eq!(
+            HashSet::from(ALLOWED_TAGS).len(),
+            ALLOWED_TAGS.len(),
+            "a tag is repeated"
+        );
     }
 
     /// No tag outside the allowlist, no event handler, no dangerous scheme, no style.

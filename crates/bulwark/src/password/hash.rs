@@ -416,18 +416,17 @@ impl fmt::Debug for PasswordHasher {
 impl Inner {
     fn verify(&self, password: &str, stored: Option<&str>, scratch: &mut Scratch) -> Verification {
         let outcome = match stored {
-            Some(s) if s.starts_with("$argon2") => {
-                verify_argon2(password, s, scratch).map(|matched| {
+            Some(s) if s.starts_with("$argon2") => read_argon2(s).and_then(|parsed| {
+                verify_argon2(password, &parsed, scratch).map(|matched| {
                     if matched {
                         Verification::Match {
-                            needs_rehash: phc::PasswordHash::new(s)
-                                .is_ok_and(|h| self.is_outdated(&h)),
+                            needs_rehash: self.is_outdated(&parsed),
                         }
                     } else {
                         Verification::NoMatch
                     }
                 })
-            }
+            }),
             Some(s) if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) => {
                 verify_bcrypt(password, s)
             }
@@ -439,7 +438,9 @@ impl Inner {
         };
         outcome.unwrap_or_else(|| {
             // Unknown user or unreadable hash: spend the same time as a real check.
-            let _ = verify_argon2(password, &self.dummy, scratch);
+            if let Some(dummy) = read_argon2(&self.dummy) {
+                let _ = verify_argon2(password, &dummy, scratch);
+            }
             Verification::NoMatch
         })
     }
@@ -484,18 +485,29 @@ fn hash_with(
     Ok(PasswordHash(hash.to_string()))
 }
 
-/// Checks `password` against an Argon2 PHC string with the parameters, variant and version it
-/// names, in the thread's memory. `None` when the stored hash cannot be read.
-fn verify_argon2(password: &str, stored: &str, scratch: &mut Scratch) -> Option<bool> {
+/// A stored Argon2 PHC string, parsed once for both the check and the rehash decision. `None`
+/// (logged, without the hash) when it cannot be read.
+fn read_argon2(stored: &str) -> Option<phc::PasswordHash> {
+    phc::PasswordHash::new(stored)
+        .inspect_err(|e| tracing::warn!(error = %e, "stored Argon2 hash is malformed"))
+        .ok()
+}
+
+/// Checks `password` against a parsed Argon2 hash with the parameters, variant and version it
+/// names, in the thread's memory. `None` when the hash cannot be used.
+fn verify_argon2(
+    password: &str,
+    parsed: &phc::PasswordHash,
+    scratch: &mut Scratch,
+) -> Option<bool> {
     let read = || -> Result<(Argon2<'static>, phc::Salt, phc::Output), password_hash::Error> {
-        let parsed = phc::PasswordHash::new(stored)?;
         let algorithm = Algorithm::try_from(parsed.algorithm.as_str())?;
         let version = parsed
             .version
             .map(Version::try_from)
             .transpose()?
             .unwrap_or_default();
-        let params = Params::try_from(&parsed)?;
+        let params = Params::try_from(parsed)?;
         let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
             return Err(password_hash::Error::EncodingInvalid);
         };
