@@ -450,6 +450,7 @@ impl Settings {
     pub fn pool(&self) -> crate::db::PoolConfig {
         crate::db::PoolConfig {
             acquire_timeout: self.database_acquire_timeout.0,
+            statement_timeout: Some(self.request_timeout.0),
         }
     }
 
@@ -601,6 +602,11 @@ mod tests {
     fn the_database_acquire_timeout_is_a_positive_duration() {
         let settings = Settings::default();
         assert_eq!(settings.pool().acquire_timeout, Duration::from_secs(5));
+        // PostgreSQL cancels a statement once its request would have been answered 408.
+        assert_eq!(
+            settings.pool().statement_timeout,
+            Some(Duration::from_secs(30))
+        );
         let settings = Settings {
             database_acquire_timeout: DurationSetting::parse("2s").unwrap(),
             ..Settings::default()

@@ -95,12 +95,18 @@ pub struct PoolConfig {
     /// The longest a query waits for a connection (including opening one while the database
     /// is unreachable) before failing with [`DbError::is_unavailable`].
     pub acquire_timeout: Duration,
+    /// PostgreSQL only: the longest one statement may run before the server cancels it
+    /// (`statement_timeout`, which also bounds lock waits). The server sets it to the request
+    /// timeout, so a query whose request was answered 408 does not go on holding a connection
+    /// and locks. `None`: the server's own setting. (SQLite runs in process, on bounded threads.)
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The shared backend: PostgreSQL, for several instances on one database.
 
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::{DbResult, PoolConfig, sql::impl_repository};
 
@@ -31,10 +33,28 @@ impl PgStore {
     ///
     /// # Errors
     /// When the server cannot be reached or the database migrated.
+    ///
+    /// With `pool.statement_timeout`, every connection runs with that `statement_timeout` (set
+    /// at connection start-up, on top of whatever options `url` carries): a statement still
+    /// running then is cancelled by the server and its query fails.
     pub async fn connect_with(url: &str, pool: PoolConfig) -> DbResult<Self> {
-        let pool = options(pool).max_connections(16).connect(url).await?;
+        let mut connect = PgConnectOptions::from_str(url)?;
+        if let Some(limit) = pool.statement_timeout {
+            // In milliseconds, PostgreSQL's unit for it; 0 would mean no limit.
+            let millis = limit.as_millis().max(1);
+            connect = connect.options([("statement_timeout", millis)]);
+        }
+        let pool = options(pool)
+            .max_connections(16)
+            .connect_with(connect)
+            .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// The connection pool, for what the repository does not cover (readiness checks, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// The item read: the pool (the server is a network hop away anyway).

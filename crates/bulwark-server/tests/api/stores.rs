@@ -33,3 +33,47 @@ async fn the_sql_revocation_store_passes_the_revocation_store_conformance_suite(
     bulwark::testing::revocation_store_conformance(repo).await;
 }
 test_both!(the_sql_revocation_store_passes_the_revocation_store_conformance_suite);
+
+/// PostgreSQL cancels a statement that outlives the pool's statement timeout (the server sets it
+/// to the request timeout), so a slow query cannot go on holding a connection and its locks after
+/// its request was answered; the pool serves the next query as usual.
+#[tokio::test]
+async fn postgres_cancels_a_statement_over_the_statement_timeout() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("BULWARK_TEST_DATABASE_URL is not set: statement timeout test skipped");
+        return;
+    };
+    let (url, _guard) = fresh_database_url(&backend).await;
+    let pool = bulwark_server::db::PoolConfig {
+        statement_timeout: Some(std::time::Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let store = PgStore::connect_with(&url, pool).await.expect("postgres");
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(shown, "300ms");
+
+    let started = std::time::Instant::now();
+    let err = sqlx::query("SELECT pg_sleep(10)")
+        .execute(store.pool())
+        .await
+        .expect_err("the statement is cancelled");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "cancelled after {:?}",
+        started.elapsed()
+    );
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "{err}");
+
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(store.pool())
+        .await
+        .expect("the pool still works");
+    assert_eq!(one, 1);
+}
