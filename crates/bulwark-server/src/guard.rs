@@ -98,6 +98,7 @@ impl<S> Layer<S> for GuardLayer {
         Guard {
             inner,
             shared: Arc::clone(&self.shared),
+            peer: None,
         }
     }
 }
@@ -187,6 +188,27 @@ impl Routes {
 pub struct Guard<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The socket peer of this connection's requests, when the server handed it over
+    /// ([`Guard::for_peer`], `bulwark::serve::serve_with_peers`) rather than recording it on
+    /// each request as `ConnectInfo`. The guard then records it only on the requests it passes
+    /// on (to the router, or to a step that waits): a refusal answered here allocates no
+    /// extension map.
+    peer: Option<SocketAddr>,
+}
+
+impl<S> Guard<S> {
+    /// The guard of the connection from `peer`.
+    pub fn for_peer(&mut self, peer: SocketAddr) {
+        self.peer = Some(peer);
+    }
+
+    /// Records the connection's peer on `request` as `ConnectInfo`, for what comes after the
+    /// guard (client-IP extractors, the router's handlers), when the server handed it over.
+    fn pass_on(&self, request: &mut Request) {
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+    }
 }
 
 /// The template the guard found for a request, recorded in debug builds only, for
@@ -242,7 +264,7 @@ where
         request
             .extensions_mut()
             .insert(FoundTemplate(Arc::clone(route.label())));
-        let (peer, client_ip) = shared.identify(&mut request);
+        let (peer, client_ip) = shared.identify(self.peer, &mut request);
         let scope = RequestScope::begin(&shared.proxies, peer, client_ip, route, &request);
         // Each step runs here when it can answer at once (a known signing key, an in-memory
         // rate-limit store, no CSRF check to make), and the future then only waits on the route.
@@ -252,7 +274,10 @@ where
         if !state.jwt.authenticate_request_now(&mut request) {
             return self.wait(Step::Authenticate(index), scope, request);
         }
-        let decision = match state.limits.admit_route_now(&request, &slot.template) {
+        let decision = match state
+            .limits
+            .admit_route_now_from(&request, &slot.template, client_ip)
+        {
             None => return self.wait(Step::Admit(index), scope, request),
             Some(Admission::Refuse(refusal)) => {
                 return GuardFuture::finished(scope.finish(state, refusal));
@@ -275,6 +300,7 @@ where
             };
             return GuardFuture::finished(rest.finish(refusal.into_response()));
         }
+        self.pass_on(&mut request);
         GuardFuture::Route {
             future: self.inner.call(request),
             rest: Some(Rest {
@@ -292,7 +318,8 @@ where
     S::Future: Send + 'static,
 {
     /// The rest of the pipeline, from `step` on, as a boxed future.
-    fn wait<F>(&mut self, step: Step, scope: RequestScope, request: Request) -> GuardFuture<F> {
+    fn wait<F>(&mut self, step: Step, scope: RequestScope, mut request: Request) -> GuardFuture<F> {
+        self.pass_on(&mut request);
         // The clone is not ready; the service polled ready goes with this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -315,12 +342,21 @@ enum Step {
 
 impl Shared {
     /// The client address, recorded on `request` only when it is not the socket peer's (a
-    /// trusted proxy forwarded it), which readers fall back to; and the socket peer.
-    fn identify(&self, request: &mut Request) -> (Option<IpAddr>, IpAddr) {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+    /// trusted proxy forwarded it), which readers fall back to; and the socket peer: the
+    /// connection's (`peer`), else the request's `ConnectInfo`.
+    fn identify(
+        &self,
+        peer: Option<SocketAddr>,
+        request: &mut Request,
+    ) -> (Option<IpAddr>, IpAddr) {
+        let peer = peer
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            })
+            .map(|p| p.ip());
         let socket_ip = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         // Forwarding headers are believed from trusted proxies only.
         let client_ip = self.proxies.client_ip(socket_ip, request.headers());

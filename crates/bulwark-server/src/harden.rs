@@ -84,6 +84,11 @@ pub struct Harden<S> {
 }
 
 impl<S> Harden<S> {
+    /// The service inside.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// The declared `Content-Length`, when it is over the limit.
     fn declared_too_long<B>(&self, request: &Request<B>) -> bool {
         request

@@ -19,7 +19,7 @@ use bulwark::{
         store::{memory::MemoryRateLimitStore, redis::RedisRateLimitStore},
     },
     revocation::{RevocationList, Revoker},
-    serve::{ServeOptions, serve},
+    serve::{ServeOptions, serve, serve_with_peers},
 };
 use http::{HeaderValue, Method, header};
 use tokio::net::TcpListener;
@@ -211,6 +211,17 @@ pub type App = crate::harden::Harden<
     >,
 >;
 
+/// The [`App`] of the connection from `peer`: its guard knows the peer, so requests need not
+/// carry it (`bulwark::serve::serve_with_peers`).
+pub fn app_for_peer(app: &App, peer: SocketAddr) -> App {
+    let mut app = app.clone();
+    match app.get_mut() {
+        tower::util::Either::Left(cors) => cors.get_mut().for_peer(peer),
+        tower::util::Either::Right(guard) => guard.for_peer(peer),
+    }
+    app
+}
+
 /// Builds [`App`] over `state`.
 ///
 /// # Errors
@@ -398,7 +409,14 @@ impl Application {
                 let _ = down.wait_for(|down| *down).await;
             }))
         });
-        serve(self.listener, self.router, self.options, shutdown).await;
+        let app = self.router;
+        serve_with_peers(
+            self.listener,
+            move |peer| app_for_peer(&app, peer),
+            self.options,
+            shutdown,
+        )
+        .await;
         if let Some(redirect) = redirect {
             let _ = redirect.await;
         }

@@ -4,8 +4,9 @@
 //! (slowloris), or that open connections and send nothing at all, can hold a server's sockets
 //! forever. [`serve`] cuts any connection that sends no request, or whose HTTP/1.1 request
 //! headers take longer than [`ServeOptions::header_read_timeout`], speaks HTTP/1.1 and HTTP/2,
-//! records the socket peer as `ConnectInfo<SocketAddr>` for client-identity code, and drains
-//! in-flight requests on shutdown, for at most [`ServeOptions::shutdown_timeout`].
+//! records the socket peer as `ConnectInfo<SocketAddr>` for client-identity code (or, with
+//! [`serve_with_peers`], hands it to each connection's service), and drains in-flight requests
+//! on shutdown, for at most [`ServeOptions::shutdown_timeout`].
 //!
 //! With [`ServeOptions::tls`] set, every connection must complete a TLS handshake (see
 //! [`crate::tls`]) within the same header-read timeout; a client that speaks plain HTTP to the
@@ -114,6 +115,59 @@ pub async fn serve<S>(
 ) where
     S: AppService,
 {
+    run(listener, |_| service.clone(), true, options, shutdown).await;
+}
+
+/// Like [`serve`], for a service that takes each connection's socket peer itself:
+/// `for_peer(peer)` makes the service of the connection from `peer` (typically a clone of the
+/// application that remembers the address), and its requests carry no
+/// `ConnectInfo<SocketAddr>` extension. [`serve`] records that extension on every request,
+/// which costs the request its extension map (an allocation, a hash-map insert and their drop,
+/// about 600 instructions); a service that answers most refusals before its router can attach
+/// the peer only to the requests it routes.
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use axum::{Router, extract::ConnectInfo, routing::get};
+/// use std::net::SocketAddr;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let app = Router::new().route("/", get(|| async { "ok" }));
+/// // The same as `serve`, written out: the peer goes on each request as `ConnectInfo`.
+/// let for_peer = move |peer: SocketAddr| {
+///     let app = app.clone();
+///     tower::service_fn(move |mut request: axum::extract::Request| {
+///         request.extensions_mut().insert(ConnectInfo(peer));
+///         tower::ServiceExt::oneshot(app.clone(), request)
+///     })
+/// };
+/// bulwark::serve::serve_with_peers(listener, for_peer, Default::default(), std::future::pending()).await;
+/// # Ok(()) }
+/// ```
+pub async fn serve_with_peers<F, S>(
+    listener: TcpListener,
+    for_peer: F,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: AppService,
+{
+    run(listener, for_peer, false, options, shutdown).await;
+}
+
+/// The accept loop of [`serve`] and [`serve_with_peers`].
+async fn run<F, S>(
+    listener: TcpListener,
+    for_peer: F,
+    connect_info: bool,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: AppService,
+{
     let protocols = Arc::new(Protocols::new());
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     // Every connection task holds a receiver: `true` asks it to finish its request in flight and
@@ -135,7 +189,8 @@ pub async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
-            service: service.clone(),
+            service: for_peer(peer),
+            connect_info,
             protocols: Arc::clone(&protocols),
             drain: drain_signal.clone(),
             peer,
@@ -218,17 +273,20 @@ impl<S> AppService for S where
 /// One accepted connection, before its protocol is known.
 struct Connection<S> {
     service: S,
+    /// Whether each request gets the peer as `ConnectInfo` ([`serve`]; not [`serve_with_peers`]).
+    connect_info: bool,
     protocols: Arc<Protocols>,
     drain: watch::Receiver<bool>,
     peer: SocketAddr,
     header_read_timeout: Duration,
 }
 
-/// The application as a hyper service, with the socket peer as `ConnectInfo`.
+/// The application as a hyper service, with the socket peer as `ConnectInfo` (unless the
+/// service took the peer itself, [`serve_with_peers`]).
 #[derive(Clone)]
 struct PeerService<S> {
     service: S,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
 }
 
 impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>>
@@ -239,8 +297,9 @@ impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>
     type Future = S::Future;
 
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        req.extensions_mut()
-            .insert(ConnectInfo::<SocketAddr>(self.peer));
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        }
         // An `AppService` is always ready (see its documentation).
         self.service.clone().call(req.map(Body::new))
     }
@@ -324,7 +383,7 @@ impl<S: AppService> Connection<S> {
     fn service(&self) -> PeerService<S> {
         PeerService {
             service: self.service.clone(),
-            peer: self.peer,
+            peer: self.connect_info.then_some(self.peer),
         }
     }
 
@@ -622,6 +681,62 @@ mod tests {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "not closed"))??;
         Ok(out)
+    }
+
+    /// `serve_with_peers` makes each connection's service from its peer, once per connection,
+    /// and its requests carry no `ConnectInfo`.
+    #[tokio::test]
+    async fn serve_with_peers_hands_each_connection_its_peer_and_adds_no_connect_info() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let for_peer = {
+            let made = Arc::clone(&made);
+            move |peer: SocketAddr| {
+                made.lock().expect("lock").push(peer);
+                Router::new().route(
+                    "/peer",
+                    get(move |request: axum::extract::Request| async move {
+                        let recorded = request.extensions().get::<ConnectInfo<SocketAddr>>();
+                        format!("{peer} {}", recorded.is_some())
+                    }),
+                )
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(serve_with_peers(
+            listener,
+            for_peer,
+            ServeOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        for _ in 0..2 {
+            let mut tcp = TcpStream::connect(addr).await.expect("connect");
+            let local = tcp.local_addr().expect("local");
+            // Two requests on the connection: one service for both.
+            tcp.write_all(
+                b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n\
+                  GET /peer HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .expect("write");
+            let answer =
+                String::from_utf8(read_to_close(&mut tcp).await.expect("read")).expect("utf-8");
+            assert_eq!(
+                answer.matches(&format!("{local} false")).count(),
+                2,
+                "{answer}"
+            );
+        }
+        assert_eq!(
+            made.lock().expect("lock").len(),
+            2,
+            "one service per connection"
+        );
+        let _ = stop.send(());
+        done.await.expect("served");
     }
 
     #[tokio::test]

@@ -112,7 +112,12 @@ impl RateLimitPolicy {
     /// The quota, outage policy and store key of a request to the route template `path`. Route
     /// lookups borrow the request's method and template (no allocation unless per-route
     /// overrides are configured); the key is the one allocation.
-    fn resolve<B>(&self, request: &http::Request<B>, path: &str) -> (Quota, FailMode, String) {
+    fn resolve<B>(
+        &self,
+        request: &http::Request<B>,
+        path: &str,
+        ip: IpAddr,
+    ) -> (Quota, FailMode, String) {
         use std::fmt::Write as _;
         let method = request.method();
         let override_quota = if self.routes.is_empty() {
@@ -122,7 +127,7 @@ impl RateLimitPolicy {
                 .get(&RouteKey::new(method.clone(), path))
                 .copied()
         };
-        let ip = ClientIp::of(request.extensions()).0;
+        let ip = crate::client_ip::canonical(ip);
         let mut key = String::with_capacity(64);
         if self
             .login_routes
@@ -189,7 +194,9 @@ impl RateLimitPolicy {
         request: &Request,
         route: &str,
     ) -> impl Future<Output = Admission> + Send + use<'a> {
-        let resolved = self.enabled.then(|| self.resolve(request, route));
+        let resolved = self
+            .enabled
+            .then(|| self.resolve(request, route, ClientIp::of(request.extensions()).0));
         async move {
             let Some((quota, mode, key)) = resolved else {
                 return Admission::Pass(None);
@@ -208,10 +215,21 @@ impl RateLimitPolicy {
     /// [`RateLimitPolicy::admit_now`] for a request to the route template `route`, as
     /// [`RateLimitPolicy::admit_route`].
     pub fn admit_route_now<B>(&self, request: &http::Request<B>, route: &str) -> Option<Admission> {
+        self.admit_route_now_from(request, route, ClientIp::of(request.extensions()).0)
+    }
+
+    /// [`admit_route_now`](Self::admit_route_now) for a request whose client address the caller
+    /// resolved already (a pipeline that has not recorded it on the request).
+    pub fn admit_route_now_from<B>(
+        &self,
+        request: &http::Request<B>,
+        route: &str,
+        client_ip: IpAddr,
+    ) -> Option<Admission> {
         if !self.enabled {
             return Some(Admission::Pass(None));
         }
-        let (quota, mode, key) = self.resolve(request, route);
+        let (quota, mode, key) = self.resolve(request, route, client_ip);
         let checked = self.limiter.check_now(&key, &quota, mode)?;
         Some(admission(checked, mode))
     }
