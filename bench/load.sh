@@ -51,6 +51,10 @@
 #   RATE_LIMITS [high]    high: limiting on (its cost is part of the figures) with every quota,
 #                         logins included, at 1000000/second so nothing is refused;
 #                         off: rate_limits.enabled = false
+#   REFERENCE [1]         1: with S5, also S5 against the ceiling binary in its `with-401`
+#                         mode (a bare route answering the same 401 with the same headers),
+#                         printed apart as a reference: what the answer's size alone costs the
+#                         server that writes it and wrk that reads it. 0: not run
 #   PEER [0]              1: also the FastAPI peer (shared/bench/fastapi); skipped with a
 #                         message when Python or its packages are not available
 #   PEER_VENV [~/.cache/bulwark-bench/fastapi-<hash of requirements.txt>]   its virtualenv
@@ -72,6 +76,7 @@ DATABASE=${DATABASE:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 RATE_LIMITS=${RATE_LIMITS:-high}
 PEER=${PEER:-0}
+REFERENCE=${REFERENCE:-1}
 STRICT=${STRICT:-0}
 read -r -a EXTRA_ENV <<<"${SERVER_ENV:-}"
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6 S7"}
@@ -186,6 +191,20 @@ run_ceiling() { # REP: starts the ceiling (CEILING_URL, CEILING_PID) and runs S1
   record ceiling "$1" "$dir/out"
 }
 
+# run_reference REP: the ceiling binary again, in its `with-401` mode, for S5 alone: the same
+# 401 and headers as Bulwark's, written by a bare route (REFERENCE=1).
+run_reference() {
+  local dir=$WORK/reference-$1 port pid; mkdir -p "$dir"
+  port=$(bench_free_port)
+  taskset -c "$SERVER_CPUS" "$CEILING_BIN" "127.0.0.1:$port" with-401 >"$dir/server.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  bench_wait_health "http://127.0.0.1:$port" "$pid" "$dir/server.log"
+  bench_log "run $1/$REPEAT: reference (bare axum answering S5's 401), S5"
+  bench_scenarios "http://127.0.0.1:$port" "$dir/out" "$pid" SCENARIOS=S5 SERVER_CPU="$SERVER_CPU" WRK_CPU="$WRK_CPU"
+  record reference "$1" "$dir/out"
+  bench_stop "$pid"
+}
+
 # ceiling_before REP DB SCENARIO: the ceiling's S1 again, just before DB's SCENARIO (PAIRED=1).
 ceiling_before() {
   local out=$WORK/ceiling-$1/out-before-$2-$3
@@ -244,6 +263,7 @@ run_peer() { # REP
 started=$(date +%s)
 for rep in $(seq 1 "$REPEAT"); do
   run_ceiling "$rep"
+  if [ "$REFERENCE" = 1 ] && [[ " $SCENARIOS " == *" S5 "* ]]; then run_reference "$rep"; fi
   for db in $DATABASE; do run_bulwark "$db" "$rep"; done
   bench_stop "$CEILING_PID"
   if [ "$PEER" = 1 ]; then run_peer "$rep"; fi

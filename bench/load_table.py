@@ -209,6 +209,26 @@ class Report:
                               "", "", ""]))
         return lines, figs
 
+    def reference_table(self, tables):
+        """S5's 401 written by a bare route (the ceiling binary's `with-401` mode), against the
+        ceiling's first S1 run of the same repetition, and Bulwark's S5 against it."""
+        ref = Figure(self.runs["reference"].get("S5", []))
+        firsts = {r["rep"]: num(r, "rps") for r in self.ceiling.valid if not r.get("before")}
+        ratios = [num(r, "rps") / firsts[r["rep"]] for r in ref.valid
+                  if firsts.get(r["rep"]) and num(r, "rps") is not None]
+        lines = ["### Reference: S5's 401, with its headers, from a bare route (no middleware)", "",
+                 self.header(), row(["---"] * 11), self.ceiling_row(),
+                 row(self.fig_cells("S5's 401 from the bare route", ref)
+                     + [fmt_pct(statistics.median(ratios)) if ratios else "—", "", ""])]
+        ref_rps = ref.median("rps")
+        for server, figs in tables.items():
+            s5 = figs.get("S5")
+            rps = s5.median("rps") if s5 else None
+            if rps and ref_rps:
+                lines.append(f"Bulwark ({server}) S5 ÷ this reference: {fmt_pct(rps / ref_rps)} "
+                             "(medians).")
+        return lines
+
     def peer_comparison(self, bulwark_server, bulwark, peer):
         name = SERVER_NAMES[bulwark_server].split(" (")[0]
         lines = [f"### {name} against the FastAPI peer (same run, same pinning)", "",
@@ -264,6 +284,8 @@ def main():
             lines, figs = report.server_table(server, with_targets=True)
             tables[server] = figs
             out += lines + [""]
+    if "reference" in runs:
+        out += report.reference_table(tables) + [""]
     if "fastapi" in runs:
         lines, peer = report.server_table("fastapi", with_targets=False)
         out += lines + [""]
