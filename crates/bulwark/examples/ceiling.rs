@@ -12,9 +12,10 @@
 //!
 //! With `with-401` after the address, it also serves `GET /protected`: the 401 of S5 (a bad
 //! token) with the headers the contract puts on it (security headers, rate-limit headers, a
-//! request id, `WWW-Authenticate`), written as constants with no logic at all. It is not part of `bench/load.sh`'s ratios; it tells how
-//! much of S5's distance to the ceiling is the answer's own size, for the server that writes
-//! it and for the load generator that reads it (docs/performance.md).
+//! request id, `WWW-Authenticate`), written as constants with no logic at all. `bench/load.sh`
+//! prints it apart from the ratios: it tells how much of S5's distance to the ceiling is the
+//! answer's own size, for the server that writes it and for the load generator that reads it
+//! (docs/performance.md).
 
 use axum::{
     Json, Router,

@@ -779,7 +779,8 @@ async fn login_headers_describe_the_tighter_of_the_two_limits() {
 // ---------------------------------------------------------------------------------------------
 
 /// On a per-user route two users from one address have separate budgets; anonymous requests
-/// (and requests with a token that does not verify) share the address's budget.
+/// (and requests with a token that does not verify) share the address's budget, and another
+/// address has its own.
 async fn users_have_their_own_budgets_and_anonymous_requests_share_the_ip(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.rate_limits.routes = routes(&[("GET /protected", "3/minute")]);
@@ -816,6 +817,20 @@ async fn users_have_their_own_budgets_and_anonymous_requests_share_the_ip(backen
         .await
         .expect("request");
     assert_too_many(response).await;
+    // Another address has a budget of its own: the limiter keys on each connection's peer
+    // (the pipeline takes it from the connection, not from the request).
+    let other_address = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let response = other_address
+        .get(app.url("/protected"))
+        .send()
+        .await
+        .expect("request from 127.0.0.2");
+    assert_eq!(response.status(), 401);
+    assert_eq!(limits(&response).remaining, 2);
     // Ben is not affected by the anonymous flood; the override is this route's only.
     let response = app.get("/protected", Some(&ben)).await;
     assert_eq!(limits(&response).remaining, 1);

@@ -112,6 +112,8 @@ impl RateLimitPolicy {
     /// The quota, outage policy and store key of a request to the route template `path`. Route
     /// lookups borrow the request's method and template (no allocation unless per-route
     /// overrides are configured); the key is the one allocation.
+    /// The quota, fail mode and store key of a request from `ip` (canonical, as
+    /// `ClientIp::of` gives it) to the template `path`.
     fn resolve<B>(
         &self,
         request: &http::Request<B>,
@@ -127,7 +129,6 @@ impl RateLimitPolicy {
                 .get(&RouteKey::new(method.clone(), path))
                 .copied()
         };
-        let ip = crate::client_ip::canonical(ip);
         let mut key = String::with_capacity(64);
         if self
             .login_routes
@@ -229,6 +230,8 @@ impl RateLimitPolicy {
         if !self.enabled {
             return Some(Admission::Pass(None));
         }
+        // Keyed like `ClientIp::of`: IPv4-mapped IPv6 addresses as IPv4.
+        let client_ip = crate::client_ip::canonical(client_ip);
         let (quota, mode, key) = self.resolve(request, route, client_ip);
         let checked = self.limiter.check_now(&key, &quota, mode)?;
         Some(admission(checked, mode))
