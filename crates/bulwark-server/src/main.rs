@@ -8,7 +8,7 @@ use clap::Parser as _;
 /// (docs/performance.md). The library crate sets no allocator: that choice is the binary's.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bulwark_server::allocator::Allocator = bulwark_server::allocator::Allocator;
 
 fn main() -> std::process::ExitCode {
     // One rustls crypto provider (aws-lc-rs) for the whole process: TLS serving, database TLS.
