@@ -109,11 +109,10 @@ impl RateLimitPolicy {
         }
     }
 
-    /// The quota, outage policy and store key of a request to the route template `path`. Route
-    /// lookups borrow the request's method and template (no allocation unless per-route
-    /// overrides are configured); the key is the one allocation.
-    /// The quota, fail mode and store key of a request from `ip` (canonical, as
-    /// `ClientIp::of` gives it) to the template `path`.
+    /// The quota, outage policy and store key of a request from `ip` (canonical, as
+    /// `ClientIp::of` gives it) to the route template `path`. Route lookups borrow the
+    /// request's method and template (no allocation unless per-route overrides are
+    /// configured); the key is the one allocation.
     fn resolve<B>(
         &self,
         request: &http::Request<B>,
