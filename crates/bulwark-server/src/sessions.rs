@@ -33,15 +33,25 @@ fn ttl_secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
-/// Issues an access token and a refresh token for `user`, in `family` (a new one per login).
+/// Issues an access token and a refresh token for `user`, in a new family (a login).
 ///
 /// # Errors
 /// A 500 response when signing or storing fails.
-pub async fn issue_pair(
+pub async fn issue_pair(state: &AppState, user: &User) -> Result<TokenResponse, Response> {
+    issue_in_family(state, user, &random_token(16))
+        .await?
+        .ok_or_else(|| internal("a new refresh family was already revoked"))
+}
+
+/// Issues the next pair of `family`, unless the family is revoked (`None`). A revocation racing
+/// this is caught on one side or the other: the mark is written before the family's tokens are
+/// spent, and the mark is checked again once the successor is stored; when found then, the
+/// family is revoked once more, which spends the successor and revokes its access token.
+async fn issue_in_family(
     state: &AppState,
     user: &User,
-    family: Option<String>,
-) -> Result<TokenResponse, Response> {
+    family: &str,
+) -> Result<Option<TokenResponse>, Response> {
     let issued = state
         .jwt
         .issue_for(&TokenSubject {
@@ -52,13 +62,12 @@ pub async fn issue_pair(
         })
         .map_err(internal)?;
     let refresh = random_token(32);
-    let family = family.unwrap_or_else(|| random_token(16));
     let expires_at = now().saturating_add(ttl_secs(state.settings.refresh_token_ttl.0));
-    state
+    let stored = state
         .repo
         .insert_refresh(
             &fingerprint(&refresh),
-            &family,
+            family,
             user.id,
             &issued.jti,
             user.token_version,
@@ -66,12 +75,19 @@ pub async fn issue_pair(
         )
         .await
         .map_err(internal)?;
-    Ok(TokenResponse {
+    if !stored {
+        return Ok(None);
+    }
+    if state.repo.family_revoked(family).await.map_err(internal)? {
+        revoke_family(state, family).await?;
+        return Ok(None);
+    }
+    Ok(Some(TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
         expires_in: issued.expires_in,
         refresh_token: refresh,
-    })
+    }))
 }
 
 /// Issues the access token a browser session cookie carries (no refresh token: the browser logs
@@ -153,7 +169,9 @@ pub async fn refresh(
                 // A version that moved since the spend (a password, role or status change
                 // racing this refresh) refuses too.
                 Some(user) if !user.disabled && user.token_version == token_version => {
-                    Ok(Ok(issue_pair(state, &user, Some(family_id)).await?))
+                    Ok(issue_in_family(state, &user, &family_id)
+                        .await?
+                        .ok_or(RefreshRefused::Invalid))
                 }
                 _ => Ok(Err(RefreshRefused::Invalid)),
             }
@@ -161,14 +179,17 @@ pub async fn refresh(
     }
 }
 
-/// Spends every refresh token of a family and revokes the access tokens issued with them.
+/// Marks a family revoked for good, spends every refresh token of it and revokes the access
+/// tokens issued with them.
 ///
 /// # Errors
 /// A 500 response when storage fails.
 pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), Response> {
+    // Every token of the family expires before a token issued now would.
+    let mark_expires_at = now().saturating_add(ttl_secs(state.settings.refresh_token_ttl.0));
     let access = state
         .repo
-        .revoke_family(family_id)
+        .revoke_family(family_id, mark_expires_at)
         .await
         .map_err(internal)?;
     let ttl = ttl_secs(state.settings.access_token_ttl.0);

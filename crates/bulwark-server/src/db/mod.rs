@@ -171,7 +171,8 @@ pub trait ItemRepo: Send + Sync {
 /// Refresh tokens (stored as SHA-256 hashes, never in clear).
 #[async_trait]
 pub trait RefreshRepo: Send + Sync {
-    /// Records a new refresh token.
+    /// Records a new refresh token, unless its family is revoked: answers whether it was
+    /// recorded.
     async fn insert_refresh(
         &self,
         token_hash: &str,
@@ -180,13 +181,22 @@ pub trait RefreshRepo: Send + Sync {
         access_jti: &str,
         token_version: u64,
         expires_at: i64,
-    ) -> DbResult<()>;
+    ) -> DbResult<bool>;
     /// Spends a refresh token (once: concurrent attempts cannot both succeed). A token issued
     /// under an older token version of its user (before a password, role or status change) is
     /// not spent and answers [`SpendOutcome::Invalid`].
     async fn spend_refresh(&self, token_hash: &str) -> DbResult<SpendOutcome>;
-    /// Spends every token of a family; answers the access-token ids issued with them and when.
-    async fn revoke_family(&self, family_id: &str) -> DbResult<Vec<(String, i64)>>;
+    /// Marks a family revoked (the mark lives until `mark_expires_at`, when every token of the
+    /// family has expired), then spends every token of it; answers the access-token ids issued
+    /// with them and when. The mark comes first: a refresh racing this either inserts its
+    /// successor before the mark (and this spends it) or finds the mark.
+    async fn revoke_family(
+        &self,
+        family_id: &str,
+        mark_expires_at: i64,
+    ) -> DbResult<Vec<(String, i64)>>;
+    /// Whether a family carries the revoked mark.
+    async fn family_revoked(&self, family_id: &str) -> DbResult<bool>;
     /// The family of the refresh token issued with an access token.
     async fn family_of_access(&self, access_jti: &str) -> DbResult<Option<String>>;
 }

@@ -518,10 +518,11 @@ macro_rules! impl_repository {
                 access_jti: &str,
                 token_version: u64,
                 expires_at: i64,
-            ) -> $crate::db::DbResult<()> {
-                sqlx::query(
+            ) -> $crate::db::DbResult<bool> {
+                let done = sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, family_id, user_id, access_jti, token_version, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     SELECT $1, $2, $3, $4, $5, $6, $7 \
+                     WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $2)",
                 )
                 .bind(token_hash)
                 .bind(family_id)
@@ -532,7 +533,7 @@ macro_rules! impl_repository {
                 .bind(expires_at)
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn spend_refresh(
@@ -581,8 +582,20 @@ macro_rules! impl_repository {
             async fn revoke_family(
                 &self,
                 family_id: &str,
+                mark_expires_at: i64,
             ) -> $crate::db::DbResult<Vec<(String, i64)>> {
                 use sqlx::Row as _;
+                sqlx::query(
+                    "INSERT INTO revoked_families (family_id, revoked_at, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (family_id) DO UPDATE SET expires_at = \
+                     CASE WHEN revoked_families.expires_at > excluded.expires_at \
+                     THEN revoked_families.expires_at ELSE excluded.expires_at END",
+                )
+                .bind(family_id)
+                .bind($crate::db::now())
+                .bind(mark_expires_at)
+                .execute(&self.pool)
+                .await?;
                 let rows = sqlx::query(
                     "UPDATE refresh_tokens SET spent_at = COALESCE(spent_at, $1) WHERE family_id = $2 \
                      RETURNING access_jti, created_at",
@@ -595,6 +608,14 @@ macro_rules! impl_repository {
                     .map(|r| Ok((r.try_get("access_jti")?, r.try_get("created_at")?)))
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(Into::into)
+            }
+
+            async fn family_revoked(&self, family_id: &str) -> $crate::db::DbResult<bool> {
+                let row = sqlx::query("SELECT 1 AS one FROM revoked_families WHERE family_id = $1")
+                    .bind(family_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
             }
 
             async fn family_of_access(

@@ -87,7 +87,7 @@ async fn login(
         Err(response) => return response,
     };
     let mut response = match authenticate(&state, &form.username, form.password, ip).await {
-        Ok(Some(user)) => match issue_pair(&state, &user, None).await {
+        Ok(Some(user)) => match issue_pair(&state, &user).await {
             Ok(pair) => {
                 let mut response = axum::Json(pair).into_response();
                 response
