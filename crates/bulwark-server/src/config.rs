@@ -31,8 +31,21 @@ pub struct Settings {
     pub master_secret: Option<SecretString>,
     /// A file holding the master secret.
     pub master_secret_file: Option<PathBuf>,
-    /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
+    /// Proxies whose forwarding header is believed (CIDRs).
     pub trusted_proxies: Vec<String>,
+    /// The one forwarding header believed from `trusted_proxies`: `x-forwarded-for` (default)
+    /// or `forwarded` (RFC 7239); the other is ignored.
+    pub forwarded_header: bulwark::client_ip::ForwardedHeader,
+    /// IPv6 clients are grouped by networks of this prefix length (default 64) for every
+    /// per-IP limit and connection cap.
+    pub ipv6_prefix: u8,
+    /// Open connections in all (default 4096).
+    pub max_connections: usize,
+    /// Open connections per client network (default 128); a trusted proxy counts only against
+    /// `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// A connection with no request in flight is closed after this (default 60 s).
+    pub idle_timeout: DurationSetting,
     /// Origins allowed for CORS and CSRF origin checks.
     pub allowed_origins: Vec<String>,
     /// Whether `POST /users/signup` is open.
@@ -93,6 +106,11 @@ impl Default for Settings {
             master_secret: None,
             master_secret_file: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: bulwark::client_ip::ForwardedHeader::XForwardedFor,
+            ipv6_prefix: 64,
+            max_connections: 4096,
+            max_connections_per_ip: 128,
+            idle_timeout: DurationSetting(Duration::from_secs(60)),
             allowed_origins: Vec::new(),
             allow_signup: false,
             docs: true,
@@ -261,6 +279,11 @@ const KEYS: &[&str] = &[
     "master_secret",
     "master_secret_file",
     "trusted_proxies",
+    "forwarded_header",
+    "ipv6_prefix",
+    "max_connections",
+    "max_connections_per_ip",
+    "idle_timeout",
     "allowed_origins",
     "allow_signup",
     "docs",
@@ -364,6 +387,7 @@ impl Settings {
             ("database_acquire_timeout", self.database_acquire_timeout),
             ("header_read_timeout", self.header_read_timeout),
             ("request_timeout", self.request_timeout),
+            ("idle_timeout", self.idle_timeout),
         ] {
             if d.0.is_zero() {
                 bail!("{key}: must be more than 0s");
@@ -381,6 +405,12 @@ impl Settings {
                     "allowed_origins: {origin:?} is not an origin such as \"https://app.example\" (\"*\" is never allowed)"
                 );
             }
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            bail!("ipv6_prefix: must be between 1 and 128 (64 groups one customer's network)");
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            bail!("max_connections and max_connections_per_ip: must be at least 1");
         }
         self.trusted_proxies()?;
         self.quotas()?;
@@ -414,8 +444,11 @@ impl Settings {
     /// # Errors
     /// A message naming the key and the bad entry.
     pub fn trusted_proxies(&self) -> anyhow::Result<bulwark::client_ip::TrustedProxies> {
-        bulwark::client_ip::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+        Ok(
+            bulwark::client_ip::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?
+                .with_header(self.forwarded_header),
+        )
     }
 
     /// The rate-limit quotas, parsed: default, login per IP, login per username, and the

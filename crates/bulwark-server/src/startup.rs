@@ -11,7 +11,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::Router;
 use bulwark::{
-    client_ip::TrustedProxies,
     jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
     rate_limit::{
@@ -189,6 +188,7 @@ fn rate_limits(
         login_routes,
         routes: quotas.routes,
         limiter: Arc::new(RateLimiter::new(store)),
+        ipv6_prefix: settings.ipv6_prefix,
     };
     Ok((Arc::new(policy), redis))
 }
@@ -225,16 +225,13 @@ pub fn app_for_peer(app: &App, peer: SocketAddr) -> App {
 /// Builds [`App`] over `state`.
 ///
 /// # Errors
-/// When the routes cannot be indexed for the guard (a malformed or conflicting template).
+/// When the routes cannot be indexed for the guard (a malformed or conflicting template), or
+/// `trusted_proxies` does not parse.
 pub fn build_router(state: AppState) -> anyhow::Result<App> {
     let settings = Arc::clone(&state.settings);
     let tls = settings.tls_enabled();
     let cors = cors_layer(&settings.allowed_origins);
-    let proxies = Arc::new(
-        settings
-            .trusted_proxies()
-            .unwrap_or_else(|_| TrustedProxies::none()),
-    );
+    let proxies = Arc::new(settings.trusted_proxies()?);
     let (router, templates) = routes::router(state.clone());
     let guard = crate::guard::GuardLayer::new(state, proxies, templates)?;
     Ok(ServiceBuilder::new()

@@ -9,10 +9,21 @@
 //! the client and prove nothing (this is why the left-most address, which some limiters use, is
 //! spoofable).
 //!
+//! **One header, named by the deployer.** Only the header your proxy writes is read
+//! ([`ForwardedHeader`]: `X-Forwarded-For` by default, or RFC 7239 `Forwarded`); the other family
+//! is ignored whatever it says. A proxy appends to the header it knows and passes any other
+//! header through untouched, so a server that read both (or preferred one) would let the client
+//! pick its own address by sending the header the proxy does not write.
+//!
+//! **IPv6 networks.** One IPv6 customer is usually given a whole /64 (or more), so per-address
+//! budgets would be unlimited: [`ip_group`] folds an IPv6 address to its network prefix
+//! (`ipv6_prefix`, /64 by default) for every per-client limit.
+//!
 //! **Deployment.** List exactly the addresses of your own proxies / load balancers in
-//! `trusted_proxies`. A proxy that appends to `X-Forwarded-For` (nginx `$proxy_add_x_forwarded_for`,
-//! most cloud load balancers) works as is. With no trusted proxies the socket peer is the client —
-//! behind an untrusted proxy every client then shares the proxy's address.
+//! `trusted_proxies`, and name the header they write. A proxy that appends to `X-Forwarded-For`
+//! (nginx `$proxy_add_x_forwarded_for`, most cloud load balancers) works as is. With no trusted
+//! proxies the socket peer is the client — behind an untrusted proxy every client then shares the
+//! proxy's address.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -106,6 +117,66 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The forwarding header believed from trusted proxies: exactly one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...` (the default: what nginx and most load balancers
+    /// append to).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// A `forwarded_header` value that is neither `x-forwarded-for` nor `forwarded`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid forwarded header {0:?}: expected \"x-forwarded-for\" or \"forwarded\"")]
+pub struct ForwardedHeaderError(pub String);
+
+impl FromStr for ForwardedHeader {
+    type Err = ForwardedHeaderError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(ForwardedHeaderError(s.to_owned())),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ForwardedHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The address that stands for `ip` in per-client budgets: IPv4 addresses (and IPv4-mapped IPv6
+/// ones) as they are, IPv6 addresses cut to their first `ipv6_prefix` bits (at most 128), since
+/// one client usually holds a whole IPv6 network.
+///
+/// # Examples
+/// ```
+/// use bulwark::client_ip::ip_group;
+/// let a = ip_group("2001:db8:1:2:aaaa::1".parse().unwrap(), 64);
+/// let b = ip_group("2001:db8:1:2:bbbb::9".parse().unwrap(), 64);
+/// assert_eq!(a, b);
+/// assert_eq!(a, "2001:db8:1:2::".parse::<std::net::IpAddr>().unwrap());
+/// assert_eq!(ip_group("203.0.113.7".parse().unwrap(), 64), "203.0.113.7".parse::<std::net::IpAddr>().unwrap());
+/// ```
+pub fn ip_group(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
+}
+
 /// The proxies whose forwarding headers are believed.
 ///
 /// # Examples
@@ -124,6 +195,7 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     networks: Vec<Cidr>,
+    header: ForwardedHeader,
 }
 
 impl TrustedProxies {
@@ -141,7 +213,22 @@ impl TrustedProxies {
             .iter()
             .map(|c| c.as_ref().parse())
             .collect::<Result<_, _>>()?;
-        Ok(Self { networks })
+        Ok(Self {
+            networks,
+            header: ForwardedHeader::default(),
+        })
+    }
+
+    /// Believes `header` (and only it) from the trusted proxies.
+    #[must_use]
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The one forwarding header read.
+    pub fn header(&self) -> ForwardedHeader {
+        self.header
     }
 
     /// True when `ip` is a trusted proxy.
@@ -156,7 +243,7 @@ impl TrustedProxies {
             return peer;
         }
         // Walk the forwarded chain from the right (nearest hop) to the left.
-        let chain = forwarded_chain(headers);
+        let chain = forwarded_chain(headers, self.header);
         for ip in chain.iter().rev() {
             match ip {
                 Some(ip) if self.is_trusted(*ip) => continue,
@@ -175,33 +262,34 @@ impl TrustedProxies {
     }
 }
 
-/// The addresses of `Forwarded` (`for=`) when present, else of `X-Forwarded-For`, left to right.
-/// Unparseable entries are `None`.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<Option<IpAddr>> = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(v.trim().trim_matches('"')))
+/// The addresses of the one header `which` (`for=` of `Forwarded`, or `X-Forwarded-For`), left
+/// to right. Unparseable entries are `None`.
+fn forwarded_chain(headers: &HeaderMap, which: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    match which {
+        ForwardedHeader::Forwarded => headers
+            .get_all(http::header::FORWARDED)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (k, v) = pair.trim().split_once('=')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("for")
+                            .then(|| parse_node(v.trim().trim_matches('"')))
+                    })
+                    // An element without `for=` is a hop that did not say: stop believing there.
+                    .flatten()
             })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+            .collect(),
+        ForwardedHeader::XForwardedFor => headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+            .map(|s| parse_node(s.trim()))
+            .collect(),
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| parse_node(s.trim()))
-        .collect()
 }
 
 /// An address as forwarding headers write it: `1.2.3.4`, `1.2.3.4:80`, `[::1]`, `[::1]:80`.
@@ -372,7 +460,7 @@ mod tests {
             ("x-forwarded-for", "198.51.100.4"),
         ]);
         assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("198.51.100.4"));
-        // RFC 7239 Forwarded wins over X-Forwarded-For, with ports and IPv6 brackets.
+        // RFC 7239 Forwarded, when it is the header named, with ports and IPv6 brackets.
         let h = headers(&[
             (
                 "forwarded",
@@ -380,7 +468,8 @@ mod tests {
             ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
-        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("2001:db8::7"));
+        let rfc7239 = proxies.clone().with_header(ForwardedHeader::Forwarded);
+        assert_eq!(rfc7239.client_ip(ip("10.0.0.5"), &h), ip("2001:db8::7"));
         // Only proxies in the chain: the left-most of them is the best we know.
         let h = headers(&[("x-forwarded-for", "10.0.0.9, 10.0.0.8")]);
         assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.9"));
@@ -392,5 +481,67 @@ mod tests {
         // Garbage stops the walk at the last good hop.
         let h = headers(&[("x-forwarded-for", "203.0.113.1, garbage, 10.0.0.7")]);
         assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.7"));
+    }
+
+    /// Found in review: behind a proxy that appends to `X-Forwarded-For`, a client's own
+    /// `Forwarded` header (passed through untouched) picked the client address.
+    #[test]
+    fn only_the_named_header_is_read_whatever_the_other_says() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+        // nginx appended the real client to X-Forwarded-For; the client added Forwarded itself.
+        let h = headers(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "198.51.100.4"),
+        ]);
+        assert_eq!(
+            proxies.header(),
+            ForwardedHeader::XForwardedFor,
+            "the default"
+        );
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("198.51.100.4"));
+        // The other way round: a proxy that writes Forwarded; the client's X-Forwarded-For is
+        // ignored.
+        let h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=198.51.100.4"),
+        ]);
+        let rfc7239 = proxies.clone().with_header(ForwardedHeader::Forwarded);
+        assert_eq!(rfc7239.client_ip(ip("10.0.0.5"), &h), ip("198.51.100.4"));
+        // Only the other header present: the proxy itself, not the client's claim.
+        let h = headers(&[("forwarded", "for=1.2.3.4")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.5"));
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(rfc7239.client_ip(ip("10.0.0.5"), &h), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn forwarded_header_names_parse() {
+        assert_eq!(
+            "X-Forwarded-For".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(
+            "forwarded".parse::<ForwardedHeader>().unwrap(),
+            ForwardedHeader::Forwarded
+        );
+        for bad in ["", "x-real-ip", "forwarded-for", "both"] {
+            assert!(bad.parse::<ForwardedHeader>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix() {
+        let a = ip("2001:db8:0:1:ffff:ffff:ffff:ffff");
+        assert_eq!(ip_group(a, 64), ip("2001:db8:0:1::"));
+        assert_eq!(ip_group(a, 48), ip("2001:db8::"));
+        assert_eq!(ip_group(a, 128), a);
+        assert_eq!(ip_group(a, 200), a, "over 128 is 128");
+        assert_eq!(ip_group(a, 0), ip("::"));
+        assert_eq!(ip_group(ip("::ffff:192.0.2.1"), 64), ip("192.0.2.1"));
+        assert_eq!(
+            ip_group(ip("192.0.2.1"), 0),
+            ip("192.0.2.1"),
+            "IPv4 is never grouped"
+        );
     }
 }

@@ -1058,9 +1058,11 @@ async fn behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_key() {
     ] {
         assert_too_many(login(spoofed).await).await;
     }
-    // RFC 7239 `Forwarded` names the same client.
+    // A client's own `Forwarded` header, which the proxy passes through, changes nothing: only
+    // `X-Forwarded-For` (the default `forwarded_header`) is read.
     let response = login_request(app, &unique_name("u"), PASSWORD)
-        .header("forwarded", "for=6.6.6.6, for=203.0.113.5")
+        .header("forwarded", format!("for=\"[{}]\"", unique_ip()))
+        .header("x-forwarded-for", "203.0.113.5")
         .send()
         .await
         .expect("request");
@@ -1084,6 +1086,98 @@ async fn behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_key() {
     let response = app.login(&unique_name("u"), PASSWORD).await;
     assert_eq!(response.status(), 401);
     assert_eq!(limits(&response).remaining, 2);
+}
+
+/// Found in review: behind a proxy that appends to `X-Forwarded-For`, a client adding its own
+/// `Forwarded: for=<random>` picked a fresh login budget with each request. Only the header named
+/// by `forwarded_header` is read, whichever of the two it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_chosen_forwarding_header_of_the_other_family_is_ignored() {
+    for (setting, proxy_header, client_header) in [
+        (None, "x-forwarded-for", "forwarded"),
+        (Some("forwarded"), "forwarded", "x-forwarded-for"),
+    ] {
+        let app = spawn_app_with(Backend::Sqlite, |s| {
+            s.trusted_proxies = vec!["127.0.0.1/32".into()];
+            if let Some(header) = setting {
+                s.forwarded_header = header.parse().expect("header name");
+            }
+            s.rate_limits.login_per_ip = "3/minute".into();
+            s.rate_limits.login_per_username = "1000/minute".into();
+        })
+        .await;
+        let proxy_value = if proxy_header == "forwarded" {
+            "for=203.0.113.5".to_owned()
+        } else {
+            "203.0.113.5".to_owned()
+        };
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let invented = unique_ip();
+            let client_value = if client_header == "forwarded" {
+                format!("for=\"[{invented}]\"")
+            } else {
+                invented
+            };
+            let response = login_request(&app, &unique_name("u"), PASSWORD)
+                .header(client_header, client_value)
+                .header(proxy_header, &proxy_value)
+                .send()
+                .await
+                .expect("request");
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(
+            statuses,
+            [401, 401, 401, 429, 429, 429],
+            "{client_header} from the client must not pick the key ({setting:?})"
+        );
+    }
+}
+
+/// One IPv6 customer holds a whole /64: every address in it shares one per-IP budget, and
+/// another /64 has its own (`ipv6_prefix`, default 64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_of_one_network_share_one_budget() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.rate_limits.login_per_ip = "3/minute".into();
+        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.default = "3/minute".into();
+    })
+    .await;
+    let app = &app;
+    // Logins (the login limit) and an anonymous route (the default limit) alike.
+    for (path, ok, net) in [
+        ("/token", 401, "2001:db8:1:2"),
+        ("/openapi.json", 200, "2001:db8:1:3"),
+    ] {
+        let send = |ip: String| async move {
+            let request = if path == "/token" {
+                login_request(app, &unique_name("u"), PASSWORD)
+            } else {
+                app.client.get(app.url(path))
+            };
+            request
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        };
+        let mut statuses = Vec::new();
+        for i in 1..=5u32 {
+            statuses.push(send(format!("{net}:{i:x}:{:x}::{i}", i * 7919)).await);
+        }
+        assert_eq!(
+            statuses,
+            [ok, ok, ok, 429, 429],
+            "{path}: one /64, one budget"
+        );
+        // The neighbouring /64 is another customer.
+        assert_eq!(send(format!("{net}1::1")).await, ok, "{path}: another /64");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

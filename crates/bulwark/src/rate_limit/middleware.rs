@@ -82,6 +82,9 @@ pub struct RateLimitPolicy {
     pub routes: HashMap<RouteKey, Quota>,
     /// The limiter and its store.
     pub limiter: Arc<RateLimiter>,
+    /// IPv6 clients share one per-IP budget per network of this prefix length (see
+    /// [`crate::client_ip::ip_group`]); 64 is what one customer usually holds.
+    pub ipv6_prefix: u8,
 }
 
 impl RateLimitPolicy {
@@ -120,6 +123,7 @@ impl RateLimitPolicy {
         ip: IpAddr,
     ) -> (Quota, FailMode, String) {
         use std::fmt::Write as _;
+        let ip = crate::client_ip::ip_group(ip, self.ipv6_prefix);
         let method = request.method();
         let override_quota = if self.routes.is_empty() {
             None
@@ -229,8 +233,8 @@ impl RateLimitPolicy {
         if !self.enabled {
             return Some(Admission::Pass(None));
         }
-        // Keyed like `ClientIp::of`: IPv4-mapped IPv6 addresses as IPv4.
-        let client_ip = crate::client_ip::canonical(client_ip);
+        // `resolve` keys it like `ClientIp::of` (IPv4-mapped IPv6 addresses as IPv4), with IPv6
+        // networks grouped.
         let (quota, mode, key) = self.resolve(request, route, client_ip);
         let checked = self.limiter.check_now(&key, &quota, mode)?;
         Some(admission(checked, mode))
