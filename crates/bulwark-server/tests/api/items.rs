@@ -1261,3 +1261,39 @@ async fn sql_looking_names_are_stored_literally(backend: Backend) {
     assert_eq!(count_items(&app, &alice).await, 1);
 }
 test_both!(sql_looking_names_are_stored_literally);
+
+/// Found in review: on SQLite, `q` containing NUL matched every item; on PostgreSQL text with
+/// NUL answers 500. NUL is refused with 422 wherever text enters.
+async fn text_with_nul_is_a_422_in_a_query_and_in_json(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (_, token) = app.user_with_token("alice", &[]).await;
+    app.new_item(&token, "Pen").await;
+
+    // Act
+    let query = app.list_items(&token, "?q=%00").await;
+    let created = app
+        .create_item(&token, &json!({"name": "Pe\u{0}n", "price": 1.0}))
+        .await;
+    let nested = app
+        .create_item(
+            &token,
+            &json!({"name": "Pen", "description": "<p>a\u{0}</p>", "price": 1.0}),
+        )
+        .await;
+
+    // Assert
+    for (response, loc) in [
+        (query, json!(["query", "q"])),
+        (created, json!(["body", "name"])),
+        (nested, json!(["body", "description"])),
+    ] {
+        assert_eq!(response.status(), 422, "{loc}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["detail"][0]["type"], "string_contains_nul", "{body}");
+        assert_eq!(body["detail"][0]["loc"], loc, "{body}");
+    }
+    let listed: Value = app.list_items(&token, "").await.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "nothing was created");
+}
+test_both!(text_with_nul_is_a_422_in_a_query_and_in_json);

@@ -515,6 +515,64 @@ async fn a_json_body_instead_of_a_form_is_415(backend: Backend) {
 }
 test_both!(a_json_body_instead_of_a_form_is_415);
 
+/// Contract v1.2 (FastAPI's answer): an empty body without `Content-Type` is an empty form, so
+/// each missing field is listed in a 422, on `/token` and `/token/refresh` alike.
+async fn an_empty_body_without_content_type_lists_each_missing_field(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    for (path, fields) in [
+        ("/token", &["username", "password"][..]),
+        ("/token/refresh", &["refresh_token"][..]),
+    ] {
+        // Act
+        let response = app.client.post(app.url(path)).send().await.unwrap();
+
+        // Assert
+        assert_eq!(response.status(), 422, "{path}");
+        let body: Value = response.json().await.unwrap();
+        let expected: Vec<Value> = fields
+            .iter()
+            .map(|f| json!({"type": "missing", "loc": ["body", f], "msg": "Field required", "input": null}))
+            .collect();
+        assert_eq!(body, json!({"detail": expected}), "{path}");
+    }
+}
+test_both!(an_empty_body_without_content_type_lists_each_missing_field);
+
+/// Found in review: on PostgreSQL a NUL in the username answered 500.
+async fn a_nul_in_a_form_field_is_a_422_on_every_database(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("username=%C3%B1%00&password={PASSWORD}%00"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(response.status(), 422);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(PASSWORD), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let locs: Vec<&Value> = body["detail"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| &d["loc"])
+        .collect();
+    assert_eq!(
+        locs,
+        [&json!(["body", "password"]), &json!(["body", "username"])]
+    );
+}
+test_both!(a_nul_in_a_form_field_is_a_422_on_every_database);
+
 async fn a_form_without_content_type_is_415(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;

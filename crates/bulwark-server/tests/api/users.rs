@@ -1072,3 +1072,29 @@ async fn a_rejected_patch_leaves_the_users_tokens_working(backend: Backend) {
     assert_eq!(app.get("/protected", Some(&token)).await.status(), 200);
 }
 test_both!(a_rejected_patch_leaves_the_users_tokens_working);
+
+/// Found in review: a 422 for signup echoed the password. A body sent as a JSON string (the
+/// request encoded twice) is the whole request, password included: never echoed.
+async fn a_signup_422_never_echoes_the_password(backend: Backend) {
+    // Arrange
+    let app = spawn_app_with(backend, |s| s.allow_signup = true).await;
+    let secret = "Unusual-Sapphire-Walrus-93";
+    let inner = json!({"username": "alice", "password": secret}).to_string();
+
+    // Act / Assert
+    for body in [
+        json!(inner),
+        json!([{"username": "alice", "password": secret}]),
+        json!({"username": "a", "password": secret}),
+        json!({"username": "alice", "password": secret, "extra": secret}),
+        json!({"username": {"password": secret}, "password": secret}),
+    ] {
+        let response = app.post_json("/users/signup", None, &body).await;
+        assert_eq!(response.status(), 422, "{body}");
+        let text = response.text().await.unwrap();
+        if body.get("extra").is_none() {
+            assert!(!text.contains(secret), "{body} -> {text}");
+        }
+    }
+}
+test_both!(a_signup_422_never_echoes_the_password);

@@ -26,6 +26,20 @@ pub(crate) fn is_form(media_type: &str) -> bool {
     media_type == "application/x-www-form-urlencoded"
 }
 
+/// Whether a request without any `Content-Type` carries an empty body (read within the limit):
+/// FastAPI answers such a request to a form or JSON endpoint with 422 for each missing field,
+/// not 415. A body without a `Content-Type` that is not empty is `false` (415 for the caller).
+///
+/// # Errors
+/// As [`read`].
+pub(crate) async fn is_empty_without_type<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<bool, BodyRejection> {
+    debug_assert!(!req.headers().contains_key(header::CONTENT_TYPE));
+    Ok(read(req, state).await?.is_empty())
+}
+
 /// Reads the whole body within `DefaultBodyLimit`.
 ///
 /// # Errors

@@ -26,9 +26,10 @@ pub fn is_secret_key(key: &str) -> bool {
     SECRET_WORDS.iter().any(|word| key.contains(word))
 }
 
-/// True when `input` may be echoed in an error at `loc`: it is `null`, or no key of `loc` names a
-/// secret and `input` holds no object key that does (so an enclosing object echoed for a `missing` error
-/// cannot carry a password beside it).
+/// True when `input` may be echoed in an error at `loc`: it is `null`, or it is not the whole body
+/// as text, no key of `loc` names a secret, and `input` holds no object key or text that does
+/// (so an enclosing object echoed for a `missing` error cannot carry a password beside it, and a
+/// request encoded twice is not echoed).
 ///
 /// # Examples
 /// ```
@@ -40,10 +41,18 @@ pub fn is_secret_key(key: &str) -> bool {
 /// let password = [LocItem::from("body"), LocItem::from("password")];
 /// assert!(!is_echo_safe(&password, &json!("hunter2")));
 /// assert!(!is_echo_safe(&price, &json!({"password": "hunter2"})));
+/// // A body encoded twice: a string that is the whole request.
+/// let body = [LocItem::from("body")];
+/// assert!(!is_echo_safe(&body, &json!("{\"username\": \"a\", \"password\": \"hunter2\"}")));
+/// assert!(!is_echo_safe(&price, &json!("my password is hunter2")));
 /// ```
 pub fn is_echo_safe(loc: &[LocItem], input: &Value) -> bool {
     if input.is_null() {
         return true; // a missing value: nothing to leak
+    }
+    // A whole body that is text (a request encoded twice, say) is the request itself.
+    if loc.len() <= 1 && input.is_string() {
+        return false;
     }
     let secret_loc = loc
         .iter()
@@ -51,10 +60,13 @@ pub fn is_echo_safe(loc: &[LocItem], input: &Value) -> bool {
     !secret_loc && !holds_secret(input)
 }
 
+/// Whether `value` holds a secret: an object key that names one, or text that mentions one (a
+/// JSON document inside a string: `"{\"password\": ...}"`).
 fn holds_secret(value: &Value) -> bool {
     match value {
         Value::Object(map) => map.iter().any(|(k, v)| is_secret_key(k) || holds_secret(v)),
         Value::Array(items) => items.iter().any(holds_secret),
+        Value::String(text) => is_secret_key(text),
         _ => false,
     }
 }

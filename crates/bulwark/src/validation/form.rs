@@ -10,7 +10,8 @@ use crate::error::ValidationErrors;
 
 /// A form body parsed into `T`, rejected in FastAPI's shapes.
 ///
-/// - `Content-Type` other than `application/x-www-form-urlencoded`: 415.
+/// - `Content-Type` other than `application/x-www-form-urlencoded`: 415; no `Content-Type`
+///   with an empty body is an empty form (422 for each missing field, as FastAPI answers).
 /// - Body over `DefaultBodyLimit`: 413 `{"detail": "Request body too large"}`.
 /// - A field that does not fit `T`: 422 with one detail under `body`: `missing`,
 ///   `int_parsing`, `float_parsing`, `bool_parsing`, `enum`, `extra_forbidden` (only with
@@ -86,6 +87,14 @@ where
     type Rejection = BodyRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !req.headers().contains_key(http::header::CONTENT_TYPE) {
+            // An empty body with no type: an empty form, whose missing fields answer 422.
+            return if body::is_empty_without_type(req, state).await? {
+                Ok(Self::from_bytes(b"")?)
+            } else {
+                Err(BodyRejection::UnsupportedMediaType)
+            };
+        }
         if !body::media_type(req.headers()).is_some_and(|m| body::is_form(&m)) {
             return Err(BodyRejection::UnsupportedMediaType);
         }

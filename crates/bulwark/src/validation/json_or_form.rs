@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use super::{BodyRejection, Form, Json, body};
 
 /// A body parsed into `T` from JSON or from a form, whichever the `Content-Type` names; any
-/// other type answers 415. Errors are those of [`Json`] or [`Form`].
+/// other type answers 415, and no type with an empty body is an empty form (422 for each
+/// missing field). Errors are those of [`Json`] or [`Form`].
 ///
 /// For endpoints such as `POST /token/refresh` that take either.
 ///
@@ -49,6 +50,14 @@ where
     type Rejection = BodyRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !req.headers().contains_key(http::header::CONTENT_TYPE) {
+            // An empty body with no type: an empty form, whose missing fields answer 422.
+            return if body::is_empty_without_type(req, state).await? {
+                Ok(Self(Form::from_bytes(b"")?.0))
+            } else {
+                Err(BodyRejection::UnsupportedMediaType)
+            };
+        }
         let media_type = body::media_type(req.headers()).unwrap_or_default();
         if body::is_json(&media_type) {
             let bytes = body::read(req, state).await?;

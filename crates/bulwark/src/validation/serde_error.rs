@@ -206,6 +206,17 @@ pub(crate) fn sanitize(text: &str, loc: &[LocItem], input: &Value) -> String {
         .collect()
 }
 
+/// The detail for text that contains NUL (U+0000) at `loc`: refused wherever text enters, since
+/// PostgreSQL cannot store it in text and SQLite's C functions stop at it (a `LIKE` pattern cut
+/// at a NUL matches everything). The input is not echoed: the field may be a secret.
+pub(crate) fn contains_nul(loc: Vec<LocItem>) -> ErrorDetail {
+    ErrorDetail::new(
+        "string_contains_nul",
+        loc,
+        "Text must not contain the NUL character (U+0000)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use serde::de::{
 use serde_json::Value;
 
 use super::serde_error::{self, Syntax};
-use crate::error::{LocItem, ValidationErrors};
+use crate::error::{ErrorDetail, LocItem, ValidationErrors};
 
 /// Parses `application/x-www-form-urlencoded` text into pairs; `+` and `%XX` are decoded, and
 /// invalid UTF-8 is replaced, so this cannot fail on any input.
@@ -32,7 +32,55 @@ pub(crate) fn from_pairs<T: DeserializeOwned>(
     prefix: &'static str,
     pairs: Vec<(String, String)>,
 ) -> Result<T, ValidationErrors> {
-    let fields: BTreeMap<String, String> = pairs.into_iter().collect();
+    let mut fields: BTreeMap<String, String> = pairs.into_iter().collect();
+    let mut errors = ValidationErrors::new();
+    for (key, value) in &fields {
+        if key.contains('\0') || value.contains('\0') {
+            errors.push(serde_error::contains_nul(vec![
+                LocItem::from(prefix),
+                LocItem::Key(key.clone()),
+            ]));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Like FastAPI, every missing field is listed, not only the first: serde stops at the first
+    // one, so each missing field is filled with a stand-in and the parse tried again (at most
+    // once per field of `T`). A later error about a stand-in itself (a number field, say) ends
+    // the list there; an error about a field the client sent is listed too.
+    let mut stand_ins: Vec<String> = Vec::new();
+    loop {
+        let detail = match parse::<T>(prefix, &fields) {
+            Ok(value) => return errors.into_result(value),
+            Err(detail) => detail,
+        };
+        let field = match detail.loc.as_slice() {
+            [_, LocItem::Key(field)] => Some(field.clone()),
+            _ => None,
+        };
+        let about_stand_in = field.as_ref().is_some_and(|f| stand_ins.contains(f));
+        match field {
+            Some(field) if detail.kind == "missing" && !about_stand_in && stand_ins.len() < 64 => {
+                errors.push(detail);
+                fields.insert(field.clone(), "0".to_owned());
+                stand_ins.push(field);
+            }
+            _ => {
+                if !about_stand_in {
+                    errors.push(detail);
+                }
+                return Err(errors);
+            }
+        }
+    }
+}
+
+/// One parse of `fields` into `T`: the first field that does not fit, as a detail.
+fn parse<T: DeserializeOwned>(
+    prefix: &'static str,
+    fields: &BTreeMap<String, String>,
+) -> Result<T, ErrorDetail> {
     let entries = fields.iter().map(|(k, v)| (k.as_str(), Text::new(v)));
     let deserializer = MapDeserializer::<_, de::value::Error>::new(entries);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -41,7 +89,7 @@ pub(crate) fn from_pairs<T: DeserializeOwned>(
             [LocItem::Key(key)] => fields.get(key).cloned().map(Value::String),
             _ => None,
         };
-        serde_error::to_detail(prefix, Syntax::Text, err.path(), &message, input_at).into()
+        serde_error::to_detail(prefix, Syntax::Text, err.path(), &message, input_at)
     })
 }
 
