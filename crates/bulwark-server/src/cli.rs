@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Also answer plain HTTP on this address with 308 redirects to the HTTPS address.
     #[arg(long, value_name = "ADDR")]
     pub redirect_http: Option<SocketAddr>,
+    /// Start even when `bulwark check` reports a critical finding (each is then logged as an
+    /// error). Without it such a configuration stops start-up.
+    #[arg(long)]
+    pub allow_insecure: bool,
 }
 
 /// `bulwark users ...`.

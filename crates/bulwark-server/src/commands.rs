@@ -78,6 +78,21 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     if let Some(redirect) = args.redirect_http {
         settings.redirect_http = Some(redirect);
     }
+    // Before anything is opened or bound: a critical finding stops start-up unless the operator
+    // said otherwise.
+    let findings = crate::checks::run(settings);
+    if crate::checks::has_critical(&findings) && !args.allow_insecure {
+        for finding in findings
+            .iter()
+            .filter(|f| f.severity == crate::checks::Severity::Critical)
+        {
+            eprintln!("{finding}");
+        }
+        eprintln!(
+            "error: refusing to start with a critical configuration finding; fix it, or start with --allow-insecure"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let app = Application::build(settings.clone()).await?;
     // Installed before serving, so that SIGHUP never ends the process.
     let reloader = crate::https::reload_on_sighup(app.certificate().cloned())?;
@@ -87,7 +102,6 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     } else {
         "http"
     };
-    let findings = crate::checks::run(settings);
     for finding in &findings {
         match finding.severity {
             crate::checks::Severity::Critical => {

@@ -469,6 +469,11 @@ impl Settings {
             let key: RouteKey = route
                 .parse()
                 .map_err(|e| anyhow::anyhow!("rate_limits.routes: {e}"))?;
+            if crate::routes::health::UNLIMITED_ROUTES.contains(&key.path()) {
+                anyhow::bail!(
+                    "rate_limits.routes: \"{route}\" is never rate limited (health and readiness probes)"
+                );
+            }
             routes.insert(key, quota(&format!("routes.\"{route}\""), value)?);
         }
         Ok(Quotas {
@@ -550,6 +555,41 @@ pub fn load_master_secret(settings: &Settings) -> anyhow::Result<bulwark::secret
         "no master secret configured: generated one with the OS random generator; back it up and keep it private (mode 0600)"
     );
     Ok(secret)
+}
+
+/// Makes the data folder private: created 0700, or narrowed to 0700 (and each file directly in
+/// it to 0600) when an earlier version or an operator left it wider. Files the server creates
+/// later are private by the process's umask (set in `main`). Blocking: call from a blocking
+/// thread or before the runtime starts.
+///
+/// # Errors
+/// When the folder cannot be created or its permissions cannot be set.
+pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let dir = &settings.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+    let narrow = |path: &std::path::Path, mode: u32| -> anyhow::Result<()> {
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o777 & !mode == 0 {
+            return Ok(());
+        }
+        tracing::warn!(path = %path.display(), "narrowing permissions to {mode:o}");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))
+    };
+    narrow(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            narrow(&path, 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 fn trim_line_end(mut bytes: Vec<u8>) -> Vec<u8> {

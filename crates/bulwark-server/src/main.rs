@@ -11,6 +11,9 @@ use clap::Parser as _;
 static ALLOCATOR: bulwark_server::allocator::Allocator = bulwark_server::allocator::Allocator;
 
 fn main() -> std::process::ExitCode {
+    // Everything the process creates (the database and its WAL files, the master key, the
+    // outbox) is its owner's alone: files 0600, folders 0700.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     // One rustls crypto provider (aws-lc-rs) for the whole process: TLS serving, database TLS.
     bulwark::tls::install_default_crypto_provider();
     let cli = bulwark_server::cli::Cli::parse();

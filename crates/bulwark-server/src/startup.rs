@@ -18,7 +18,7 @@ use bulwark::{
         store::{memory::MemoryRateLimitStore, redis::RedisRateLimitStore},
     },
     revocation::{RevocationList, Revoker},
-    serve::{ServeOptions, serve, serve_with_peers},
+    serve::{ConnectionLimits, ServeOptions, serve, serve_with_peers},
 };
 use http::{HeaderValue, Method, header};
 use tokio::net::TcpListener;
@@ -45,7 +45,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     let secret = {
         let settings = Arc::clone(&settings);
-        tokio::task::spawn_blocking(move || load_master_secret(&settings)).await??
+        tokio::task::spawn_blocking(move || {
+            crate::config::secure_data_dir(&settings)?;
+            load_master_secret(&settings)
+        })
+        .await??
     };
     let repo = db::connect_with(&settings.database_url, settings.pool())
         .await
@@ -189,6 +193,10 @@ fn rate_limits(
         routes: quotas.routes,
         limiter: Arc::new(RateLimiter::new(store)),
         ipv6_prefix: settings.ipv6_prefix,
+        unlimited: crate::routes::health::UNLIMITED_ROUTES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
     };
     Ok((Arc::new(policy), redis))
 }
@@ -297,6 +305,13 @@ impl Application {
         let (bind, redirect_http) = (settings.bind, settings.redirect_http);
         let options = ServeOptions {
             header_read_timeout: settings.header_read_timeout.0,
+            idle_timeout: settings.idle_timeout.0,
+            limits: ConnectionLimits {
+                max_connections: settings.max_connections,
+                max_connections_per_ip: settings.max_connections_per_ip,
+                ipv6_prefix: settings.ipv6_prefix,
+                exempt: settings.trusted_proxies()?,
+            },
             shutdown_timeout: settings.shutdown_timeout.0,
             tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         };

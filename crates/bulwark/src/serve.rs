@@ -3,7 +3,11 @@
 //! **Threat model.** A client that opens connections and sends headers a byte at a time
 //! (slowloris), or that open connections and send nothing at all, can hold a server's sockets
 //! forever. [`serve`] cuts any connection that sends no request, or whose HTTP/1.1 request
-//! headers take longer than [`ServeOptions::header_read_timeout`], speaks HTTP/1.1 and HTTP/2,
+//! headers take longer than [`ServeOptions::header_read_timeout`], and any connection, HTTP/1.1
+//! or HTTP/2, with no request in flight for [`ServeOptions::idle_timeout`] (HTTP/2 pings do not
+//! count; request headers cannot switch the timers off: only a completed `101` upgrade leaves
+//! them). It caps open connections in all and per client ([`ConnectionLimits`]), refusing one
+//! past a cap before any TLS handshake or parsing. It speaks HTTP/1.1 and HTTP/2,
 //! records the socket peer as `ConnectInfo<SocketAddr>` for client-identity code (or, with
 //! [`serve_with_peers`], hands it to each connection's service), and drains in-flight requests
 //! on shutdown, for at most [`ServeOptions::shutdown_timeout`].
@@ -17,10 +21,11 @@
 //!
 //! **Not covered.** Timeouts for whole requests belong in a tower layer on the router (see
 //! `tower_http::timeout`); connection floods from many addresses need a firewall or proxy in
-//! front. Once a client has sent the HTTP/2 preface, hyper applies no header timeout to its
-//! streams; only keep-alive pings detect a dead peer. Upgraded connections (WebSockets) leave
-//! hyper's hands at the upgrade, so the shutdown drain does not wait for them: close them from
-//! the application when shutdown begins.
+//! front. HTTP/2 headers arrive in frames that hyper assembles before a request exists; a client
+//! that trickles them holds its connection only until the idle timeout. Upgraded connections
+//! (WebSockets) leave hyper's hands at the upgrade, so the shutdown drain does not wait for them:
+//! close them from the application when shutdown begins; they still count against the
+//! connection caps until they close.
 
 use std::{
     convert::Infallible,
@@ -46,8 +51,11 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 mod framing;
+mod limits;
 
-use framing::FramingGuard;
+use framing::{FramingGuard, Timeouts};
+pub use limits::ConnectionLimits;
+use limits::{ConnectionCounter, ConnectionPermit};
 
 /// Socket-level limits, and TLS.
 #[derive(Debug, Clone)]
@@ -56,6 +64,11 @@ pub struct ServeOptions {
     /// (and, on a kept-alive connection, to start the next request) before the connection is
     /// closed.
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight (HTTP/1.1 keep-alive, or HTTP/2 with no
+    /// open stream, pings or not) is kept open.
+    pub idle_timeout: Duration,
+    /// Caps on open connections.
+    pub limits: ConnectionLimits,
     /// How long shutdown waits for in-flight requests before returning anyway.
     pub shutdown_timeout: Duration,
     /// Serve HTTPS with this configuration (see [`crate::tls::server_config`]); plain HTTP when
@@ -67,6 +80,8 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            limits: ConnectionLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             tls: None,
         }
@@ -169,6 +184,7 @@ async fn run<F, S>(
     S: AppService,
 {
     let protocols = Arc::new(Protocols::new());
+    let counter = ConnectionCounter::new(options.limits.clone());
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     // Every connection task holds a receiver: `true` asks it to finish its request in flight and
     // close; the sender sees every receiver gone once all connections have closed.
@@ -187,6 +203,12 @@ async fn run<F, S>(
             },
             () = &mut shutdown => break,
         };
+        let Some(permit) = counter.admit(peer.ip()) else {
+            // Past a cap: closed at once, before a handshake or a byte of parsing.
+            tracing::debug!(%peer, "connection cap reached; connection closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             service: for_peer(peer),
@@ -194,7 +216,11 @@ async fn run<F, S>(
             protocols: Arc::clone(&protocols),
             drain: drain_signal.clone(),
             peer,
-            header_read_timeout: options.header_read_timeout,
+            timeouts: Timeouts {
+                head: options.header_read_timeout,
+                idle: options.idle_timeout,
+            },
+            permit: Some(permit),
         };
         match &acceptor {
             None => tokio::spawn(connection.serve_plain(stream)),
@@ -234,7 +260,7 @@ impl Protocols {
             .half_close(true)
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEADER_BYTES)
-            // The framing guard times request heads instead (`FramingGuard::with_head_timeout`):
+            // The framing guard times request heads instead (`FramingGuard::with_timeouts`):
             // hyper makes and drops a timer for every request.
             .header_read_timeout(None);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -278,7 +304,10 @@ struct Connection<S> {
     protocols: Arc<Protocols>,
     drain: watch::Receiver<bool>,
     peer: SocketAddr,
-    header_read_timeout: Duration,
+    timeouts: Timeouts,
+    /// Counts the connection against the caps while it lives (moved into an HTTP/1.1
+    /// connection's stream, so that it lives on through an upgrade).
+    permit: Option<ConnectionPermit>,
 }
 
 /// The application as a hyper service, with the socket peer as `ConnectInfo` (unless the
@@ -310,7 +339,7 @@ impl<S: AppService> Connection<S> {
         // The header-read timer (the framing guard's) only starts once the protocol is known; a
         // client that sends nothing (or trickles the HTTP/2 preface) would otherwise be held
         // forever.
-        let Some(protocol) = protocol_in_time(&stream, self.header_read_timeout).await else {
+        let Some(protocol) = protocol_in_time(&stream, self.timeouts.head).await else {
             tracing::debug!(peer = %self.peer, "connection idle before its first request; closed");
             return;
         };
@@ -322,49 +351,63 @@ impl<S: AppService> Connection<S> {
 
     /// HTTP/1.1, its request heads checked by [`FramingGuard`] first (`https`: the answers it
     /// writes itself carry `Strict-Transport-Security`).
-    async fn serve_http1<T>(self, stream: T, https: bool)
+    async fn serve_http1<T>(mut self, stream: T, https: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let stream = FramingGuard::with_head_timeout(
-            stream,
-            MAX_HEADER_BYTES,
-            https,
-            Some(self.header_read_timeout),
-        );
+        let stream =
+            FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, https, Some(self.timeouts))
+                .holding(self.permit.take());
         let conn = self
             .protocols
             .http1
             .serve_connection(TokioIo::new(stream), self.service())
             .with_upgrades();
-        self.finish(drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await);
+        let result = drain_on_shutdown(conn, self.drain.clone(), std::future::pending(), |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+        self.finish(result);
     }
 
+    /// HTTP/2: closed (with `GOAWAY`, after its streams finish) once no request has been in
+    /// flight for the idle timeout, whatever pings it answers or sends.
     async fn serve_http2<T>(self, stream: T)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (in_flight, watch_in_flight) = watch::channel(0usize);
+        let service = InFlightService {
+            service: self.service(),
+            in_flight: Arc::new(in_flight),
+        };
         let conn = self
             .protocols
             .http2
-            .serve_connection(TokioIo::new(stream), self.service());
-        self.finish(drain_on_shutdown(conn, self.drain.clone(), |c| c.graceful_shutdown()).await);
+            .serve_connection(TokioIo::new(stream), service);
+        let result = drain_on_shutdown(
+            conn,
+            self.drain.clone(),
+            idle_for(watch_in_flight, self.timeouts.idle),
+            |c| c.graceful_shutdown(),
+        )
+        .await;
+        self.finish(result);
     }
 
     async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
         let peer = self.peer;
-        let stream =
-            match tokio::time::timeout(self.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %err, %peer, "TLS handshake failed; connection closed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake too slow; connection closed");
-                    return;
-                }
-            };
+        let stream = match tokio::time::timeout(self.timeouts.head, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, %peer, "TLS handshake failed; connection closed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake too slow; connection closed");
+                return;
+            }
+        };
         // The protocol is the one negotiated by ALPN: nothing to sniff, so HTTP/1.1's
         // header-read timer runs from the first read.
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -372,7 +415,7 @@ impl<S: AppService> Connection<S> {
             let stream = FirstBytesDeadline::new(
                 stream,
                 H2_PREFACE.len(),
-                tokio::time::sleep(self.header_read_timeout),
+                tokio::time::sleep(self.timeouts.head),
             );
             self.serve_http2(stream).await;
         } else {
@@ -394,11 +437,12 @@ impl<S: AppService> Connection<S> {
     }
 }
 
-/// Runs `conn` to its end; when `drain` turns true (or its sender is gone) first asks it to
-/// finish the request in flight and close (`graceful_shutdown`).
+/// Runs `conn` to its end; when `drain` turns true (or its sender is gone), or `close` completes,
+/// first asks it to finish the request in flight and close (`graceful_shutdown`).
 async fn drain_on_shutdown<C, E>(
     conn: C,
     mut drain: watch::Receiver<bool>,
+    close: impl Future<Output = ()>,
     graceful_shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), E>
 where
@@ -408,9 +452,67 @@ where
     tokio::select! {
         result = conn.as_mut() => return result,
         _ = drain.wait_for(|draining| *draining) => {}
+        () = close => {}
     }
     graceful_shutdown(conn.as_mut());
     conn.await
+}
+
+/// Completes once no request has been in flight (`in_flight` at 0) for `idle` in a row.
+async fn idle_for(mut in_flight: watch::Receiver<usize>, idle: Duration) {
+    loop {
+        if in_flight.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(idle) => {
+                if *in_flight.borrow() == 0 {
+                    return;
+                }
+            }
+            changed = in_flight.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An HTTP/2 connection's service, counting its requests in flight (from the call until the
+/// response head is ready) for [`idle_for`].
+#[derive(Clone)]
+struct InFlightService<S> {
+    service: PeerService<S>,
+    in_flight: Arc<watch::Sender<usize>>,
+}
+
+/// One request in flight, counted until dropped.
+struct InFlightRequest(Arc<watch::Sender<usize>>);
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>>
+    for InFlightService<S>
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.in_flight.send_modify(|n| *n += 1);
+        let counted = InFlightRequest(Arc::clone(&self.in_flight));
+        let response = self.service.call(req);
+        Box::pin(async move {
+            let response = response.await;
+            drop(counted);
+            response
+        })
+    }
 }
 
 /// A stream whose first `count` bytes must arrive before `deadline`; a read after that without
@@ -617,6 +719,19 @@ mod tests {
     }
 
     async fn start(tls_on: bool, header_read_timeout: Duration, shutdown: Duration) -> Running {
+        start_with(
+            tls_on,
+            ServeOptions {
+                header_read_timeout,
+                idle_timeout: header_read_timeout,
+                shutdown_timeout: shutdown,
+                ..ServeOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(tls_on: bool, options: ServeOptions) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (config, cert) = if tls_on {
@@ -631,9 +746,8 @@ mod tests {
             (None, None)
         };
         let options = ServeOptions {
-            header_read_timeout,
-            shutdown_timeout: shutdown,
             tls: config,
+            ..options
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(serve(listener, app(), options, async {
@@ -870,6 +984,128 @@ mod tests {
         let idle = answered.elapsed();
         assert!(idle >= SHORT / 2, "cut after {idle:?}");
         assert!(idle < Duration::from_secs(3), "cut after {idle:?}");
+    }
+
+    /// Found in review: any request with an `Upgrade:` header (and no 101 answered) switched the
+    /// head and idle timers off for the rest of the connection.
+    #[tokio::test]
+    async fn an_upgrade_header_without_a_101_leaves_the_timers_on() {
+        let server = start(false, SHORT, SHORT).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        tcp.write_all(
+            b"GET /peer HTTP/1.1\r\nHost: localhost\r\nUpgrade: anything\r\nConnection: upgrade\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        // The next request is still checked...
+        tcp.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        // ...and the idle connection is still cut.
+        let answered = std::time::Instant::now();
+        let rest = read_to_close(&mut tcp).await.expect("closed by the server");
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(answered.elapsed() < Duration::from_secs(3));
+    }
+
+    /// Found in review: an HTTP/2 connection (prior knowledge) that answered pings was never
+    /// cut. With no stream open for the idle timeout it is closed, pings or not.
+    #[tokio::test]
+    async fn an_idle_http2_connection_is_closed_even_while_it_pings() {
+        let idle = Duration::from_millis(600);
+        let server = start_with(
+            false,
+            ServeOptions {
+                idle_timeout: idle,
+                ..ServeOptions::default()
+            },
+        )
+        .await;
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(100))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .expect("http2");
+        let conn = tokio::spawn(conn);
+        let response = send
+            .send_request(
+                http::Request::get("http://localhost/peer")
+                    .body(Full::<bytes::Bytes>::default())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        drop(response);
+        let answered = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the server closes the idle connection")
+            .expect("task")
+            .expect("a clean close (GOAWAY)");
+        let lasted = answered.elapsed();
+        assert!(
+            lasted >= idle / 2 && lasted < idle * 4,
+            "closed after {lasted:?}"
+        );
+    }
+
+    /// Past a cap a new connection is closed at once; the ones open are not disturbed, and a
+    /// closed one frees its place.
+    #[tokio::test]
+    async fn connections_past_the_per_client_cap_are_closed_at_once() {
+        let server = start_with(
+            false,
+            ServeOptions {
+                limits: ConnectionLimits {
+                    max_connections_per_ip: 2,
+                    ..ConnectionLimits::default()
+                },
+                ..ServeOptions::default()
+            },
+        )
+        .await;
+        let mut first = TcpStream::connect(server.addr).await.expect("connect");
+        let second = TcpStream::connect(server.addr).await.expect("connect");
+        // Give the accept loop both before the third.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = TcpStream::connect(server.addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        let _ = third
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let closed = read_to_close(&mut third).await.unwrap_or_default();
+        assert!(closed.is_empty(), "no answer past the cap: {closed:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The open ones are served.
+        first
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+        // A closed connection frees its place.
+        drop(second);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut again = TcpStream::connect(server.addr).await.expect("connect");
+            let _ = again
+                .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let answer = read_to_close(&mut again).await.unwrap_or_default();
+            if answer.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the place was not freed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]

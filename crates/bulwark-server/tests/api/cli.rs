@@ -799,6 +799,59 @@ async fn the_environment_overrides_the_config_file() {
     );
 }
 
+/// Found in review: `bulwark.db` was created 0644 and the data folder 0755 (unless the master
+/// key was generated into it first). The folder is 0700 and every file in it 0600, and a folder
+/// an earlier version left wider is narrowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for existing in [false, true] {
+        // Arrange: the default embedded database inside the data folder, the secret generated.
+        let root = tempfile::tempdir().expect("temp dir");
+        let data = root.path().join("bulwark-data");
+        if existing {
+            std::fs::create_dir(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(data.join("bulwark.db"), b"").unwrap();
+            std::fs::set_permissions(
+                data.join("bulwark.db"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
+        }
+        let url = format!("sqlite://{}/bulwark.db", data.display());
+        let mut create = process::command(root.path(), &url);
+        create.env("BULWARK_DATA_DIR", &data).args([
+            "users",
+            "create",
+            "alice",
+            "--password-stdin",
+        ]);
+
+        // Act
+        let run = process::run(create, Some(format!("{PASSWORD}\n"))).await;
+
+        // Assert
+        run.assert_success();
+        assert_eq!(mode(&data), 0o700, "the folder (existing: {existing})");
+        let files: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        for name in ["bulwark.db", "master.key"] {
+            assert!(files.contains(&data.join(name)), "{name} in {files:?}");
+        }
+        for file in &files {
+            assert_eq!(
+                mode(file),
+                0o600,
+                "{} (existing: {existing})",
+                file.display()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_master_key_is_private_and_reused() {
     // Arrange

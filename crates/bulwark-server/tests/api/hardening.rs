@@ -512,6 +512,155 @@ async fn an_idle_connection_that_sends_nothing_is_disconnected(backend: Backend)
 }
 test_both!(an_idle_connection_that_sends_nothing_is_disconnected);
 
+/// Found in review: a request with any `Upgrade:` header (answered without a 101) switched the
+/// connection's head and idle timers off for good.
+async fn an_upgrade_header_does_not_switch_the_connection_timers_off(backend: Backend) {
+    // Arrange
+    let app = spawn_app_with(backend, |s| {
+        with_short_timeouts(s);
+        s.idle_timeout = DurationSetting(Duration::from_secs(1));
+    })
+    .await;
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+
+    // Act
+    stream
+        .write_all(
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let answer = read_response(&mut stream, Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let closed = closed_within(&mut stream, Duration::from_secs(4)).await;
+
+    // Assert
+    assert_eq!(answer.status, 200);
+    assert!(closed, "the idle connection is still open after 4 s");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}
+test_both!(an_upgrade_header_does_not_switch_the_connection_timers_off);
+
+/// Found in review: HTTP/2 connections (prior knowledge) that answered pings were never cut.
+async fn an_idle_http2_connection_is_closed_pings_or_not(backend: Backend) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+    // Arrange
+    let app = spawn_app_with(backend, |s| {
+        s.idle_timeout = DurationSetting(Duration::from_secs(1));
+    })
+    .await;
+    let tcp = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .expect("http2 handshake");
+    let conn = tokio::spawn(conn);
+
+    // Act
+    let response = send
+        .send_request(
+            http::Request::get(format!("http://127.0.0.1:{}/health", app.port))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert!(
+        closed.is_ok(),
+        "the pinging, idle HTTP/2 connection is still open after 5 s"
+    );
+    assert!(answered.elapsed() >= Duration::from_millis(500));
+}
+test_both!(an_idle_http2_connection_is_closed_pings_or_not);
+
+/// Opens `n` connections and gives the server a moment to accept them.
+async fn open_connections(app: &TestApp, n: usize) -> Vec<TcpStream> {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        open.push(
+            TcpStream::connect(("127.0.0.1", app.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    open
+}
+
+/// Whether a connection is served: a request on it is answered.
+async fn served(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+    )
+}
+
+async fn connections_past_the_per_client_cap_are_closed_at_once(backend: Backend) {
+    // Arrange
+    let app = spawn_app_with(backend, |s| s.max_connections_per_ip = 3).await;
+    let mut open = open_connections(&app, 3).await;
+
+    // Act
+    let mut past = open_connections(&app, 1).await.remove(0);
+
+    // Assert: closed without an answer, and the open ones are not disturbed.
+    assert!(!served(&mut past).await, "a fourth connection was served");
+    for stream in &mut open {
+        assert!(served(stream).await, "an open connection was disturbed");
+    }
+    // A closed connection frees its place.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = open_connections(&app, 1).await.remove(0);
+    assert!(served(&mut again).await, "the place was not freed");
+}
+test_both!(connections_past_the_per_client_cap_are_closed_at_once);
+
+async fn a_trusted_proxy_counts_only_against_the_total_cap(backend: Backend) {
+    // Arrange
+    let app = spawn_app_with(backend, |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.max_connections_per_ip = 2;
+        s.max_connections = 4;
+    })
+    .await;
+
+    // Act
+    let mut open = open_connections(&app, 4).await;
+    let mut past = open_connections(&app, 1).await.remove(0);
+
+    // Assert
+    for stream in &mut open {
+        assert!(
+            served(stream).await,
+            "the proxy is not held to the per-client cap"
+        );
+    }
+    assert!(!served(&mut past).await, "past max_connections");
+}
+test_both!(a_trusted_proxy_counts_only_against_the_total_cap);
+
 async fn a_request_whose_body_never_arrives_times_out_with_408(backend: Backend) {
     // Arrange
     let app = spawn_app_with(backend, with_short_timeouts).await;

@@ -2022,10 +2022,10 @@ fn json_events(log: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `serve` runs the same checks as `bulwark check`, logs each that is not ok, and prints the
-/// banner with their counts.
+/// `serve --allow-insecure` runs the same checks as `bulwark check`, logs each that is not ok,
+/// and prints the banner with their counts.
 async fn serve_logs_the_check_findings_and_prints_the_banner(backend: Backend) {
-    // Arrange: one critical and several warnings, none of which stops the server.
+    // Arrange: one critical (allowed by the flag) and several warnings.
     let env = BinEnv::new(backend.clone()).await;
     let config = env.write(
         "bulwark.toml",
@@ -2042,7 +2042,7 @@ async fn serve_logs_the_check_findings_and_prints_the_banner(backend: Backend) {
     assert_eq!(count("warning"), 4, "{}", check.stdout);
 
     // Act
-    let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0"]);
+    let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0", "--allow-insecure"]);
     serve.arg("--config").arg(&config);
     let server = env.serve(serve).await;
     let port = server.port;
@@ -2109,6 +2109,46 @@ async fn serve_logs_the_check_findings_and_prints_the_banner(backend: Backend) {
 }
 test_both!(serve_logs_the_check_findings_and_prints_the_banner);
 
+/// Found in review: `serve` only logged critical findings and started anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_critical_finding_without_allow_insecure() {
+    let env = BinEnv::new(Backend::Sqlite).await;
+    for (name, toml, key) in [
+        (
+            "every address trusted",
+            "trusted_proxies = [\"0.0.0.0/0\"]\n",
+            "trusted_proxies",
+        ),
+        (
+            "a network address without Secure cookies",
+            "bind = \"0.0.0.0:0\"\n",
+            "secure_cookies",
+        ),
+    ] {
+        let config = env.write("bulwark.toml", toml);
+        let mut serve = env.command(&["serve"]);
+        serve.arg("--config").arg(&config);
+        let refused = env.run(serve).await;
+        assert_eq!(refused.code, Some(1), "{name}: {}", refused.stderr);
+        let critical = refused
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("critical"))
+            .unwrap_or_else(|| panic!("{name}: no finding on stderr: {}", refused.stderr));
+        assert!(critical.contains(key), "{name}: {critical}");
+        assert!(
+            refused.stderr.contains("--allow-insecure"),
+            "{name}: the way out is named: {}",
+            refused.stderr
+        );
+        assert!(
+            !refused.stderr.contains("listening"),
+            "{name}: it did not start: {}",
+            refused.stderr
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_banner_shows_tls_on_and_docs_off() {
     let env = BinEnv::new(Backend::Sqlite).await;
@@ -2144,7 +2184,7 @@ async fn the_banner_names_redis_stores_when_redis_url_is_set() {
         return;
     };
     let env = BinEnv::new(Backend::Sqlite).await;
-    let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0"]);
+    let mut serve = env.command(&["serve", "--bind", "127.0.0.1:0", "--allow-insecure"]);
     serve.env("BULWARK_REDIS_URL", &redis);
     let server = env.serve(serve).await;
     let log = server.stop().await;

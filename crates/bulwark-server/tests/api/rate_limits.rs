@@ -380,7 +380,7 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.redis_url = Some(url);
         s.trusted_proxies = vec!["127.0.0.1/32".into()];
-        s.rate_limits.routes = routes(&[("GET /health", "10/minute")]);
+        s.rate_limits.routes = routes(&[("GET /.well-known/jwks.json", "10/minute")]);
         s.rate_limits.login_per_ip = "10/minute".into();
         s.rate_limits.login_per_username = "10/minute".into();
     })
@@ -389,12 +389,12 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
     let _timing = TIMING.lock().await;
 
     // An anonymous route, per client IP.
-    assert_exact_burst("GET /health", 10, 200, || {
+    assert_exact_burst("GET /.well-known/jwks.json", 10, 200, || {
         let ip = unique_ip();
         (0..60)
             .map(|_| {
                 app.client
-                    .get(app.url("/health"))
+                    .get(app.url("/.well-known/jwks.json"))
                     .header("x-forwarded-for", &ip)
             })
             .collect()
@@ -427,7 +427,7 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
     for expected in (0..10).rev() {
         let response = app
             .client
-            .get(app.url("/health"))
+            .get(app.url("/.well-known/jwks.json"))
             .header("x-forwarded-for", &ip)
             .send()
             .await
@@ -438,7 +438,7 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
     }
     let response = app
         .client
-        .get(app.url("/health"))
+        .get(app.url("/.well-known/jwks.json"))
         .header("x-forwarded-for", &ip)
         .send()
         .await
@@ -722,7 +722,7 @@ async fn every_limited_answer_carries_the_headers(backend: Backend) {
         );
     };
     anonymous(app.get("/protected", None).await, 401);
-    anonymous(app.get("/health", None).await, 200);
+    anonymous(app.get("/.well-known/jwks.json", None).await, 200);
     anonymous(app.get("/no/such/route", None).await, 404);
     anonymous(app.get("/protected", Some("not-a-jwt")).await, 401);
 }
@@ -993,7 +993,7 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
         assert!(s.trusted_proxies.is_empty(), "the default trusts no proxy");
         s.rate_limits.login_per_ip = "3/minute".into();
         s.rate_limits.login_per_username = "1000/minute".into();
-        s.rate_limits.routes = routes(&[("GET /health", "3/minute")]);
+        s.rate_limits.routes = routes(&[("GET /.well-known/jwks.json", "3/minute")]);
     })
     .await;
     for i in 0..3u64 {
@@ -1014,7 +1014,7 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
     for i in 0..6u64 {
         let response = app
             .client
-            .get(app.url("/health"))
+            .get(app.url("/.well-known/jwks.json"))
             .header("x-forwarded-for", format!("203.0.113.{i}"))
             .send()
             .await
@@ -1303,4 +1303,38 @@ fn memory_flood() {
             "the flood reset the attacker's count"
         );
     });
+}
+
+/// Found in review: probes behind one proxy address got 429 from `/health` and `/ready`.
+async fn health_and_ready_are_never_rate_limited(backend: Backend) {
+    // Arrange: a tiny anonymous budget, spent first.
+    let app = spawn_app_with(backend, |s| s.rate_limits.default = "2/minute".into()).await;
+    for _ in 0..2 {
+        app.get("/.well-known/jwks.json", None).await;
+    }
+    assert_too_many(app.get("/.well-known/jwks.json", None).await).await;
+
+    // Act / Assert
+    for path in ["/health", "/ready"] {
+        for _ in 0..10 {
+            let response = app.get(path, None).await;
+            assert_eq!(response.status(), 200, "{path}");
+            assert!(
+                response.headers().get("ratelimit-limit").is_none(),
+                "{path} is not limited, so it describes no limit"
+            );
+        }
+    }
+}
+test_both!(health_and_ready_are_never_rate_limited);
+
+#[test]
+fn a_limit_set_on_a_probe_route_stops_start_up() {
+    let mut settings = Settings::default();
+    settings.rate_limits.routes = routes(&[("GET /ready", "10/minute")]);
+    let err = settings.validate().expect_err("refused").to_string();
+    assert!(
+        err.contains("GET /ready") && err.contains("never rate limited"),
+        "{err}"
+    );
 }

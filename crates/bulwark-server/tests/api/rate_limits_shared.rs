@@ -68,7 +68,7 @@ impl Instance {
         format!("{}{}", self.base, path)
     }
 
-    /// Waits for `GET /ready` (not `/health`, whose limit the test sets low).
+    /// Waits for `GET /ready` (not the JWKS route, whose limit the test sets low).
     async fn wait_ready(&mut self) {
         let url = self.url("/ready");
         let log = self.dir.path().join("server.log");
@@ -76,9 +76,9 @@ impl Instance {
         process::wait_for_200(&mut self.child, &self.client, &url, &log, &who, "ready").await;
     }
 
-    fn health(&self, ip: &str) -> RequestBuilder {
+    fn jwks(&self, ip: &str) -> RequestBuilder {
         self.client
-            .get(self.url("/health"))
+            .get(self.url("/.well-known/jwks.json"))
             .header("x-forwarded-for", ip)
     }
 
@@ -137,7 +137,7 @@ login_per_username = "5/minute"
 default = "100000/minute"
 
 [rate_limits.routes]
-"GET /health" = "10/minute"
+"GET /.well-known/jwks.json" = "10/minute"
 "#
     );
     let pair = Pair::start(&backend, &config).await;
@@ -145,10 +145,15 @@ default = "100000/minute"
     let _timing = TIMING.lock().await;
 
     // Per client IP on a route override: 60 concurrent requests, alternating instances.
-    assert_exact_burst("GET /health across two instances", 10, 200, || {
-        let ip = unique_ip();
-        (0..60).map(|i| pair.pick(i).health(&ip)).collect()
-    })
+    assert_exact_burst(
+        "GET /.well-known/jwks.json across two instances",
+        10,
+        200,
+        || {
+            let ip = unique_ip();
+            (0..60).map(|i| pair.pick(i).jwks(&ip)).collect()
+        },
+    )
     .await;
 
     // Logins per username: every attempt from a fresh address, alternating instances.
@@ -186,12 +191,12 @@ default = "100000/minute"
     let ip = unique_ip();
     for (i, remaining) in (0..10u64).rev().enumerate() {
         let instance = pair.pick(i);
-        let response = instance.health(&ip).send().await.expect("request");
+        let response = instance.jwks(&ip).send().await.expect("request");
         assert_eq!(response.status(), 200, "{}", instance.name);
         let l = limits(&response);
         assert_eq!((l.limit, l.remaining), (10, remaining), "{}", instance.name);
     }
-    let response = pair.b.health(&ip).send().await.expect("request");
+    let response = pair.b.jwks(&ip).send().await.expect("request");
     assert_too_many(response).await;
 }
 
@@ -313,9 +318,13 @@ async fn timed(request: RequestBuilder) -> (Response, Duration) {
 async fn assert_degraded(app: &TestApp, token: &str, what: &str) -> Duration {
     let mut slowest = Duration::ZERO;
     for _ in 0..10 {
-        let (response, took) = timed(app.client.get(app.url("/health"))).await;
+        let (response, took) = timed(app.client.get(app.url("/.well-known/jwks.json"))).await;
         slowest = slowest.max(took);
-        assert_eq!(response.status(), 200, "{what}: GET /health fails open");
+        assert_eq!(
+            response.status(),
+            200,
+            "{what}: GET /.well-known/jwks.json fails open"
+        );
         assert_eq!(limits_of(response.headers()), None, "{what}: no headers");
         assert!(retry_after(response.headers()).is_none());
 
@@ -403,18 +412,19 @@ async fn a_redis_outage_fails_logins_closed_and_the_rest_open_then_limiting_resu
         s.rate_limits.login_per_ip = "3/hour".into();
         s.rate_limits.login_per_username = "1000/minute".into();
         s.rate_limits.default = "100000/minute".into();
-        s.rate_limits.routes = [("GET /health".to_owned(), "3/hour".to_owned())].into();
+        s.rate_limits.routes =
+            [("GET /.well-known/jwks.json".to_owned(), "3/hour".to_owned())].into();
     })
     .await;
 
     // Up: limiting works (the token's login is the first of three).
     let (_, token) = app.user_with_token(&unique_name("o"), &[]).await;
     for remaining in [2, 1, 0] {
-        let response = app.get("/health", None).await;
+        let response = app.get("/.well-known/jwks.json", None).await;
         assert_eq!(response.status(), 200);
         assert_eq!(limits(&response).remaining, remaining);
     }
-    assert_too_many(app.get("/health", None).await).await;
+    assert_too_many(app.get("/.well-known/jwks.json", None).await).await;
     for remaining in [1, 0] {
         let response = app.login(&unique_name("u"), PASSWORD).await;
         assert_eq!(response.status(), 401);
@@ -434,7 +444,7 @@ async fn a_redis_outage_fails_logins_closed_and_the_rest_open_then_limiting_resu
     redis.thaw();
     let (_, first) = wait_for_redis(&app, "Redis thawed").await;
     assert_too_many(first).await;
-    assert_too_many(app.get("/health", None).await).await;
+    assert_too_many(app.get("/.well-known/jwks.json", None).await).await;
 
     // Killed: connections reset, the port refuses.
     redis.kill();
@@ -455,11 +465,11 @@ async fn a_redis_outage_fails_logins_closed_and_the_rest_open_then_limiting_resu
     }
     assert_too_many(app.login(&unique_name("u"), PASSWORD).await).await;
     for remaining in [2, 1, 0] {
-        let response = app.get("/health", None).await;
+        let response = app.get("/.well-known/jwks.json", None).await;
         assert_eq!(response.status(), 200);
         assert_eq!(limits(&response).remaining, remaining);
     }
-    assert_too_many(app.get("/health", None).await).await;
+    assert_too_many(app.get("/.well-known/jwks.json", None).await).await;
     let response = app.get("/ready", None).await;
     assert_eq!(response.status(), 200, "ready again");
 }

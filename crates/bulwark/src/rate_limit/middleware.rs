@@ -41,6 +41,13 @@ impl RouteKey {
     }
 }
 
+impl RouteKey {
+    /// The route template.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 impl fmt::Display for RouteKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.method, self.path)
@@ -85,6 +92,9 @@ pub struct RateLimitPolicy {
     /// IPv6 clients share one per-IP budget per network of this prefix length (see
     /// [`crate::client_ip::ip_group`]); 64 is what one customer usually holds.
     pub ipv6_prefix: u8,
+    /// Route templates never limited, whatever the method (health and readiness probes: many
+    /// probes behind one proxy address must not be refused, and the routes reveal nothing).
+    pub unlimited: Vec<String>,
 }
 
 impl RateLimitPolicy {
@@ -110,6 +120,11 @@ impl RateLimitPolicy {
             Ok(decision) => Ok(decision),
             Err(unavailable) => Err(unavailable.into_response()),
         }
+    }
+
+    /// Whether requests to the route template `route` are limited.
+    fn limits(&self, route: &str) -> bool {
+        self.enabled && !self.unlimited.iter().any(|r| r == route)
     }
 
     /// The quota, outage policy and store key of a request from `ip` (canonical, as
@@ -199,7 +214,7 @@ impl RateLimitPolicy {
         route: &str,
     ) -> impl Future<Output = Admission> + Send + use<'a> {
         let resolved = self
-            .enabled
+            .limits(route)
             .then(|| self.resolve(request, route, ClientIp::of(request.extensions()).0));
         async move {
             let Some((quota, mode, key)) = resolved else {
@@ -230,7 +245,7 @@ impl RateLimitPolicy {
         route: &str,
         client_ip: IpAddr,
     ) -> Option<Admission> {
-        if !self.enabled {
+        if !self.limits(route) {
             return Some(Admission::Pass(None));
         }
         // `resolve` keys it like `ClientIp::of` (IPv4-mapped IPv6 addresses as IPv4), with IPv6

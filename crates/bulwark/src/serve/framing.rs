@@ -15,20 +15,30 @@
 //! and no copy; a head split across reads is held back until it is whole, so hyper never sees
 //! a part of a head that is then refused. Body bytes pass through untouched as they arrive.
 //!
-//! **The header-read timer is the guard's** ([`FramingGuard::with_head_timeout`]), not hyper's:
-//! it starts when hyper first waits for a head (after the answer to the request before it, so an
-//! idle kept-alive connection is cut too) and stops once the head is whole, so holding a slow
-//! head back does not lengthen the time a slowloris client gets. hyper is built with
+//! **The header-read and idle timers are the guard's** ([`FramingGuard::with_timeouts`]), not
+//! hyper's: the timer starts when hyper first waits for a head (after the answer to the request
+//! before it). The first head of a connection must be whole within the header-read timeout; a
+//! later one may be awaited for the idle timeout, and once its first byte arrives it too must be
+//! whole within the header-read timeout (so an idle kept-alive connection is cut, and so is a
+//! trickled head). The timer stops once the head is whole, so holding a slow head back does not
+//! lengthen the time a slowloris client gets. hyper is built with
 //! `half_close`, so it does not read while it answers: a handler slower than the timeout is not
 //! cut, and no timer runs while a body is awaited (the request timeout covers that). One timer is
 //! made per connection and moved forward for each head; hyper's own makes and drops a timer per
 //! request, which cost about 1 200 instructions per request on the refusal path.
 //!
 //! When it refuses a head, the guard hands hyper an end of stream (hyper finishes what it was
-//! answering and shuts the connection down) and writes its own answer at that shutdown. After a
-//! request that asks for a protocol upgrade (WebSocket) or `CONNECT`, and after any framing it
-//! cannot follow, the guard steps aside for the rest of the connection: hyper's own parser,
-//! which frames by `Transfer-Encoding` and closes on a conflict, still applies.
+//! answering and shuts the connection down) and writes its own answer at that shutdown.
+//!
+//! **Upgrades are decided by the answer, never by the request.** After a request that asks for
+//! a protocol upgrade (WebSocket) or `CONNECT`, the guard reads nothing more until hyper writes
+//! the answer's status line: a `101` (or a `2xx` to `CONNECT`) switches the connection away from
+//! HTTP, and only then does the guard step aside (no HTTP timers: the new protocol's own rules
+//! apply). Any other answer, and the guard goes on checking heads and timing the connection as
+//! before, so an `Upgrade:` header cannot switch the protections off. In a body whose framing it
+//! cannot follow (an over-long or unreadable chunk line), the guard passes bytes through to
+//! hyper, whose own parser still applies, and ends the connection once hyper answers: no later
+//! request could be checked or timed.
 
 use std::{
     future::Future,
@@ -47,6 +57,16 @@ const MAX_HEADERS: usize = 100;
 
 /// The longest chunk-size line (with extensions) the guard follows.
 const MAX_CHUNK_LINE: usize = 4096;
+
+/// How long a connection may wait for a request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// A head, once its first byte arrived (and the first head of a connection), must be whole
+    /// within this.
+    pub(crate) head: Duration,
+    /// How long a kept-alive connection may wait, idle, for the first byte of its next head.
+    pub(crate) idle: Duration,
+}
 
 /// After a refusal, how long and how much of what the client still sends is read and dropped
 /// before the socket closes (closing with unread bytes would reset the connection, and the
@@ -116,9 +136,19 @@ enum State {
     ChunkEnd,
     /// Trailer fields after the last chunk; `line_len` counts the current line's bytes.
     Trailers { line_len: usize },
-    /// Not following the stream any more (upgrade, or framing it cannot follow).
+    /// After a request that asked for an upgrade: nothing is read until the answer's status
+    /// line tells whether the connection switched protocols.
+    AwaitAnswer,
+    /// Not following the stream any more: the connection switched protocols (a `101`).
     Off,
+    /// Inside a body whose framing the guard cannot follow (a chunk line it cannot read): bytes
+    /// pass as they are until hyper starts its answer, and then the connection ends, since no
+    /// later head could be found, checked or timed.
+    Blind,
 }
+
+/// Bytes of an answer's status line that tell its status: `HTTP/1.1 101`.
+const STATUS_LINE_PREFIX: usize = 12;
 
 /// A stream whose HTTP/1.1 request heads are checked before they are read through it.
 pub(crate) struct FramingGuard<T> {
@@ -145,11 +175,23 @@ pub(crate) struct FramingGuard<T> {
     lingered: usize,
     eof: bool,
     /// How long hyper may wait for a request head (`None`: no limit).
-    head_timeout: Option<Duration>,
+    timeouts: Option<Timeouts>,
     /// The head-read timer, made once per connection and reset for each head.
     head_timer: Option<Pin<Box<Sleep>>>,
     /// Whether `head_timer` runs for the head awaited now.
     head_armed: bool,
+    /// Whether a head was checked on this connection (later heads may be awaited idle).
+    served: bool,
+    /// Whether bytes of the head awaited now have arrived (its header-read time runs).
+    head_started: bool,
+    /// The request just checked asked for an upgrade (`Some(true)`: it is a `CONNECT`).
+    upgrade_asked: Option<bool>,
+    /// The first bytes of the answer to that request, until they tell its status.
+    answer_prefix: Vec<u8>,
+    /// The task waiting to read while the upgrade's answer is awaited.
+    read_waker: Option<std::task::Waker>,
+    /// Held for as long as the connection lives (upgraded or not): a connection-cap permit.
+    _permit: Option<super::limits::ConnectionPermit>,
 }
 
 impl<T> FramingGuard<T> {
@@ -157,17 +199,17 @@ impl<T> FramingGuard<T> {
     /// connection is HTTPS (answers carry `Strict-Transport-Security`).
     #[cfg(test)]
     pub(crate) fn new(inner: T, max_head: usize, hsts: bool) -> Self {
-        Self::with_head_timeout(inner, max_head, hsts, None)
+        Self::with_timeouts(inner, max_head, hsts, None)
     }
 
-    /// [`FramingGuard::new`], and a head must arrive within `head_timeout` of the moment hyper
-    /// first waits for it (after the answer to the request before it): the connection is then
-    /// cut, idle or trickling alike.
-    pub(crate) fn with_head_timeout(
+    /// [`FramingGuard::new`], and heads must arrive in time ([`Timeouts`]), counted from the
+    /// moment hyper first waits for one (after the answer to the request before it): the
+    /// connection is then cut, idle or trickling alike.
+    pub(crate) fn with_timeouts(
         inner: T,
         max_head: usize,
         hsts: bool,
-        head_timeout: Option<Duration>,
+        timeouts: Option<Timeouts>,
     ) -> Self {
         Self {
             inner,
@@ -185,21 +227,40 @@ impl<T> FramingGuard<T> {
             linger: None,
             lingered: 0,
             eof: false,
-            head_timeout,
+            timeouts,
             head_timer: None,
             head_armed: false,
+            served: false,
+            head_started: false,
+            upgrade_asked: None,
+            answer_prefix: Vec::new(),
+            read_waker: None,
+            _permit: None,
         }
+    }
+
+    /// Keeps `permit` for as long as the connection lives, through an upgrade too.
+    pub(crate) fn holding(mut self, permit: Option<super::limits::ConnectionPermit>) -> Self {
+        self._permit = permit;
+        self
     }
 
     /// Called when a read is pending: runs the head-read timer while a head is awaited, and
     /// tells whether it ran out.
     fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(timeout) = self.head_timeout else {
+        let Some(timeouts) = self.timeouts else {
             return false;
         };
         if self.state != State::Head {
             return false;
         }
+        // A kept-alive connection waits idle for its next head; once the head has begun, or on
+        // a new connection, the head must come whole within the header-read timeout.
+        let timeout = if self.served && !self.head_started {
+            timeouts.idle
+        } else {
+            timeouts.head
+        };
         let timer = self
             .head_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -218,8 +279,10 @@ impl<T> FramingGuard<T> {
     fn advance(&mut self, data: &[u8]) -> usize {
         let mut at = 0;
         while at < data.len() {
+            self.await_upgrade_answer();
             match self.state {
-                State::Off => return data.len(),
+                State::Off | State::Blind => return data.len(),
+                State::AwaitAnswer => return at,
                 State::Head => {
                     // Empty lines before a request line are allowed (and skipped by hyper).
                     if self.searched == 0 {
@@ -236,6 +299,12 @@ impl<T> FramingGuard<T> {
                             self.refusal = Some(Refusal::TooLarge);
                         } else {
                             self.searched = head.len();
+                            if !self.head_started {
+                                // The head has begun: from now on it must be whole within
+                                // the header-read timeout, not the idle one.
+                                self.head_started = true;
+                                self.head_armed = false;
+                            }
                         }
                         return at;
                     };
@@ -245,9 +314,12 @@ impl<T> FramingGuard<T> {
                         return at;
                     }
                     match check_head(&head[..end]) {
-                        Ok(next) => {
+                        Ok((next, upgrade)) => {
                             self.state = next;
+                            self.upgrade_asked = upgrade;
                             self.head_armed = false;
+                            self.head_started = false;
+                            self.served = true;
                         }
                         Err(refusal) => {
                             self.refusal = Some(refusal);
@@ -284,14 +356,14 @@ impl<T> FramingGuard<T> {
                     self.line.extend_from_slice(part);
                     at += part.len();
                     if self.line.len() > MAX_CHUNK_LINE {
-                        self.step_aside();
+                        self.go_blind();
                     } else if done {
                         self.state = match httparse::parse_chunk_size(&self.line) {
                             Ok(httparse::Status::Complete((_, 0))) => {
                                 State::Trailers { line_len: 0 }
                             }
                             Ok(httparse::Status::Complete((_, size))) => State::ChunkData(size),
-                            _ => State::Off,
+                            _ => State::Blind,
                         };
                         self.line.clear();
                     }
@@ -316,7 +388,61 @@ impl<T> FramingGuard<T> {
                 }
             }
         }
+        self.await_upgrade_answer();
         at
+    }
+
+    /// Once a request that asked for an upgrade has been passed whole (head and body), waits
+    /// for its answer before reading on.
+    fn await_upgrade_answer(&mut self) {
+        if self.state == State::Head && self.upgrade_asked.is_some() {
+            self.state = State::AwaitAnswer;
+        }
+    }
+
+    /// Once hyper answers a request whose body the guard could not follow, the connection's
+    /// reads end: hyper closes after the answer.
+    fn saw_write_when_blind(&mut self, written: usize) {
+        if self.state == State::Blind && written > 0 {
+            self.eof = true;
+        }
+    }
+
+    /// Takes in the first bytes hyper writes while an upgrade's answer is awaited; once they
+    /// tell the status, steps aside (the protocol switched) or goes on checking heads, and lets
+    /// the reader on.
+    fn saw_answer(&mut self, written: &[u8]) {
+        if self.state != State::AwaitAnswer {
+            return;
+        }
+        let want = STATUS_LINE_PREFIX - self.answer_prefix.len();
+        self.answer_prefix
+            .extend_from_slice(&written[..want.min(written.len())]);
+        if self.answer_prefix.len() < STATUS_LINE_PREFIX {
+            return;
+        }
+        let status = &self.answer_prefix[9..STATUS_LINE_PREFIX];
+        let connect = self.upgrade_asked == Some(true);
+        let switched = status == b"101" || (connect && status[0] == b'2');
+        self.upgrade_asked = None;
+        self.answer_prefix = Vec::new();
+        if switched {
+            self.step_aside();
+        } else {
+            self.state = State::Head;
+        }
+        // What arrived after the upgrade request goes through the new state.
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            let released = self.advance(&held);
+            if released < held.len() && self.refusal.is_none() {
+                self.held.extend_from_slice(&held[released..]);
+            }
+            self.ready.extend_from_slice(&held[..released]);
+        }
+        if let Some(waker) = self.read_waker.take() {
+            waker.wake();
+        }
     }
 
     /// Takes in `chunk`, the bytes read after everything taken in before, and returns how many
@@ -344,6 +470,12 @@ impl<T> FramingGuard<T> {
         0
     }
 
+    /// The framing cannot be followed from here: see [`State::Blind`].
+    fn go_blind(&mut self) {
+        self.state = State::Blind;
+        self.line = Vec::new();
+    }
+
     fn step_aside(&mut self) {
         self.state = State::Off;
         self.line = Vec::new();
@@ -365,8 +497,9 @@ fn head_end(head: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-/// Parses a whole head and returns the state after it (how its body is framed).
-fn check_head(head: &[u8]) -> Result<State, Refusal> {
+/// Parses a whole head and returns the state after it (how its body is framed) and whether it
+/// asks for an upgrade (`Some(true)` for `CONNECT`).
+fn check_head(head: &[u8]) -> Result<(State, Option<bool>), Refusal> {
     // Left uninitialized for httparse to fill: zeroing 100 fields (3 KiB) per request costs more
     // than parsing a typical head.
     let mut headers =
@@ -381,7 +514,8 @@ fn check_head(head: &[u8]) -> Result<State, Refusal> {
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
-    let mut upgrade = request.method == Some("CONNECT");
+    let connect = request.method == Some("CONNECT");
+    let mut upgrade = connect;
     for header in request.headers.iter() {
         let name = header.name;
         let value = header.value.trim_ascii();
@@ -409,16 +543,15 @@ fn check_head(head: &[u8]) -> Result<State, Refusal> {
     if transfer_encoding && (request.version != Some(1) || !chunked) {
         return Err(Refusal::Malformed);
     }
-    Ok(if upgrade {
-        State::Off
-    } else if transfer_encoding {
+    let next = if transfer_encoding {
         State::ChunkSize
     } else {
         match length {
             Some(n) if n > 0 => State::Body(n),
             _ => State::Head,
         }
-    })
+    };
+    Ok((next, upgrade.then_some(connect)))
 }
 
 /// A `Content-Length` value: decimal digits only, as hyper reads it.
@@ -458,8 +591,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             if this.refusal.is_some() || this.eof {
                 return Poll::Ready(Ok(()));
             }
-            if this.state == State::Off && this.held.is_empty() {
+            if matches!(this.state, State::Off | State::Blind) && this.held.is_empty() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            if this.state == State::AwaitAnswer {
+                // Woken by the write of the answer's status line.
+                this.read_waker = Some(cx.waker().clone());
+                return Poll::Pending;
             }
             let start = buf.filled().len();
             if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
@@ -494,7 +632,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.saw_answer(&buf[..written]);
+        this.saw_write_when_blind(written);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -556,7 +698,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let mut written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let total = written;
+        for buf in bufs {
+            if written == 0 || this.state != State::AwaitAnswer {
+                break;
+            }
+            let n = written.min(buf.len());
+            this.saw_answer(&buf[..n]);
+            written -= n;
+        }
+        this.saw_write_when_blind(total);
+        Poll::Ready(Ok(total))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -665,14 +819,68 @@ mod tests {
         }
     }
 
+    const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    const SMUGGLE: &[u8] =
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    /// An upgrade request, then more bytes, then the answer hyper writes (in two pieces, as a
+    /// vectored write may split it): what hyper reads, and the refusal.
+    fn upgrade_answered(answer: &[u8], after: &[u8]) -> (Vec<u8>, Option<Refusal>) {
+        let mut guard = FramingGuard::new((), 1024, false);
+        let stream = [UPGRADE, after].concat();
+        let passed = guard.take_in(&stream);
+        let mut out = stream[..passed].to_vec();
+        out.append(&mut guard.ready);
+        assert_eq!(
+            out, UPGRADE,
+            "nothing after the upgrade request before its answer"
+        );
+        assert_eq!(guard.state, State::AwaitAnswer);
+        guard.saw_answer(&answer[..5]);
+        guard.saw_answer(&answer[5..]);
+        out.append(&mut guard.ready);
+        (out, guard.refusal)
+    }
+
     #[test]
-    fn an_upgrade_turns_the_guard_off() {
-        let stream = [
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".as_slice(),
-            b"\x81\x05hello anything at all: Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        ]
-        .concat();
-        assert_eq!(run(&[&stream]), (stream.clone(), None));
+    fn a_101_answer_turns_the_guard_off() {
+        let frames = [b"\x81\x05hello anything at all: ".as_slice(), SMUGGLE].concat();
+        let (out, refusal) = upgrade_answered(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &frames);
+        assert_eq!((out, refusal), ([UPGRADE, &frames].concat(), None));
+    }
+
+    /// Found in review: any `Upgrade:` header switched the guard off (no smuggling check, no
+    /// timers) for the rest of the connection, whatever the server answered.
+    #[test]
+    fn an_upgrade_that_is_not_answered_101_leaves_the_guard_on() {
+        for answer in [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".as_slice(),
+            b"HTTP/1.1 401 Unauthorized\r\n\r\n",
+            b"HTTP/1.1 426 Upgrade Required\r\n\r\n",
+        ] {
+            let (out, refusal) = upgrade_answered(answer, SMUGGLE);
+            assert_eq!(out, UPGRADE);
+            assert_eq!(refusal, Some(Refusal::Conflicting));
+            // A plain request after it passes.
+            let (out, refusal) = upgrade_answered(answer, GET);
+            assert_eq!((out, refusal), ([UPGRADE, GET].concat(), None));
+        }
+    }
+
+    #[test]
+    fn a_chunk_line_the_guard_cannot_read_ends_the_connection_at_the_answer() {
+        let mut guard = FramingGuard::new((), 1024, false);
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let long_line = [b"1;".as_slice(), &[b'x'; MAX_CHUNK_LINE + 1]].concat();
+        assert_eq!(guard.take_in(head), head.len());
+        assert_eq!(guard.take_in(&long_line), long_line.len());
+        assert_eq!(guard.state, State::Blind);
+        assert!(!guard.eof);
+        guard.saw_write_when_blind(10);
+        assert!(
+            guard.eof,
+            "hyper reads the end of the stream after its answer"
+        );
     }
 
     #[test]
@@ -699,8 +907,17 @@ mod tests {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
         let timeout = Duration::from_secs(10);
+        let idle = Duration::from_secs(60);
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut guard = FramingGuard::with_head_timeout(server, 1024, false, Some(timeout));
+        let mut guard = FramingGuard::with_timeouts(
+            server,
+            1024,
+            false,
+            Some(Timeouts {
+                head: timeout,
+                idle,
+            }),
+        );
         let mut buf = [0u8; 256];
         client
             .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
@@ -718,11 +935,41 @@ mod tests {
         let (body, mut guard) = read.await.expect("task");
         body.expect("the body, however late");
         assert!(started.elapsed() >= timeout * 3);
-        // Then the next head is awaited, and the timer runs.
+        // Then the next head is awaited: the connection is idle, and the idle timer runs.
         let started = tokio::time::Instant::now();
         let err = guard.read(&mut buf).await.expect_err("no head came");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), timeout);
+        assert_eq!(started.elapsed(), idle);
+        drop(client);
+    }
+
+    /// A kept-alive connection may wait idle for the idle timeout; once a head begins, it must
+    /// be whole within the header-read timeout from its first byte.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_begun_after_an_idle_wait_must_be_whole_within_the_head_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let timeouts = Timeouts {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        };
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut guard = FramingGuard::with_timeouts(server, 1024, false, Some(timeouts));
+        let mut buf = [0u8; 256];
+        client.write_all(GET).await.expect("write");
+        assert_eq!(guard.read(&mut buf).await.expect("head"), GET.len());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let result = guard.read(&mut buf).await;
+            (result.map_err(|e| e.kind()), tokio::time::Instant::now())
+        });
+        // Idle for most of the idle timeout, then a head trickles in and stalls.
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        client.write_all(b"GET / HT").await.expect("write");
+        let began = tokio::time::Instant::now();
+        let (result, ended) = reader.await.expect("task");
+        assert_eq!(result, Err(io::ErrorKind::TimedOut));
+        assert_eq!(ended - began, timeouts.head);
         drop(client);
     }
 
