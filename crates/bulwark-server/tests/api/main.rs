@@ -6,6 +6,7 @@
 #![allow(unreachable_pub)] // test helpers are `pub` for the test modules only
 
 mod cli;
+mod csrf;
 mod docs;
 mod faults;
 mod hardening;

@@ -18,6 +18,12 @@
 //!    value of the `HttpOnly` CSRF cookie, a timestamp and a nonce, checked in constant time. A
 //!    cross-site page can neither read the cookie nor forge the token.
 //!
+//! **Only cookies the server issued.** The cookie's value carries its own MAC (a random value
+//! and an HMAC of it under a second derived key). A cookie a sibling subdomain or a network
+//! attacker planted in the browser ("cookie tossing") has none: it is never adopted, no token is
+//! minted for it (`GET /csrftoken/` and the login form set a fresh cookie instead), and no token
+//! verifies against it, so an attacker cannot fix the cookie-token pair in advance.
+//!
 //! A refusal is 403 `{"detail": "CSRF token missing or invalid"}` and the handler never runs.
 //! Bearer requests carry no ambient authority and are exempt. `POST /login` spends its CSRF
 //! cookie ([`Csrf::spend`]): a replayed cookie and token are refused.
@@ -58,11 +64,16 @@ pub const REFUSAL: &str = "CSRF token missing or invalid";
 const NONCE_LEN: usize = 16;
 const MAC_LEN: usize = 32;
 const TOKEN_LEN: usize = 8 + NONCE_LEN + MAC_LEN;
+/// The cookie's random part; the cookie is that and its MAC, base64url.
+const COOKIE_RANDOM_LEN: usize = 32;
+const COOKIE_LEN: usize = COOKIE_RANDOM_LEN + MAC_LEN;
 
 /// Issues and checks CSRF tokens; configured once at start-up.
 #[derive(Debug)]
 pub struct Csrf {
     key: hmac::Key,
+    /// Signs the cookies this server issues.
+    cookie_key: hmac::Key,
     secure: bool,
     max_age: Duration,
     allowed_origins: Vec<String>,
@@ -102,6 +113,7 @@ impl Csrf {
     ) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret.derive_key("csrf")),
+            cookie_key: hmac::Key::new(hmac::HMAC_SHA256, &secret.derive_key("csrf-cookie")),
             secure,
             max_age: Duration::from_secs(2 * 3600),
             allowed_origins: allowed_origins
@@ -131,15 +143,37 @@ impl Csrf {
             .is_some_and(|r| r.list().contains_jti(&Self::spent_id(cookie)))
     }
 
+    /// A fresh cookie value: random bytes and their MAC.
+    fn mint_cookie(&self) -> String {
+        let random = crate::secret::random_bytes(COOKIE_RANDOM_LEN);
+        let mut value = Vec::with_capacity(COOKIE_LEN);
+        value.extend_from_slice(&random);
+        value.extend_from_slice(hmac::sign(&self.cookie_key, &cookie_message(&random)).as_ref());
+        URL_SAFE_NO_PAD.encode(value)
+    }
+
+    /// Whether `cookie` is one this server issued (its MAC checks out, in constant time).
+    fn issued_here(&self, cookie: &str) -> bool {
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(cookie) else {
+            return false;
+        };
+        if raw.len() != COOKIE_LEN {
+            return false;
+        }
+        let (random, mac) = raw.split_at(COOKIE_RANDOM_LEN);
+        hmac::verify(&self.cookie_key, &cookie_message(random), mac).is_ok()
+    }
+
     /// A token for the request's CSRF cookie, and the `Set-Cookie` to send when the request had
-    /// no usable cookie (a fresh random one is made).
+    /// no usable cookie: none, one this server did not issue, or a spent one (a fresh one is
+    /// made).
     pub fn issue(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-        let existing = cookie::get(headers, COOKIE)
-            .filter(|c| c.len() == 43 && URL_SAFE_NO_PAD.decode(c).is_ok() && !self.is_spent(c));
+        let existing =
+            cookie::get(headers, COOKIE).filter(|c| self.issued_here(c) && !self.is_spent(c));
         let (value, set_cookie) = match existing {
             Some(c) => (c.to_owned(), None),
             None => {
-                let c = crate::secret::random_token(32);
+                let c = self.mint_cookie();
                 let set = cookie::set(COOKIE, &c, self.max_age.as_secs(), self.secure);
                 (c, Some(set))
             }
@@ -155,12 +189,16 @@ impl Csrf {
         (URL_SAFE_NO_PAD.encode(token), set_cookie)
     }
 
-    /// True when `token` was issued for the request's CSRF cookie, is younger than two hours,
-    /// and the cookie was not spent. Constant-time in the MAC comparison.
+    /// True when `token` was issued for the request's CSRF cookie, which this server issued, is
+    /// younger than two hours, and the cookie was not spent. Constant-time in the MAC
+    /// comparisons.
     pub fn verify(&self, headers: &HeaderMap, token: &str) -> bool {
         let Some(cookie) = cookie::get(headers, COOKIE) else {
             return false;
         };
+        if !self.issued_here(cookie) {
+            return false;
+        }
         let Ok(raw) = URL_SAFE_NO_PAD.decode(token.trim()) else {
             return false;
         };
@@ -256,6 +294,13 @@ impl Csrf {
     pub fn secure(&self) -> bool {
         self.secure
     }
+}
+
+fn cookie_message(random: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(23 + random.len());
+    m.extend_from_slice(b"bulwark-csrf-cookie-v1\0");
+    m.extend_from_slice(random);
+    m
 }
 
 fn signed_message(cookie: &str, ts: &[u8], nonce: &[u8]) -> Vec<u8> {

@@ -49,7 +49,7 @@ fn a_token_verifies_only_with_its_own_cookie_and_key() {
     let cookie = cookie_value(&set);
     assert!(csrf.verify(&with_cookie(&cookie), &token));
     assert!(
-        !csrf.verify(&with_cookie(&crate::secret::random_token(32)), &token),
+        !csrf.verify(&with_cookie(&csrf.mint_cookie()), &token),
         "other cookie"
     );
     assert!(!csrf.verify(&HeaderMap::new(), &token), "no cookie");
@@ -208,4 +208,40 @@ async fn the_layer_guards_unsafe_cookie_requests_only() {
     assert_eq!(call(Arc::clone(&csrf), bearer).await, 200);
     let anonymous = Request::post("/items").body(Body::empty()).unwrap();
     assert_eq!(call(Arc::clone(&csrf), anonymous).await, 200);
+}
+
+/// Found in review: `issue` adopted any 43-character cookie the client sent and minted tokens
+/// for it, so a cookie tossed from a sibling subdomain fixed the cookie-token pair.
+#[test]
+fn only_cookies_this_server_issued_are_adopted_or_verified() {
+    let csrf = csrf();
+    let other_server = Csrf::new(&MasterSecret::generate(), false, &[], "session");
+    for planted in [
+        crate::secret::random_token(32),
+        crate::secret::random_token(64),
+        other_server.mint_cookie(),
+        String::new(),
+        "x".repeat(86),
+    ] {
+        let (token, set) = csrf.issue(&with_cookie(&planted));
+        let fresh = cookie_value(&set.expect("a planted cookie is replaced"));
+        assert_ne!(fresh, planted);
+        assert!(
+            csrf.verify(&with_cookie(&fresh), &token),
+            "the token is for the fresh cookie"
+        );
+        assert!(
+            !csrf.verify(&with_cookie(&planted), &token),
+            "never for the planted one"
+        );
+    }
+    // A cookie this server issued is kept.
+    let ours = csrf.mint_cookie();
+    let (token, set) = csrf.issue(&with_cookie(&ours));
+    assert!(set.is_none());
+    assert!(csrf.verify(&with_cookie(&ours), &token));
+    // Its MAC covers every byte.
+    let mut raw = URL_SAFE_NO_PAD.decode(&ours).unwrap();
+    raw[0] ^= 1;
+    assert!(!csrf.issued_here(&URL_SAFE_NO_PAD.encode(raw)));
 }
