@@ -131,6 +131,9 @@ pub trait UserRepo: Send + Sync {
     async fn count_users(&self) -> DbResult<i64>;
     /// Replaces a password hash.
     async fn set_password_hash(&self, id: i64, hash: &str) -> DbResult<()>;
+    /// Replaces a password hash only while it is still `expected` (a re-hash of the password
+    /// just verified); answers whether it did. A password changed meanwhile stays changed.
+    async fn upgrade_password_hash(&self, id: i64, expected: &str, hash: &str) -> DbResult<bool>;
     /// Replaces roles. False when no such user.
     async fn set_roles(&self, id: i64, roles: &[String]) -> DbResult<bool>;
     /// Raises the user's token version (revoking every token issued before); the new version,

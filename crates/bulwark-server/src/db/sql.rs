@@ -181,6 +181,24 @@ macro_rules! impl_repository {
                 Ok(())
             }
 
+            async fn upgrade_password_hash(
+                &self,
+                id: i64,
+                expected: &str,
+                hash: &str,
+            ) -> $crate::db::DbResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+                )
+                .bind(hash)
+                .bind($crate::db::now())
+                .bind(id)
+                .bind(expected)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn set_roles(&self, id: i64, roles: &[String]) -> $crate::db::DbResult<bool> {
                 let done = sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE id = $3")
                     .bind($crate::db::join_roles(roles))

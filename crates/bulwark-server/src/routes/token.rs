@@ -195,15 +195,23 @@ async fn verify_credentials(
             state.repo.clone(),
             credentials.user.id,
         );
+        // Written only over the hash just verified: a password changed while this re-hash ran
+        // must not be replaced by the old one.
+        let verified = credentials.password_hash;
         tokio::spawn(async move {
             match hasher.hash(password).await {
-                Ok(hash) => {
-                    if let Err(err) = repo.set_password_hash(id, hash.as_str()).await {
-                        tracing::error!(error = %err, user_id = id, "could not store re-hashed password");
-                    } else {
-                        tracing::info!(user_id = id, "password hash upgraded to Argon2id");
+                Ok(hash) => match repo
+                    .upgrade_password_hash(id, &verified, hash.as_str())
+                    .await
+                {
+                    Ok(true) => tracing::info!(user_id = id, "password hash upgraded to Argon2id"),
+                    Ok(false) => {
+                        tracing::info!(user_id = id, "password changed meanwhile; re-hash dropped");
                     }
-                }
+                    Err(err) => {
+                        tracing::error!(error = %err, user_id = id, "could not store re-hashed password");
+                    }
+                },
                 Err(err) => tracing::error!(error = %err, user_id = id, "re-hashing failed"),
             }
         });

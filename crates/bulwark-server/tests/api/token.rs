@@ -673,6 +673,53 @@ async fn a_legacy_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id(backend: Backe
 }
 test_both!(a_legacy_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id);
 
+/// Found in review: the background re-hash after a legacy login wrote unconditionally, so a
+/// password changed while it ran was replaced by the old one. Real hashing parameters widen the
+/// re-hash's window; the change lands at a sweep of moments across it.
+async fn a_password_changed_during_a_rehash_stays_changed(backend: Backend) {
+    use bulwark::password::Argon2Params;
+    // Arrange
+    let app = spawn_app_with(backend, |s| {
+        s.password_hashing = PasswordHashing::default();
+    })
+    .await;
+    let params = Argon2Params::OWASP_LOW_MEMORY;
+    let new_hash = bulwark::password::PasswordHasher::new(params)
+        .expect("hasher")
+        .hash(secrecy::SecretString::from(PASSWORD.to_owned()))
+        .await
+        .expect("hash");
+    for trial in 0..24u64 {
+        let name = format!("legacy{trial}");
+        let id = insert_legacy_user(&app, &name, BCRYPT_COST4_PASSWORD1).await;
+
+        // Act: the legacy login (which re-hashes "password1" in the background) and, a moment
+        // later, a password change.
+        let login = app.login(&name, "password1");
+        let change = async {
+            tokio::time::sleep(Duration::from_millis(2 * trial)).await;
+            app.state
+                .repo
+                .set_password_hash(id, new_hash.as_str())
+                .await
+                .expect("changed");
+        };
+        let (response, ()) = tokio::join!(login, change);
+        // 401 when the change came before the password was checked.
+        assert!(matches!(response.status().as_u16(), 200 | 401));
+        // The re-hash has finished (or given up) well within this.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Assert
+        assert_eq!(
+            stored_hash(&app, &name).await,
+            new_hash.as_str(),
+            "trial {trial}: the changed password was replaced"
+        );
+    }
+}
+test_both!(a_password_changed_during_a_rehash_stays_changed);
+
 async fn every_bcrypt_prefix_verifies(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
