@@ -383,22 +383,7 @@ impl Application {
             },
             None => None,
         };
-        let retention = {
-            let repo = Arc::clone(&self.state.repo);
-            let keep = i64::try_from(self.state.settings.audit_retention.0.as_secs())
-                .unwrap_or(i64::MAX / 2);
-            tokio::spawn(async move {
-                let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-                loop {
-                    hourly.tick().await;
-                    match repo.purge_audit(db::now() - keep).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(deleted = n, "old audit events purged"),
-                        Err(err) => tracing::warn!(error = %err, "audit purge failed"),
-                    }
-                }
-            })
-        };
+        let retention = crate::retention::spawn(self.state.clone(), Duration::from_secs(3600));
         let signal = Arc::clone(&self.state.shutdown_sender);
         let shutdown = async move {
             shutdown.await;

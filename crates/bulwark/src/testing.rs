@@ -133,4 +133,35 @@ pub async fn revocation_store_conformance(store: Arc<dyn RevocationStore>) {
     .unwrap();
     b.sync().await.unwrap();
     assert!(b.list().is_revoked(&claims("u1", "t2", 4)));
+
+    // Purging removes what has expired, and only that.
+    let now = now();
+    a.revoke(Revocation::Token {
+        jti: "expired".into(),
+        expires_at: now - 600,
+    })
+    .await
+    .unwrap();
+    let kept_by_time = store.purge(now - 60, now - 3600).await.unwrap();
+    assert!(kept_by_time >= 1, "the expired token entry goes");
+    let fresh = Revoker::new(Arc::clone(&store), Arc::new(RevocationList::new()));
+    fresh.sync().await.unwrap();
+    assert!(
+        fresh.list().is_revoked(&claims("u0", "t1", 0)),
+        "an unexpired token stays"
+    );
+    assert!(
+        fresh.list().is_revoked(&claims("u1", "t2", 4)),
+        "a recent subject entry stays"
+    );
+    assert!(!fresh.list().contains_jti("expired"));
+    // Subject entries go once every token issued before them has expired.
+    store.purge(now - 60, now + 60).await.unwrap();
+    let later = Revoker::new(Arc::clone(&store), Arc::new(RevocationList::new()));
+    later.sync().await.unwrap();
+    assert!(!later.list().is_revoked(&claims("u1", "t2", 4)));
+    assert!(
+        later.list().is_revoked(&claims("u0", "t1", 0)),
+        "the token entry still stays"
+    );
 }

@@ -200,6 +200,9 @@ pub trait RefreshRepo: Send + Sync {
     ) -> DbResult<Vec<(String, i64)>>;
     /// Whether a family carries the revoked mark.
     async fn family_revoked(&self, family_id: &str) -> DbResult<bool>;
+    /// Deletes refresh tokens (spent or not) and revoked-family marks that expired before
+    /// `now`; answers how many rows went.
+    async fn purge_refresh(&self, now: i64) -> DbResult<u64>;
     /// The family of the refresh token issued with an access token.
     async fn family_of_access(&self, access_jti: &str) -> DbResult<Option<String>>;
 }

@@ -524,6 +524,25 @@ macro_rules! impl_repository {
                     Ok((out, next))
                 })
             }
+
+            fn purge(
+                &self,
+                expired_before: i64,
+                subjects_before: i64,
+            ) -> bulwark::store::StoreFuture<'_, u64> {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "DELETE FROM revocations WHERE (kind = 'token' AND expires_at < $1) \
+                         OR (kind = 'subject' AND created_at < $2)",
+                    )
+                    .bind(expired_before)
+                    .bind(subjects_before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::db::store_error)?;
+                    Ok(done.rows_affected())
+                })
+            }
         }
 
         #[async_trait::async_trait]
@@ -626,6 +645,20 @@ macro_rules! impl_repository {
                     .map(|r| Ok((r.try_get("access_jti")?, r.try_get("created_at")?)))
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(Into::into)
+            }
+
+            async fn purge_refresh(&self, now: i64) -> $crate::db::DbResult<u64> {
+                // A spent token is kept until it expires: presenting it again must still be
+                // recognised as a replay until then.
+                let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                let families = sqlx::query("DELETE FROM revoked_families WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(tokens.rows_affected() + families.rows_affected())
             }
 
             async fn family_revoked(&self, family_id: &str) -> $crate::db::DbResult<bool> {

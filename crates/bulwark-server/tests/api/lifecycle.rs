@@ -1574,3 +1574,53 @@ async fn changing_roles_with_the_cli_ends_their_tokens_within_a_second(backend: 
     assert_eq!(jwt_parts(&fresh).1["roles"], json!(["editor"]));
 }
 test_both!(changing_roles_with_the_cli_ends_their_tokens_within_a_second);
+
+/// Found in review: revocations, spent refresh tokens and expired entries were never purged.
+/// The schedule's purge removes what has expired and keeps what a live token still needs.
+async fn expired_entries_are_purged_and_live_ones_kept(backend: Backend) {
+    use bulwark::{revocation::Revocation, secret::fingerprint};
+    use bulwark_server::db::SpendOutcome;
+
+    // Arrange
+    let app = spawn_app(backend).await;
+    let alice = app.create_user("alice", PASSWORD, &[]).await;
+    let (_, r1) = login_pair(&app, "alice", PASSWORD).await;
+    let (a2, _) = assert_token_pair(refresh_json(&app, &r1).await).await;
+    let now = bulwark_server::db::now();
+    let expired_hash = fingerprint("an-expired-refresh-token");
+    let repo = &app.state.repo;
+    assert!(
+        repo.insert_refresh(&expired_hash, "family-x", alice, "jti-x", 1, now - 10)
+            .await
+            .unwrap()
+    );
+    app.state
+        .revoker
+        .revoke(Revocation::Token {
+            jti: "long-expired".into(),
+            expires_at: now - 600,
+        })
+        .await
+        .unwrap();
+    assert_eq!(logout(&app, &a2).await.status(), 204);
+
+    // Act (the schedule's first purge, at start, may run at any moment too)
+    bulwark_server::retention::purge_expired(&app.state)
+        .await
+        .unwrap();
+
+    // Assert: the expired row is gone: its key can be used again.
+    assert!(
+        repo.insert_refresh(&expired_hash, "family-y", alice, "jti-y", 1, now + 60)
+            .await
+            .unwrap()
+    );
+    // The spent, unexpired refresh token is kept: a replay is still recognised as one.
+    assert!(matches!(
+        repo.spend_refresh(&fingerprint(&r1)).await.unwrap(),
+        SpendOutcome::Reused { .. }
+    ));
+    // The logged-out token stays revoked.
+    assert_rejected(&app, &a2).await;
+}
+test_both!(expired_entries_are_purged_and_live_ones_kept);

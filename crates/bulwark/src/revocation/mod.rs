@@ -170,6 +170,24 @@ impl Revoker {
         Ok(revocations.len())
     }
 
+    /// Removes from the shared store what no live token can need any more (see
+    /// [`RevocationStore::purge`]): token entries expired (with the clock leeway) by `now`, and
+    /// subject entries older than `longest_token_lifetime` (with the leeway).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn purge(
+        &self,
+        now: i64,
+        longest_token_lifetime: Duration,
+    ) -> Result<u64, StoreError> {
+        let leeway = crate::jwt::MAX_LEEWAY_SECS as i64;
+        let lifetime = i64::try_from(longest_token_lifetime.as_secs()).unwrap_or(i64::MAX / 4);
+        self.store
+            .purge(now - leeway, now.saturating_sub(lifetime + leeway))
+            .await
+    }
+
     /// Syncs every `every` and prunes expired entries, until the returned task is aborted.
     pub fn spawn_sync(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {

@@ -35,6 +35,58 @@ async fn redis_store_conforms() {
     crate::testing::revocation_store_conformance(Arc::new(store)).await;
 }
 
+/// Found in review: the Redis log kept only its newest 100 000 entries, and Redis held the only
+/// copy of revocations: a flood of logouts could push out a revocation whose token still worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_never_trims_an_unexpired_revocation() {
+    let Ok(url) = std::env::var("BULWARK_TEST_REDIS_URL") else {
+        eprintln!("BULWARK_TEST_REDIS_URL is not set: Redis variant not run");
+        return;
+    };
+    let prefix = format!("test-rev-{}:", crate::secret::random_token(8));
+    let store = Arc::new(
+        store::redis::RedisRevocationStore::new(&url, &prefix, std::time::Duration::from_secs(5))
+            .unwrap(),
+    );
+    let far = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    let first = Revocation::Token {
+        jti: "the-first".into(),
+        expires_at: far,
+    };
+    store.publish(&first).await.unwrap();
+    for chunk in 0..101 {
+        let mut publishes = tokio::task::JoinSet::new();
+        for i in 0..1000 {
+            let store = Arc::clone(&store);
+            publishes.spawn(async move {
+                let r = Revocation::Token {
+                    jti: format!("flood-{chunk}-{i}"),
+                    expires_at: far,
+                };
+                store.publish(&r).await
+            });
+        }
+        while let Some(result) = publishes.join_next().await {
+            result.unwrap().unwrap();
+        }
+    }
+    let list = RevocationList::new();
+    let (entries, _) = store.since(0).await.unwrap();
+    for r in &entries {
+        list.apply(r);
+    }
+    assert_eq!(entries.len(), 101_001);
+    assert!(
+        list.contains_jti("the-first"),
+        "the oldest unexpired revocation is still there"
+    );
+    // Purging keeps them all: none has expired.
+    assert_eq!(store.purge(far - 1, 0).await.unwrap(), 0);
+    // Once they expire, a purge removes them all, in batches.
+    assert_eq!(store.purge(far + 1, 0).await.unwrap(), 101_001);
+    assert!(store.since(0).await.unwrap().0.is_empty());
+}
+
 #[tokio::test]
 async fn memory_store_conforms() {
     crate::testing::revocation_store_conformance(Arc::new(MemoryRevocationStore::new())).await;

@@ -15,7 +15,8 @@ pub struct MemoryRevocationStore {
 #[derive(Debug, Default)]
 struct Log {
     next: u64,
-    entries: Vec<(u64, Revocation)>,
+    /// Sequence number, revocation, and when it was published (Unix seconds).
+    entries: Vec<(u64, Revocation, i64)>,
 }
 
 impl MemoryRevocationStore {
@@ -33,7 +34,7 @@ impl RevocationStore for MemoryRevocationStore {
                 .log
                 .lock()
                 .map_err(|_| StoreError::new("poisoned lock"))?;
-            log.entries.retain(|(_, r)| match (r, revocation) {
+            log.entries.retain(|(_, r, _)| match (r, revocation) {
                 (Revocation::Token { expires_at, .. }, _) => *expires_at + 60 >= now,
                 (Revocation::Subject { sub: old, .. }, Revocation::Subject { sub, .. }) => {
                     old != sub
@@ -42,7 +43,7 @@ impl RevocationStore for MemoryRevocationStore {
             });
             log.next += 1;
             let seq = log.next;
-            log.entries.push((seq, revocation.clone()));
+            log.entries.push((seq, revocation.clone(), now));
             Ok(())
         })
     }
@@ -56,10 +57,25 @@ impl RevocationStore for MemoryRevocationStore {
             let items = log
                 .entries
                 .iter()
-                .filter(|(seq, _)| *seq > cursor)
-                .map(|(_, r)| r.clone())
+                .filter(|(seq, _, _)| *seq > cursor)
+                .map(|(_, r, _)| r.clone())
                 .collect();
             Ok((items, log.next.max(cursor)))
+        })
+    }
+
+    fn purge(&self, expired_before: i64, subjects_before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut log = self
+                .log
+                .lock()
+                .map_err(|_| StoreError::new("poisoned lock"))?;
+            let before = log.entries.len();
+            log.entries.retain(|(_, r, published)| match r {
+                Revocation::Token { expires_at, .. } => *expires_at >= expired_before,
+                Revocation::Subject { .. } => *published >= subjects_before,
+            });
+            Ok((before - log.entries.len()) as u64)
         })
     }
 }

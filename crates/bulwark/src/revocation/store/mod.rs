@@ -18,4 +18,11 @@ pub trait RevocationStore: Send + Sync + std::fmt::Debug {
     /// Revocations appended after `cursor` (0: from the start), oldest first, and the cursor to
     /// pass next time. Entries whose tokens have expired may be left out.
     fn since(&self, cursor: u64) -> StoreFuture<'_, (Vec<Revocation>, u64)>;
+
+    /// Removes what no live token can need any more: token entries that expire before
+    /// `expired_before`, and subject entries published before `subjects_before` (every token
+    /// issued before a subject entry has expired once the longest token lifetime has passed).
+    /// Answers how many entries were removed. Nothing else is ever removed: no unexpired
+    /// revocation is lost to a size limit.
+    fn purge(&self, expired_before: i64, subjects_before: i64) -> StoreFuture<'_, u64>;
 }

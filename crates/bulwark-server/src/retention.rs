@@ -1,0 +1,69 @@
+//! What the server keeps, and for how long: expired entries are purged on a schedule, on every
+//! backend, and nothing unexpired is ever dropped to save room.
+//!
+//! | what | kept until |
+//! |---|---|
+//! | audit events | `audit_retention` (default 90 days) |
+//! | refresh tokens, spent or not | they expire (a spent one must be recognised as a replay until then) |
+//! | revoked-family marks | every token of the family has expired |
+//! | token revocations (database or Redis) | the token expires, plus the clock leeway |
+//! | subject revocations (a user's tokens ended) | the longest access-token lifetime allowed (24 h), plus the leeway |
+
+use std::time::Duration;
+
+use crate::{db, state::AppState};
+
+/// The longest access-token lifetime the settings allow: every token issued before a subject
+/// revocation has expired once this has passed.
+const LONGEST_ACCESS_TOKEN: Duration = Duration::from_secs(24 * 3600);
+
+/// How many rows or entries one purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Audit events older than the retention.
+    pub audit: u64,
+    /// Expired refresh tokens and revoked-family marks.
+    pub refresh: u64,
+    /// Expired revocations in the shared store.
+    pub revocations: u64,
+}
+
+/// Purges everything that has expired; each part is tried even when another fails.
+///
+/// # Errors
+/// The first failure, after every part was tried.
+pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
+    let now = db::now();
+    let keep = i64::try_from(state.settings.audit_retention.0.as_secs()).unwrap_or(i64::MAX / 2);
+    let audit = state.repo.purge_audit(now - keep).await;
+    let refresh = state.repo.purge_refresh(now).await;
+    let revocations = state.revoker.purge(now, LONGEST_ACCESS_TOKEN).await;
+    Ok(Purged {
+        audit: audit?,
+        refresh: refresh?,
+        revocations: revocations?,
+    })
+}
+
+/// Purges at start and then every `every`, until the returned task is aborted.
+pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match purge_expired(&state).await {
+                Ok(purged) if purged == Purged::default() => {}
+                Ok(purged) => tracing::info!(
+                    audit = purged.audit,
+                    refresh = purged.refresh,
+                    revocations = purged.revocations,
+                    "expired entries purged"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "purging expired entries failed; retrying later")
+                }
+            }
+        }
+    })
+}
