@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::state::AppState;
 
 /// Kinds of audit event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditKind {
     /// A good login (token or form).
     LoginSucceeded,

@@ -47,11 +47,7 @@ use bulwark::{
 };
 use tower::{Layer, Service};
 
-use crate::{
-    metrics::RouteMetrics,
-    state::AppState,
-    telemetry::{Finished, RequestScope},
-};
+use crate::{metrics::RouteMetrics, state::AppState, telemetry::RequestScope};
 
 /// Applies [`Guard`] to the router (add it around the whole router: the guard finds each
 /// request's route template itself, see [`Routes`]).
@@ -280,7 +276,7 @@ where
         {
             None => return self.wait(Step::Admit(index), scope, request),
             Some(Admission::Refuse(refusal)) => {
-                return GuardFuture::finished(scope.finish(state, refusal));
+                return GuardFuture::ready(scope.finish(state, refusal));
             }
             Some(Admission::Pass(decision)) => decision,
         };
@@ -298,7 +294,7 @@ where
                 scope,
                 decision,
             };
-            return GuardFuture::finished(rest.finish(refusal.into_response()));
+            return GuardFuture::ready(rest.finish(refusal.into_response()));
         }
         self.pass_on(&mut request);
         GuardFuture::Route {
@@ -387,7 +383,7 @@ impl Shared {
                 let route = &self.routes.slot(index).template;
                 match state.limits.admit_route(&request, route).await {
                     Admission::Refuse(refusal) => {
-                        return Ok(scope.finish(state, refusal).response().await);
+                        return Ok(scope.finish(state, refusal));
                     }
                     Admission::Pass(decision) => decision,
                 }
@@ -405,9 +401,7 @@ impl Shared {
             scope,
             decision,
         }
-        .finish(response)
-        .response()
-        .await)
+        .finish(response))
     }
 }
 
@@ -423,7 +417,7 @@ struct Rest {
 const ADDED_HEADERS: usize = 11;
 
 impl Rest {
-    fn finish(self, mut response: Response) -> Finished {
+    fn finish(self, mut response: Response) -> Response {
         // Room for them at once: a handler's answer usually has one or two headers, and its map
         // would otherwise grow twice, moving and rehashing its entries each time. An error
         // answer already has the room (`bulwark::error`).
@@ -448,7 +442,7 @@ pin_project_lite::pin_project! {
         /// Waiting on the route; then its response gets the rate-limit headers and closes the
         /// request scope.
         Route { #[pin] future: F, rest: Option<Rest> },
-        /// A step had to wait, or an audit record is being written.
+        /// A step had to wait.
         Waiting { future: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
         /// Answered without the route (a refusal).
         Ready { response: Option<Response> },
@@ -456,14 +450,9 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> GuardFuture<F> {
-    fn finished(finished: Finished) -> Self {
-        match finished {
-            Finished::Done(response) => Self::Ready {
-                response: Some(response),
-            },
-            Finished::Audit(audited) => Self::Waiting {
-                future: Box::pin(async move { Ok(audited.await) }),
-            },
+    fn ready(response: Response) -> Self {
+        Self::Ready {
+            response: Some(response),
         }
     }
 }
@@ -474,31 +463,22 @@ where
 {
     type Output = Result<Response, Infallible>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let finished = match self.as_mut().project() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
             GuardProj::Route { future, rest } => {
                 let response = match ready!(future.poll(cx)) {
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
-                match rest.take() {
+                Poll::Ready(Ok(match rest.take() {
                     Some(rest) => rest.finish(response),
-                    None => Finished::Done(response),
-                }
+                    None => response,
+                }))
             }
-            GuardProj::Waiting { future } => return future.as_mut().poll(cx),
-            GuardProj::Ready { response } => {
-                return Poll::Ready(Ok(response
-                    .take()
-                    .unwrap_or_else(|| bulwark::error::HttpError::internal().into_response())));
-            }
-        };
-        match finished {
-            Finished::Done(response) => Poll::Ready(Ok(response)),
-            Finished::Audit(audited) => {
-                self.set(Self::finished(Finished::Audit(audited)));
-                self.poll(cx)
-            }
+            GuardProj::Waiting { future } => future.as_mut().poll(cx),
+            GuardProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| bulwark::error::HttpError::internal().into_response()))),
         }
     }
 }

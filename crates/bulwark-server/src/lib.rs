@@ -16,6 +16,7 @@ pub mod guard;
 pub mod harden;
 pub mod https;
 pub mod metrics;
+pub mod refusals;
 pub mod retention;
 pub mod routes;
 pub mod sessions;

@@ -134,6 +134,10 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         sockets: Arc::default(),
         csrf,
         limits,
+        refusals: Arc::new(crate::refusals::RefusalLog::new(
+            crate::refusals::WINDOW,
+            settings.ipv6_prefix,
+        )),
         redis,
         repo,
         jwt,
@@ -371,6 +375,7 @@ impl Application {
     /// key ring in step with the database (rotation, retirement, other instances' keys: every
     /// second) and pulls revocations (every 250 ms).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let state = self.state.clone();
         let maintenance = Arc::clone(&self.state.keys).spawn_maintenance(Duration::from_secs(1));
         let revocations = Arc::clone(&self.state.revoker).spawn_sync(Duration::from_millis(250));
         let metrics = match self.state.settings.metrics_bind {
@@ -384,6 +389,7 @@ impl Application {
             None => None,
         };
         let retention = crate::retention::spawn(self.state.clone(), Duration::from_secs(3600));
+        let refusals = crate::refusals::spawn(self.state.clone());
         let signal = Arc::clone(&self.state.shutdown_sender);
         let shutdown = async move {
             shutdown.await;
@@ -425,6 +431,9 @@ impl Application {
         maintenance.abort();
         revocations.abort();
         retention.abort();
+        refusals.abort();
+        // The refusals counted in the last window still get their rows.
+        crate::refusals::write(&state, true).await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }

@@ -78,6 +78,8 @@ pub struct Services {
     pub csrf: Arc<bulwark::csrf::Csrf>,
     /// Rate limits and their store.
     pub limits: Arc<RateLimitPolicy>,
+    /// Refusals waiting for their audit row (one per client and window).
+    pub refusals: Arc<crate::refusals::RefusalLog>,
     /// The Redis rate-limit store, when `redis_url` is set (for readiness checks).
     pub redis: Option<RedisRateLimitStore>,
     /// Resolved settings.

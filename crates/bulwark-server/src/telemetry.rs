@@ -81,10 +81,10 @@ impl RequestScope {
         }
     }
 
-    /// Closes the scope with the `response` about to be sent. Done at once, unless the response
-    /// is a refusal to audit (CSRF, the login rate limit): that is a database write, handed back
-    /// as a future to await.
-    pub fn finish(self, state: &crate::state::AppState, mut response: Response) -> Finished {
+    /// Closes the scope with the `response` about to be sent: metrics, the request id, and a
+    /// refusal (CSRF, the login rate limit) counted for the audit trail
+    /// ([`crate::refusals`]), which no request waits for.
+    pub fn finish(self, state: &crate::state::AppState, mut response: Response) -> Response {
         let metrics = &state.metrics;
         self.route.count(
             crate::metrics::method_label(&self.method),
@@ -113,36 +113,12 @@ impl RequestScope {
         } else {
             None
         };
-        let Some((kind, why)) = audit else {
-            return Finished::Done(response);
-        };
-        let event = crate::audit::AuditEvent {
-            ip: Some(self.client_ip),
-            detail: Some(format!("{why}: {} {}", self.method, self.route.label())),
-            ..Default::default()
-        };
-        let state = state.clone();
-        Finished::Audit(Box::pin(async move {
-            crate::audit::record(&state, kind, event).await;
-            response
-        }))
-    }
-}
-
-/// What is left of a request once its [`RequestScope`] is closed.
-pub enum Finished {
-    /// The response, ready.
-    Done(Response),
-    /// The response, once its refusal is audited.
-    Audit(std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>),
-}
-
-impl Finished {
-    /// The response, the audit record written first if there is one.
-    pub async fn response(self) -> Response {
-        match self {
-            Self::Done(response) => response,
-            Self::Audit(audited) => audited.await,
+        if let Some((kind, why)) = audit {
+            let (method, route) = (&self.method, self.route.label());
+            state
+                .refusals
+                .count(kind, self.client_ip, || format!("{why}: {method} {route}"));
         }
+        response
     }
 }

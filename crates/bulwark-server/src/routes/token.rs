@@ -151,17 +151,12 @@ pub async fn check_username_limit(
         && response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS
     {
         state.metrics.rate_limited("login_username");
-        audit::record(
-            state,
-            AuditKind::LoginRateLimited,
-            AuditEvent {
-                username: Some(username.chars().take(64).collect()),
-                ip: Some(ip),
-                detail: Some("per-username limit".to_owned()),
-                ..AuditEvent::default()
-            },
-        )
-        .await;
+        // Counted, never awaited: one audit row per client and window (crate::refusals).
+        state
+            .refusals
+            .count_for(AuditKind::LoginRateLimited, ip, Some(username), || {
+                "per-username limit".to_owned()
+            });
     }
     result
 }

@@ -3,7 +3,7 @@
 use reqwest::{Response, header};
 use serde_json::Value;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app};
+use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
 use crate::test_both;
 
 /// The value of the `name` cookie a response sets.
@@ -82,3 +82,68 @@ async fn a_cookie_this_server_issued_is_kept_across_tabs(backend: Backend) {
     assert_eq!(login_with(&app, &issued, &token).await.status(), 200);
 }
 test_both!(a_cookie_this_server_issued_is_kept_across_tabs);
+
+/// Found in review: every CSRF 403 and login 429 awaited its own audit INSERT (an fsync on
+/// SQLite): an anonymous client bought one durable write per request. Refusals are counted in
+/// the metrics one by one, and written at most once per client and window, as one row that
+/// carries the count; no refused request writes anything.
+async fn refusals_are_audited_once_per_client_and_window(backend: Backend) {
+    use bulwark_server::db::AuditFilter;
+
+    // Arrange
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limits.login_per_ip = "2/minute".into();
+        // 200 connections at once from one address.
+        s.max_connections_per_ip = 1000;
+    })
+    .await;
+    let audit_rows = |kind: &'static str| {
+        let repo = app.state.repo.clone();
+        async move {
+            let filter = AuditFilter {
+                kind: Some(kind.to_owned()),
+                ..AuditFilter::default()
+            };
+            repo.list_audit(&filter, 100, 0).await.expect("audit").0
+        }
+    };
+
+    // Act: 100 forged cookie-authenticated writes and 100 logins over the limit, at once.
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let request = if i % 2 == 0 {
+            app.client
+                .post(app.url("/items/"))
+                .header(header::COOKIE, "session=anything")
+                .json(&serde_json::json!({"name": "x", "price": 1.0}))
+        } else {
+            app.client
+                .post(app.url("/token"))
+                .form(&[("username", "nobody"), ("password", "wrong-password")])
+        };
+        requests.spawn(async move { request.send().await.expect("request").status() });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = requests.join_next().await {
+        *statuses.entry(status.expect("task").as_u16()).or_insert(0) += 1;
+    }
+
+    // Assert: refused, and nothing written by the refused requests themselves.
+    assert_eq!(statuses.get(&403), Some(&100), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&98), "{statuses:?}");
+    assert!(audit_rows("csrf.rejected").await.is_empty());
+    assert!(audit_rows("login.rate_limited").await.is_empty());
+    // When the window's rows are written: one per kind for this client, with the count.
+    bulwark_server::refusals::write(&app.state, true).await;
+    for (kind, more) in [("csrf.rejected", 99), ("login.rate_limited", 97)] {
+        let rows = audit_rows(kind).await;
+        assert_eq!(rows.len(), 1, "{kind}: {rows:?}");
+        assert_eq!(rows[0].ip.as_deref(), Some("127.0.0.1"));
+        let detail = rows[0].detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("and {more} more")),
+            "{kind}: {detail}"
+        );
+    }
+}
+test_both!(refusals_are_audited_once_per_client_and_window);

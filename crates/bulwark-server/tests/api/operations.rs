@@ -1398,7 +1398,9 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
         assert_eq!(status, if i < 4 { 401 } else { 429 });
     }
 
-    // Assert: each kind, with its user and IP.
+    // Assert: each kind, with its user and IP. Refusals are written once their window ends
+    // (or at shutdown): write them now.
+    bulwark_server::refusals::write(&app.state, true).await;
     let (events, total) = all_events(&http, &root.access, &[]).await;
     assert_eq!(total as usize, events.len());
     assert_who(
