@@ -1,12 +1,13 @@
 // The interactive docs in a real browser with the network closed: /docs/ loads everything from
 // this server, the OAuth2 password "Authorize" flow gets a token from /token, and "Try it out" →
-// "Execute" on GET /items/ lists the user's items.
+// "Execute" on GET /items/ lists the user's items — all under the docs CSP (scripts and styles
+// from this server only, no 'unsafe-inline') without a single CSP violation.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
-import { api, bearerToken, closedContext, launchBrowser, startServer } from './helpers.mjs';
+import { api, bearerToken, closedContext, launchBrowser, parseCsp, startServer } from './helpers.mjs';
 
 let server;
 let browser;
@@ -31,20 +32,35 @@ test('/docs/ works with the network closed: Authorize (OAuth2 password) then Try
   assert.equal((await api(server.base, otherToken, 'POST', '/items/', { name: otherName, price: 1 })).status, 201);
 
   const { context, blocked, requests } = await closedContext(browser);
-  await context.addInitScript(() => {
-    window.__cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
-    });
-  });
   try {
     const page = await context.newPage();
+    // Every CSP violation of the whole flow: the page's `securitypolicyviolation` events (set up
+    // before any of its scripts runs) and the browser's console reports of them.
+    await page.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__cspViolations.push({
+          violatedDirective: e.violatedDirective,
+          effectiveDirective: e.effectiveDirective,
+          blockedURI: e.blockedURI,
+          source: `${e.sourceFile}:${e.lineNumber}:${e.columnNumber}`,
+          sample: e.sample,
+          disposition: e.disposition,
+        });
+      });
+    });
     const consoleErrors = [];
-    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    const cspConsole = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+      if (/Content.Security.Policy/i.test(m.text())) cspConsole.push(`${m.type()}: ${m.text()}`);
+    });
     page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
 
     const response = await page.goto(`${server.base}/docs/`);
     assert.equal(response.status(), 200);
+    const csp = parseCsp(response.headers()['content-security-policy']);
+    assert.deepEqual(csp['style-src'], ["'self'"], 'the page loaded under a style-src of self only');
     // Swagger UI rendered the document (title and the operations).
     await page.locator('.swagger-ui .info .title').waitFor({ timeout: 20_000 });
     assert.match(await page.locator('.swagger-ui .info .title').innerText(), /Bulwark/);
@@ -94,13 +110,29 @@ test('/docs/ works with the network closed: Authorize (OAuth2 password) then Try
     assert.ok(!shownText.includes(otherName), 'and not another user\'s item');
     assert.match(await op.locator('.live-responses-table .response .response-col_status').first().innerText(), /200/);
 
+    // More of Swagger UI's rendering under the CSP: the ItemOut schema, fully expanded.
+    const itemOut = page.locator('section.models article.json-schema-2020-12')
+      .filter({ has: page.locator('.json-schema-2020-12__title', { hasText: /^ItemOut$/ }) }).first();
+    await itemOut.locator('.json-schema-2020-12-expand-deep-button').click();
+    await itemOut.getByText('price_with_tax', { exact: true }).first().waitFor();
+    // Violation events are dispatched asynchronously: let them arrive.
+    await page.waitForTimeout(500);
+
     // Everything came from this server; nothing tried to leave; the CSP blocked nothing.
     const violations = await page.evaluate(() => window.__cspViolations);
     t.diagnostic(`docs requests: ${[...new Set(requests.map((r) => new URL(r.url).pathname))].join(' ')}`);
     if (consoleErrors.length) t.diagnostic(`console errors: ${JSON.stringify(consoleErrors)}`);
     assert.deepEqual(blocked, [], 'no request left the loopback interface');
     for (const r of requests) assert.equal(new URL(r.url).origin, server.base, `request to ${r.url}`);
+    assert.ok(Array.isArray(violations), 'the violation listener was installed');
     assert.deepEqual(violations, [], 'the docs CSP blocked nothing Swagger UI does');
+    assert.deepEqual(cspConsole, [], 'the console reported no CSP violation');
+    // No <style> element at all (the CSP would block it: Swagger UI's own topbar logo is an
+    // inline SVG with one), and the topbar shows our logo image in its place.
+    assert.equal(await page.locator('style').count(), 0, 'no <style> element in the page');
+    const logo = page.locator('.swagger-ui .topbar img');
+    assert.equal(await logo.count(), 1, 'the topbar logo is an image');
+    assert.ok(await logo.evaluate((img) => img.complete && img.naturalWidth > 0), 'the topbar logo loaded');
   } finally {
     await context.close();
   }
@@ -116,7 +148,19 @@ test('/docs/ and /openapi.json: own-origin scripts, the docs CSP, and the securi
   }
   const csp = docs.headers.get('content-security-policy') ?? '';
   assert.match(csp, /script-src 'self'(;|$)/, 'docs: scripts from self only');
-  assert.doesNotMatch(csp, /script-src[^;]*'unsafe-(inline|eval)'/);
+  assert.doesNotMatch(csp, /'unsafe-(inline|eval|hashes)'/, `docs: no unsafe source: ${csp}`);
+  const directives = parseCsp(csp);
+  assert.deepEqual(directives['script-src'], ["'self'"], `docs: script-src 'self' only: ${csp}`);
+  assert.deepEqual(directives['style-src'], ["'self'"], `docs: style-src 'self' only: ${csp}`);
+  // No per-element or per-attribute escape hatches either.
+  for (const name of ['script-src-elem', 'script-src-attr', 'style-src-elem', 'style-src-attr']) {
+    assert.equal(directives[name], undefined, `docs: no ${name}: ${csp}`);
+  }
+  // The page itself has no inline script, inline <style> or style attribute.
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/i, 'docs: no inline script');
+  assert.doesNotMatch(html, /<style[\s>]/i, 'docs: no inline <style>');
+  assert.doesNotMatch(html, /\sstyle=/i, 'docs: no style attribute');
+  assert.doesNotMatch(html, /\son[a-z]+=/i, 'docs: no inline event handler');
   const spec = await (await fetch(`${server.base}/openapi.json`)).json();
   assert.match(spec.openapi, /^3\.1/);
   const schemes = spec.components.securitySchemes;

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod browser;
+pub mod docs;
 pub mod health;
 pub mod items;
 pub mod keys;
@@ -24,7 +25,7 @@ use utoipa::{
     },
 };
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::{Config, SwaggerUi};
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::state::AppState;
 
@@ -174,8 +175,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     split().1
 }
 
-/// The CSP of the docs page: everything from this server; Swagger UI sets inline styles.
-const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+/// The CSP of the docs page: everything from this server, scripts and styles from files only
+/// (no inline script or `<style>`: see [`docs`]; Swagger UI's inline styles are set through the
+/// CSSOM, which `style-src` does not restrict). `data:` images are Swagger UI's CSS icons.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Where the docs page and the OpenAPI document are served, when `docs` is on.
@@ -204,7 +207,7 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
     templates.extend([browser::STYLESHEET, ws::PATH].map(|p| (p.to_owned(), Vec::new())));
     let mut router = api_router.merge(ws::router());
     if docs {
-        // What `SwaggerUi` routes for a path without a trailing slash.
+        // What `SwaggerUi` routes for a path without a trailing slash, and our own files.
         templates.extend(
             [
                 DOCS_PATH.to_owned(),
@@ -212,20 +215,19 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
                 format!("{DOCS_PATH}/{{*rest}}"),
                 OPENAPI_PATH.to_owned(),
             ]
+            .into_iter()
+            .chain(docs::paths(DOCS_PATH))
             .map(|p| (p, Vec::new())),
         );
-        let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi).config(
-            Config::default()
-                .validator_url("none")
-                .try_it_out_enabled(true)
-                .persist_authorization(false),
-        );
-        let docs_router: Router<AppState> = Router::from(swagger).route_layer(
-            tower_http::set_header::SetResponseHeaderLayer::overriding(
+        // Swagger UI's configuration is in our `swagger-initializer.js` (see `docs`), which
+        // takes the place of the one `SwaggerUi` would make from a `Config`.
+        let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi);
+        let docs_router: Router<AppState> = Router::from(swagger)
+            .merge(docs::router(DOCS_PATH))
+            .route_layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(DOCS_CSP),
-            ),
-        );
+            ));
         router = router.merge(docs_router);
     }
     #[cfg(debug_assertions)]

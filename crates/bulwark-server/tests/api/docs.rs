@@ -325,15 +325,77 @@ async fn the_docs_page_allows_scripts_and_styles_from_this_server_only(backend: 
     let styles = directive("style-src")
         .or_else(|| directive("default-src"))
         .expect("style-src");
+    let sources: Vec<&str> = styles.split_whitespace().skip(1).collect();
+    assert_eq!(sources, ["'self'"], "styles only from this server: {csp}");
     assert!(
-        styles
-            .split_whitespace()
-            .skip(1)
-            .all(|s| s.starts_with('\'')),
-        "styles from no other host: {csp}"
+        !csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"),
+        "no inline script or style, no eval: {csp}"
     );
+    assert!(
+        !csp.contains("'unsafe-hashes'") && !csp.contains("'sha") && !csp.contains("'nonce-"),
+        "no hash or nonce exception: {csp}"
+    );
+    for name in [
+        "script-src-elem",
+        "script-src-attr",
+        "style-src-elem",
+        "style-src-attr",
+    ] {
+        assert!(directive(name).is_none(), "no {name}: {csp}");
+    }
 }
 test_both!(the_docs_page_allows_scripts_and_styles_from_this_server_only);
+
+async fn the_docs_page_has_no_inline_script_or_style(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act
+    let html = app.get("/docs/", None).await.text().await.unwrap();
+
+    // Assert: every <script> has a src, and no <style> element or attribute (the CSP would
+    // block them).
+    let lower = html.to_ascii_lowercase();
+    for (at, _) in lower.match_indices("<script") {
+        let tag = &lower[at..at + lower[at..].find('>').expect("a closed tag")];
+        assert!(tag.contains(" src="), "an inline script: {html}");
+    }
+    assert!(!lower.contains("<style"), "an inline <style>: {html}");
+    assert!(!lower.contains(" style="), "a style attribute: {html}");
+}
+test_both!(the_docs_page_has_no_inline_script_or_style);
+
+async fn the_swagger_logo_is_an_image_without_inline_style(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act
+    let initializer = app
+        .get("/docs/swagger-initializer.js", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let response = app.get("/docs/swagger-logo.svg", None).await;
+
+    // Assert: Swagger UI's own logo (an inline SVG with a <style>) is replaced by this image.
+    assert!(
+        initializer.contains("Logo:") && initializer.contains("./swagger-logo.svg"),
+        "{initializer}"
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("image/svg+xml")
+    );
+    let svg = response.text().await.unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    assert!(!svg.contains("<style") && !svg.contains("style="), "{svg}");
+}
+test_both!(the_swagger_logo_is_an_image_without_inline_style);
 
 async fn docs_off_answers_404_for_the_page_and_the_document(backend: Backend) {
     // Arrange
@@ -344,6 +406,7 @@ async fn docs_off_answers_404_for_the_page_and_the_document(backend: Backend) {
         "/docs/",
         "/docs",
         "/docs/swagger-initializer.js",
+        "/docs/swagger-logo.svg",
         "/openapi.json",
     ] {
         let response = app.get(path, None).await;
