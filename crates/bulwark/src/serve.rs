@@ -622,6 +622,32 @@ async fn protocol_in_time(stream: &TcpStream, within: Duration) -> Option<Protoc
     tokio::time::timeout(within, wait).await.ok().flatten()
 }
 
+/// Hooks for the `framing` fuzz target (`fuzz/fuzz_targets/framing.rs`), which serves the same
+/// bytes through hyper with and without the framing guard and compares the requests. Not an API:
+/// hidden, only built with the `fuzzing` feature, and free to change with the fuzz target.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    use super::{FramingGuard, MAX_HEADER_BYTES, Protocols};
+
+    /// `stream` behind the framing guard as [`super::serve`] puts it on a plain-HTTP connection
+    /// (32 KiB heads, no `Strict-Transport-Security` on its answers), without its head timers
+    /// (a fuzz run has no clock to race) and without a connection permit.
+    pub fn framing_guard<T: AsyncRead + AsyncWrite + Unpin>(
+        stream: T,
+    ) -> impl AsyncRead + AsyncWrite + Unpin {
+        FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, false, None)
+    }
+
+    /// The HTTP/1.1 connection builder [`super::serve`] uses (half-close, 32 KiB buffer, hyper's
+    /// header-read timer off).
+    pub fn http1_builder() -> hyper::server::conn::http1::Builder {
+        Protocols::new().http1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncWriteExt;

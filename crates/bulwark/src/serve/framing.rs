@@ -55,9 +55,6 @@ use tokio::{
 /// The most header fields a request may have (hyper's own limit).
 const MAX_HEADERS: usize = 100;
 
-/// The longest chunk-size line (with extensions) the guard follows.
-const MAX_CHUNK_LINE: usize = 4096;
-
 /// How long a connection may wait for a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timeouts {
@@ -128,23 +125,79 @@ enum State {
     Head,
     /// Inside a `Content-Length` body: bytes left.
     Body(u64),
-    /// Reading a chunk-size line (kept in `line`).
-    ChunkSize,
-    /// Inside a chunk: bytes left.
-    ChunkData(u64),
-    /// After a chunk's data, up to the end of its line.
-    ChunkEnd,
-    /// Trailer fields after the last chunk; `line_len` counts the current line's bytes.
-    Trailers { line_len: usize },
+    /// In a `chunked` body, followed byte by byte exactly as hyper's decoder follows it (hyper
+    /// 1.x, `proto/h1/decode.rs`), so that both find its end at the same byte.
+    Chunked(Chunk),
     /// After a request that asked for an upgrade: nothing is read until the answer's status
     /// line tells whether the connection switched protocols.
     AwaitAnswer,
     /// Not following the stream any more: the connection switched protocols (a `101`).
     Off,
-    /// Inside a body whose framing the guard cannot follow (a chunk line it cannot read): bytes
-    /// pass as they are until hyper starts its answer, and then the connection ends, since no
-    /// later head could be found, checked or timed.
+    /// Inside a `chunked` body hyper's decoder fails on: bytes pass as they are (hyper reads no
+    /// further request on this connection) until hyper starts its answer, and then the
+    /// connection's reads end.
     Blind,
+}
+
+/// Where a `chunked` body is, state for state as hyper's `ChunkedState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// The first hex digit of a chunk size.
+    Start,
+    /// More hex digits of the size so far.
+    Size(u64),
+    /// Spaces or tabs after the size.
+    SizeLws(u64),
+    /// A chunk extension, up to its CR.
+    Extension(u64),
+    /// The LF of a chunk-size line.
+    SizeLf(u64),
+    /// Chunk data: bytes left.
+    Data(u64),
+    /// The CR after chunk data.
+    DataCr,
+    /// The LF after chunk data.
+    DataLf,
+    /// After the last chunk's line, or a trailer field: CR (the end), or a trailer field.
+    EndCr,
+    /// Inside a trailer field, up to its CR.
+    Trailer,
+    /// The LF of a trailer field.
+    TrailerLf,
+    /// The LF that ends the body.
+    EndLf,
+}
+
+impl Chunk {
+    /// The state after `byte`: `Ok(None)` when the body ended with it, `Err(())` where hyper's
+    /// decoder fails (and so reads no further on this connection).
+    fn next(self, byte: u8) -> Result<Option<Self>, ()> {
+        let hex = |b: u8| char::from(b).to_digit(16).map(u64::from);
+        let grow = |size: u64, digit: u64| size.checked_mul(16)?.checked_add(digit);
+        Ok(Some(match (self, byte) {
+            (Self::Start, b) => Self::Size(hex(b).ok_or(())?),
+            (Self::Size(size), b) if hex(b).is_some() => {
+                Self::Size(grow(size, hex(b).ok_or(())?).ok_or(())?)
+            }
+            (Self::Size(size) | Self::SizeLws(size), b'\t' | b' ') => Self::SizeLws(size),
+            (Self::Size(size) | Self::SizeLws(size), b';') => Self::Extension(size),
+            (Self::Size(size) | Self::SizeLws(size) | Self::Extension(size), b'\r') => {
+                Self::SizeLf(size)
+            }
+            (Self::Extension(_), b'\n') => return Err(()),
+            (Self::Extension(size), _) => Self::Extension(size),
+            (Self::SizeLf(0), b'\n') => Self::EndCr,
+            (Self::SizeLf(size), b'\n') => Self::Data(size),
+            (Self::DataCr, b'\r') => Self::DataLf,
+            (Self::DataLf, b'\n') => Self::Start,
+            (Self::EndCr, b'\r') => Self::EndLf,
+            (Self::Trailer, b'\r') => Self::TrailerLf,
+            (Self::EndCr | Self::Trailer, _) => Self::Trailer,
+            (Self::TrailerLf, b'\n') => Self::EndCr,
+            (Self::EndLf, b'\n') => return Ok(None),
+            _ => return Err(()),
+        }))
+    }
 }
 
 /// Bytes of an answer's status line that tell its status: `HTTP/1.1 101`.
@@ -161,8 +214,6 @@ pub(crate) struct FramingGuard<T> {
     held: Vec<u8>,
     /// How many bytes of `held` were already searched for the head's end.
     searched: usize,
-    /// The current chunk-size line.
-    line: Vec<u8>,
     /// Checked bytes not yet read by hyper (a held head, once whole, and what followed it).
     ready: Vec<u8>,
     ready_from: usize,
@@ -218,7 +269,6 @@ impl<T> FramingGuard<T> {
             state: State::Head,
             held: Vec::new(),
             searched: 0,
-            line: Vec::new(),
             ready: Vec::new(),
             ready_from: 0,
             refusal: None,
@@ -328,7 +378,7 @@ impl<T> FramingGuard<T> {
                     }
                     at += end;
                 }
-                State::Body(left) | State::ChunkData(left) => {
+                State::Body(left) | State::Chunked(Chunk::Data(left)) => {
                     let available = (data.len() - at) as u64;
                     let take = left.min(available);
                     at += take as usize; // `take` <= `available`, which came from a usize.
@@ -336,55 +386,30 @@ impl<T> FramingGuard<T> {
                     self.state = match (self.state, left) {
                         (State::Body(_), 0) => State::Head,
                         (State::Body(_), _) => State::Body(left),
-                        (_, 0) => State::ChunkEnd,
-                        (_, _) => State::ChunkData(left),
+                        (_, 0) => State::Chunked(Chunk::DataCr),
+                        (_, _) => State::Chunked(Chunk::Data(left)),
                     };
                 }
-                State::ChunkEnd => match data[at..].iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        at += i + 1;
-                        self.state = State::ChunkSize;
-                    }
-                    None => return data.len(),
-                },
-                State::ChunkSize => {
-                    let rest = &data[at..];
-                    let (part, done) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(i) => (&rest[..=i], true),
-                        None => (rest, false),
-                    };
-                    self.line.extend_from_slice(part);
-                    at += part.len();
-                    if self.line.len() > MAX_CHUNK_LINE {
-                        self.go_blind();
-                    } else if done {
-                        self.state = match httparse::parse_chunk_size(&self.line) {
-                            Ok(httparse::Status::Complete((_, 0))) => {
-                                State::Trailers { line_len: 0 }
-                            }
-                            Ok(httparse::Status::Complete((_, size))) => State::ChunkData(size),
-                            _ => State::Blind,
-                        };
-                        self.line.clear();
-                    }
-                }
-                State::Trailers { mut line_len } => {
-                    let mut next = State::Trailers { line_len };
-                    while at < data.len() {
+                State::Chunked(mut chunk) => {
+                    // Byte by byte up to chunk data (the size line, CRLFs, trailers: short).
+                    while at < data.len() && !matches!(chunk, Chunk::Data(_)) {
                         let byte = data[at];
                         at += 1;
-                        match byte {
-                            b'\n' if line_len == 0 => {
-                                next = State::Head;
+                        match chunk.next(byte) {
+                            Ok(Some(next)) => chunk = next,
+                            Ok(None) => {
+                                self.state = State::Head;
                                 break;
                             }
-                            b'\n' => line_len = 0,
-                            b'\r' => {}
-                            _ => line_len += 1,
+                            Err(()) => {
+                                self.go_blind();
+                                return data.len();
+                            }
                         }
-                        next = State::Trailers { line_len };
                     }
-                    self.state = next;
+                    if self.state != State::Head {
+                        self.state = State::Chunked(chunk);
+                    }
                 }
             }
         }
@@ -470,15 +495,13 @@ impl<T> FramingGuard<T> {
         0
     }
 
-    /// The framing cannot be followed from here: see [`State::Blind`].
+    /// hyper's decoder fails here: see [`State::Blind`].
     fn go_blind(&mut self) {
         self.state = State::Blind;
-        self.line = Vec::new();
     }
 
     fn step_aside(&mut self) {
         self.state = State::Off;
-        self.line = Vec::new();
     }
 }
 
@@ -544,7 +567,7 @@ fn check_head(head: &[u8]) -> Result<(State, Option<bool>), Refusal> {
         return Err(Refusal::Malformed);
     }
     let next = if transfer_encoding {
-        State::ChunkSize
+        State::Chunked(Chunk::Start)
     } else {
         match length {
             Some(n) if n > 0 => State::Body(n),
@@ -649,15 +672,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
         // declared length, 408): the client may still be sending that body, and closing with
         // unread bytes resets the connection, which can destroy the answer before the client
         // reads it. Such a close lingers like a refusal's.
-        let unread_body = !this.eof
-            && matches!(
-                this.state,
-                State::Body(_)
-                    | State::ChunkSize
-                    | State::ChunkData(_)
-                    | State::ChunkEnd
-                    | State::Trailers { .. }
-            );
+        let unread_body = !this.eof && matches!(this.state, State::Body(_) | State::Chunked(_));
         if this.refusal.is_none() && !unread_body {
             return Pin::new(&mut this.inner).poll_shutdown(cx);
         }
@@ -868,19 +883,87 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_line_the_guard_cannot_read_ends_the_connection_at_the_answer() {
-        let mut guard = FramingGuard::new((), 1024, false);
-        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let long_line = [b"1;".as_slice(), &[b'x'; MAX_CHUNK_LINE + 1]].concat();
-        assert_eq!(guard.take_in(head), head.len());
-        assert_eq!(guard.take_in(&long_line), long_line.len());
-        assert_eq!(guard.state, State::Blind);
-        assert!(!guard.eof);
-        guard.saw_write_when_blind(10);
-        assert!(
-            guard.eof,
-            "hyper reads the end of the stream after its answer"
+    fn a_chunked_body_hyper_cannot_decode_ends_the_connection_at_the_answer() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"5\n",
+            b"5;ext\nx",
+            b"1\r\nab\r\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            let mut guard = FramingGuard::new((), 1024, false);
+            let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+            assert_eq!(guard.take_in(head), head.len());
+            let rest = [bad, GET].concat();
+            assert_eq!(
+                guard.take_in(&rest),
+                rest.len(),
+                "passed on to hyper, which fails"
+            );
+            assert_eq!(
+                guard.state,
+                State::Blind,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(!guard.eof);
+            guard.saw_write_when_blind(10);
+            assert!(
+                guard.eof,
+                "hyper reads the end of the stream after its answer"
+            );
+        }
+    }
+
+    /// Found by the differential fuzz target (`framing`): the guard ended trailers at a line
+    /// that hyper reads as trailer data (a bare LF), so a request hidden in the trailers was
+    /// checked as a head while hyper framed another one, unchecked, after it.
+    #[test]
+    fn chunked_bodies_end_where_hyper_ends_them() {
+        let smuggle = b"POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+            0\r\nX: a\r\n\nGET /fake HTTP/1.1\r\nContent-Length: 88\r\n\r\n\
+            POST /smuggled HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let (passed, refusal) = run(&[smuggle]);
+        let first_end = smuggle
+            .windows(14)
+            .position(|w| w == b"POST /smuggled")
+            .expect("second request");
+        assert_eq!(
+            passed,
+            &smuggle[..first_end],
+            "the first request, trailers and all"
         );
+        assert_eq!(
+            refusal,
+            Some(Refusal::Conflicting),
+            "the smuggled head is checked"
+        );
+        // hyper's other leniencies, followed the same way: leading zeros, long extensions,
+        // spaces after the size, a bare LF inside a trailer field.
+        let long_extension = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(5000));
+        for body in [
+            b"00000000000000000005\r\nhello\r\n0\r\n\r\n".as_slice(),
+            long_extension.as_bytes(),
+            b"5 \t ;a=b\r\nhello\r\n0\r\n\r\n",
+            b"0\r\n\nX\r\n\r\n",
+        ] {
+            let stream = [
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+                body,
+                GET,
+            ]
+            .concat();
+            let mut guard = FramingGuard::new((), 1024, false);
+            let passed = guard.take_in(&stream);
+            assert_eq!((passed, guard.refusal), (stream.len(), None));
+            assert_eq!(
+                guard.state,
+                State::Head,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(run(&bytewise(&stream)), (stream.clone(), None));
+        }
     }
 
     #[test]
