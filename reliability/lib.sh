@@ -1,7 +1,8 @@
 # Shared helpers of the reliability harness; sourced by reliability/run and its parts.
 #
 # Every part starts its own `bulwark serve` on a free loopback port in a temporary folder, so a
-# run never touches the developer's data, the shared PostgreSQL databases or Redis keys of others.
+# run never touches the developer's data, the shared PostgreSQL databases or Redis keys of others
+# (a part that runs on the shared PostgreSQL creates a database of its own there and drops it).
 # Figures are printed as `FIGURE <part> key=value ...` lines and collected in $REL_FIGURES.
 
 REL_ROOT=${REL_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -146,6 +147,59 @@ rel_postgres_up() { # starts the cluster of rel_start_postgres again (same folde
 rel_postgres_down() { # [fast|immediate]: fast closes sessions cleanly; immediate is a crash
   rel_as_pg "$(rel_pg_bin)/pg_ctl" -D "$REL_PG_DIR/data" -m "${1:-fast}" -w -t 60 stop >/dev/null ||
     rel_fail "PostgreSQL did not stop"
+}
+
+# --- A fresh database on the shared PostgreSQL ------------------------------------------------
+# The PostgreSQL of the tests: BULWARK_TEST_DATABASE_URL (what .ci/run exports), else the local
+# one on 5432 with trust authentication. A part that only needs "a PostgreSQL" (not one it can
+# stop: see rel_start_postgres) creates a database of its own there, bulwark_rel_<random>, and
+# drops it when done or on exit; no other database is read or written.
+REL_PG_ADMIN_URL=${BULWARK_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+# rel_psql URL ARGS...: psql without ~/.psqlrc, unaligned and quiet, 5 s to connect, stops at
+# the first error.
+rel_psql() {
+  local url=$1; shift
+  PGCONNECT_TIMEOUT=5 psql "$url" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
+# rel_redact URL: the URL with its password, if any, replaced by ***.
+rel_redact() { sed 's#^\([a-z]*://[^:@/]*\):[^@/]*@#\1:***@#' <<<"$1"; }
+
+# rel_shared_postgres: returns 0 when REL_PG_ADMIN_URL answers. When it does not, PostgreSQL is
+# required (a failure) under CI (CI=true) or when BULWARK_TEST_DATABASE_URL is set, as .ci/run
+# does; otherwise it logs why and returns 1, and the caller skips its PostgreSQL runs.
+rel_shared_postgres() {
+  local why
+  if ! command -v psql >/dev/null 2>&1; then
+    why="psql not found (apt-get install -y postgresql-client)"
+  elif why=$(rel_psql "$REL_PG_ADMIN_URL" -c 'SELECT 1' 2>&1 >/dev/null); then
+    return 0
+  fi
+  why="PostgreSQL not reachable at $(rel_redact "$REL_PG_ADMIN_URL"): $(tr -s '\n\t' '  ' <<<"$why" | sed 's/ *$//')"
+  if [ "${CI:-}" = true ] || [ -n "${BULWARK_TEST_DATABASE_URL:-}" ]; then
+    rel_fail "$why (required: CI=true or BULWARK_TEST_DATABASE_URL is set)"
+  fi
+  rel_log "SKIPPED: $why; set BULWARK_TEST_DATABASE_URL to a PostgreSQL where databases may be created"
+  return 1
+}
+
+# rel_pg_database: creates an empty database bulwark_rel_<random> on REL_PG_ADMIN_URL and sets
+# REL_PGDB_NAME and REL_PGDB_URL (the same server, that database). Its drop is registered with
+# rel_cleanup_add (so a server registered after it is stopped first); rel_pg_drop_database drops
+# it sooner.
+rel_pg_database() {
+  REL_PGDB_NAME=bulwark_rel_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  rel_cleanup_add "rel_pg_drop_database $REL_PGDB_NAME"
+  rel_psql "$REL_PG_ADMIN_URL" -c "CREATE DATABASE \"$REL_PGDB_NAME\"" >/dev/null ||
+    rel_fail "could not create database $REL_PGDB_NAME on $(rel_redact "$REL_PG_ADMIN_URL")"
+  REL_PGDB_URL=$(python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$REL_PG_ADMIN_URL" "$REL_PGDB_NAME")
+}
+rel_pg_drop_database() { # NAME: drops it, closing any session left on it (PostgreSQL >= 13)
+  rel_psql "$REL_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 ||
+    rel_psql "$REL_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$1\"" >/dev/null
 }
 
 # --- A Redis of the part's own (never the shared one on 6379) --------------------------------

@@ -1,27 +1,37 @@
 #!/usr/bin/env bash
 # Schemathesis against /openapi.json: every operation, every check (no server error, status
 # codes, content types, headers and bodies conform to the document, invalid data refused, valid
-# data accepted, auth not ignored, deleted resources gone...), once as a normal user and once as
-# an admin, each on its own server (an admin run may disable itself, rotate keys...).
+# data accepted, auth not ignored, deleted resources gone...), on SQLite and on PostgreSQL, once
+# as a normal user and once as an admin per database, each on its own server with a fresh
+# database (an admin run may disable itself, rotate keys...).
 #
 #   bash reliability/schemathesis.sh                 # short mode (CI): 15 examples per operation
 #   REL_MODE=long bash reliability/schemathesis.sh   # long mode: 500 per operation, then 5 min stateful
 #   REL_ST_SEED=N bash reliability/schemathesis.sh   # replay a run's data generation (see its Seed line)
 #   REL_ST_IDENTITIES=admin ...                      # only one identity (user, admin)
+#   REL_ST_DATABASES=postgres ...                    # only one database (sqlite, postgres)
+#
+# SQLite: a file in the server's temporary folder. PostgreSQL: a database bulwark_rel_<random>
+# created on BULWARK_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) for
+# each server and dropped after it. When that PostgreSQL does not answer, its runs fail the part
+# under CI (CI=true) or when BULWARK_TEST_DATABASE_URL is set, and are skipped with a message
+# otherwise. Every run goes on after another one failed; the part fails at the end.
 #
 # Schemathesis comes from PyPI, pinned in reliability/requirements.txt, into a virtualenv under
-# ${XDG_CACHE_HOME:-~/.cache}/bulwark-reliability/venv. Each identity's full output, JUnit report
-# and (short mode) VCR cassette are kept in target/reliability/schemathesis/IDENTITY/, with
-# `curl` lines that reproduce each failure.
+# ${XDG_CACHE_HOME:-~/.cache}/bulwark-reliability/venv. Each run's full output, JUnit report, server
+# log and (short mode) VCR cassette are kept in target/reliability/schemathesis/DATABASE/IDENTITY/,
+# with `curl` lines that reproduce each failure.
 set -euo pipefail
 st_own_work=${REL_WORK:-}
 source "$(dirname "$0")/lib.sh"
-ST_PIDS=()
-st_cleanup() {
-  for pid in "${ST_PIDS[@]}"; do rel_stop_server "$pid"; done
-  [ -n "$st_own_work" ] || rm -rf "$REL_WORK" # run alone, not by reliability/run
+# On exit, last registered first: the server of the current run, then its PostgreSQL database
+# (rel_pg_database), then the work folder when run alone (not by reliability/run).
+[ -n "$st_own_work" ] || rel_cleanup_add "rm -rf '$REL_WORK'"
+st_stop_server() {
+  [ -n "${REL_PID:-}" ] || return 0
+  rel_stop_server "$REL_PID"
+  REL_PID=
 }
-trap st_cleanup EXIT
 
 ST_DIR=$REL_ROOT/reliability
 ST_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/bulwark-reliability/venv
@@ -78,25 +88,32 @@ else:
 EOF
 }
 
-# st_run IDENTITY: a server of its own, an account, then each pass; prints the FIGURE line.
+# st_run DATABASE IDENTITY: a fresh database, a server of its own, an account, then each pass;
+# prints the FIGURE line. A failed run is added to ST_FAILED (the next runs still go).
+ST_FAILED=()
 st_run() {
-  local identity=$1 name password role=() out pass label args
+  local db=$1 identity=$2 name password role=() out pass label args database=()
   local operations=0 examples=0 failures=0 failed=() n status
-  rel_start_server "schemathesis-$identity" "${ST_SERVER_ENV[@]}"
-  ST_PIDS+=("$REL_PID")
+  if [ "$db" = postgres ]; then
+    rel_pg_database
+    database=(BULWARK_DATABASE_URL="$REL_PGDB_URL")
+    rel_log "schemathesis: $db, $identity: database $REL_PGDB_NAME"
+  fi
+  rel_cleanup_add st_stop_server # registered after the database: stopped before its drop
+  rel_start_server "schemathesis-$db-$identity" "${ST_SERVER_ENV[@]}" "${database[@]}"
   case $identity in
     admin) name=st-admin password=$REL_PASS_ADMIN role=(admin) ;;
     *) name=st-user password=$REL_PASS_USER ;;
   esac
   rel_create_user "$name" "$password" "${role[@]}"
-  out=$ST_OUT/$identity
+  out=$ST_OUT/$db/$identity
   rm -rf "$out"
   mkdir -p "$out"
   : >"$out/replaced-accounts"
   for pass in "${ST_PASSES[@]}"; do
     label=${pass%%:*}
     read -ra args <<<"${pass#*:}"
-    rel_log "schemathesis: $identity, $label pass, against $REL_URL ($REL_MODE)"
+    rel_log "schemathesis: $db, $identity, $label pass, against $REL_URL ($REL_MODE)"
     status=0
     (
       cd "$out" # schemathesis keeps its cache (and `st replay` data) in the working directory
@@ -115,21 +132,46 @@ st_run() {
     if [ "$n" = unknown ]; then failures=unknown; elif [ "$failures" != unknown ]; then failures=$((failures + n)); fi
     if [ "$status" -ne 0 ] || [ "$n" != 0 ]; then failed+=("$label"); fi
   done
-  rel_stop_server "$REL_PID"
+  st_stop_server
   cp "$REL_DIR/server.log" "$out/server.log"
+  if [ "$db" = postgres ]; then
+    rel_pg_drop_database "$REL_PGDB_NAME" || rel_log "schemathesis: could not drop $REL_PGDB_NAME (dropped again on exit)"
+  fi
 
-  rel_figure schemathesis "identity=$identity" "operations=$operations" "examples=$examples" \
-    "failures=$failures" "replaced_accounts=$(wc -l <"$out/replaced-accounts")"
-  rel_check_log_clean "schemathesis-$identity" "$out/server.log"
+  rel_figure schemathesis "db=$db" "identity=$identity" "operations=$operations" \
+    "examples=$examples" "failures=$failures" \
+    "replaced_accounts=$(wc -l <"$out/replaced-accounts")"
+  if ! (rel_check_log_clean "schemathesis-$db-$identity" "$out/server.log"); then failed+=(panic); fi
   if [ ${#failed[@]} -gt 0 ]; then
     for label in "${failed[@]}"; do
-      sed -n '/FAILURES\|ERRORS/,$p' "$out/output-$label.txt" | head -n 200 >&2
+      [ "$label" = panic ] || sed -n '/FAILURES\|ERRORS/,$p' "$out/output-$label.txt" | head -n 200 >&2
     done
-    rel_fail "schemathesis ($identity): $failures failure(s) in the ${failed[*]} pass(es); see $out/output-*.txt"
+    rel_log "FAIL: schemathesis ($db, $identity): $failures failure(s), failed: ${failed[*]}; see $out/"
+    ST_FAILED+=("$db/$identity")
   fi
 }
 
-st_venv
-for identity in ${REL_ST_IDENTITIES:-user admin}; do
-  st_run "$identity"
+# The databases to run on; PostgreSQL's is checked first (a failure under CI when it is down).
+ST_DATABASES=()
+ST_SKIPPED=
+for db in ${REL_ST_DATABASES:-sqlite postgres}; do
+  case $db in
+    sqlite) ST_DATABASES+=("$db") ;;
+    postgres)
+      if rel_shared_postgres; then ST_DATABASES+=("$db"); else ST_SKIPPED=postgres; fi ;;
+    *) rel_fail "schemathesis: unknown database $db (sqlite, postgres)" ;;
+  esac
 done
+
+st_venv
+for db in "${ST_DATABASES[@]}"; do
+  for identity in ${REL_ST_IDENTITIES:-user admin}; do
+    st_run "$db" "$identity"
+  done
+done
+if [ -n "$ST_SKIPPED" ]; then
+  rel_figure schemathesis "db=$ST_SKIPPED" skipped=unreachable
+  rel_log "schemathesis: SKIPPED the $ST_SKIPPED runs: no PostgreSQL at $(rel_redact "$REL_PG_ADMIN_URL") (see above)"
+fi
+[ ${#ST_FAILED[@]} -eq 0 ] || rel_fail "schemathesis: failures in ${ST_FAILED[*]} (DATABASE/IDENTITY); see $ST_OUT/"
+

@@ -78,10 +78,91 @@ pub enum LocItemOut {
 /// Adds the layers' answers to every operation they apply to and completes every error
 /// response (description, body, headers). Runs on the merged document.
 pub fn complete(doc: &mut OpenApi) {
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let limited = !crate::routes::health::UNLIMITED_ROUTES.contains(&path.as_str());
         for (method, op) in operations_mut(item) {
             if let Some(op) = op.as_mut() {
-                complete_operation(op, !method.is_safe());
+                complete_operation(op, !method.is_safe(), limited);
+            }
+        }
+    }
+    forbid_nul(doc);
+}
+
+/// The pattern that says what every text input must be: without NUL (U+0000), which the
+/// server refuses with 422 wherever text enters (contract v1.2).
+pub const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// States the NUL rule on every string schema of the document's inputs (parameters, request
+/// bodies, component schemas) that has no pattern of its own, no enum and no format other than
+/// `password` (values that cannot hold NUL, or whose generators a pattern would confuse), so
+/// that clients and API testers know it.
+fn forbid_nul(doc: &mut OpenApi) {
+    use utoipa::openapi::{
+        RefOr,
+        schema::{
+            AdditionalProperties, ArrayItems, KnownFormat, Schema, SchemaFormat, SchemaType, Type,
+        },
+    };
+
+    fn schema(node: &mut RefOr<Schema>) {
+        let RefOr::T(node) = node else { return };
+        match node {
+            Schema::Object(object) => {
+                let string = match &object.schema_type {
+                    SchemaType::Type(t) => *t == Type::String,
+                    SchemaType::Array(types) => types.contains(&Type::String),
+                    _ => false,
+                };
+                let free_text = object.pattern.is_none()
+                    && object.enum_values.is_none()
+                    && matches!(
+                        object.format,
+                        None | Some(SchemaFormat::KnownFormat(KnownFormat::Password))
+                    );
+                if string && free_text {
+                    object.pattern = Some(NO_NUL.to_owned());
+                }
+                object.properties.values_mut().for_each(schema);
+                if let Some(extra) = object.additional_properties.as_deref_mut()
+                    && let AdditionalProperties::RefOr(extra) = extra
+                {
+                    schema(extra);
+                }
+            }
+            Schema::Array(array) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    schema(items);
+                }
+            }
+            Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(schema),
+            Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(schema),
+            Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(schema),
+            _ => {}
+        }
+    }
+
+    if let Some(components) = doc.components.as_mut() {
+        components.schemas.values_mut().for_each(schema);
+    }
+    for item in doc.paths.paths.values_mut() {
+        for (_, op) in operations_mut(item) {
+            let Some(op) = op.as_mut() else { continue };
+            for parameter in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && let Some(node) = parameter.schema.as_mut()
+                {
+                    schema(node);
+                }
+            }
+            if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content
+                        && let Some(node) = content.schema.as_mut()
+                    {
+                        schema(node);
+                    }
+                }
             }
         }
     }
@@ -139,8 +220,11 @@ fn accepts_session_cookie(op: &Operation) -> bool {
     })
 }
 
-fn complete_operation(op: &mut Operation, unsafe_method: bool) {
-    let mut added = vec![("429", describe("429"))];
+fn complete_operation(op: &mut Operation, unsafe_method: bool, rate_limited: bool) {
+    let mut added = Vec::new();
+    if rate_limited {
+        added.push(("429", describe("429")));
+    }
     if op.request_body.is_some() {
         added.extend([("413", describe("413")), ("415", describe("415"))]);
     }

@@ -79,50 +79,14 @@ impl<T: DeserializeOwned> Json<T> {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ValidationErrors> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|err| json_invalid(bytes, &err))?;
-        // JSON text can hold NUL only as the escape `\u0000`: one scan of the bytes, and a walk
-        // of the value only when it is there.
-        if memchr::memmem::find(bytes, b"\\u0000").is_some() {
-            let mut errors = ValidationErrors::new();
-            find_nul(&value, &mut vec![LocItem::from("body")], &mut errors);
-            if !errors.is_empty() {
-                return Err(errors);
-            }
-        }
-        serde_path_to_error::deserialize(&value)
+        // Text a field takes in must not hold NUL (ignored extras are not looked at).
+        serde_path_to_error::deserialize(super::no_nul::NoNul(&value))
             .map(Json)
             .map_err(|err| {
                 let message = err.inner().to_string();
                 let input_at = |loc: &[LocItem]| serde_error::value_at(&value, loc).cloned();
                 serde_error::to_detail("body", Syntax::Json, err.path(), &message, input_at).into()
             })
-    }
-}
-
-/// Records a NUL detail for every string (or object key) in `value` that contains NUL.
-fn find_nul(value: &Value, loc: &mut Vec<LocItem>, errors: &mut ValidationErrors) {
-    match value {
-        Value::String(text) if text.contains('\0') => {
-            errors.push(serde_error::contains_nul(loc.clone()));
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                loc.push(LocItem::Index(i));
-                find_nul(item, loc, errors);
-                loc.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                loc.push(LocItem::Key(key.clone()));
-                if key.contains('\0') {
-                    errors.push(serde_error::contains_nul(loc.clone()));
-                } else {
-                    find_nul(item, loc, errors);
-                }
-                loc.pop();
-            }
-        }
-        _ => {}
     }
 }
 

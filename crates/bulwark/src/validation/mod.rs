@@ -43,6 +43,7 @@ mod detail;
 mod form;
 mod json;
 mod json_or_form;
+mod no_nul;
 mod path;
 mod query;
 mod rejection;

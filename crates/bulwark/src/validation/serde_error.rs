@@ -20,6 +20,7 @@ pub(crate) enum Syntax {
 /// What serde complained about, read from its message.
 #[derive(Debug, PartialEq)]
 enum Problem<'a> {
+    Nul,
     Missing(&'a str),
     Unknown(&'a str),
     Variant(Vec<&'a str>),
@@ -28,6 +29,9 @@ enum Problem<'a> {
 }
 
 fn parse(msg: &str) -> Problem<'_> {
+    if msg == NUL_MESSAGE {
+        return Problem::Nul;
+    }
     if let Some(field) = msg
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
@@ -159,6 +163,7 @@ pub(crate) fn detail_at(
     loc.insert(0, LocItem::from(prefix));
 
     let detail = match problem {
+        Problem::Nul => return contains_nul(loc),
         Problem::Missing(_) => ErrorDetail::new("missing", loc, "Field required"),
         Problem::Unknown(_) => {
             ErrorDetail::new("extra_forbidden", loc, "Extra inputs are not permitted")
@@ -205,6 +210,9 @@ pub(crate) fn sanitize(text: &str, loc: &[LocItem], input: &Value) -> String {
         .take(200)
         .collect()
 }
+
+/// What the body and query deserializers say when a field takes in text that holds NUL.
+pub(crate) const NUL_MESSAGE: &str = "text contains the NUL character";
 
 /// The detail for text that contains NUL (U+0000) at `loc`: refused wherever text enters, since
 /// PostgreSQL cannot store it in text and SQLite's C functions stop at it (a `LIKE` pattern cut

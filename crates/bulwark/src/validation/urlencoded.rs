@@ -34,17 +34,6 @@ pub(crate) fn from_pairs<T: DeserializeOwned>(
 ) -> Result<T, ValidationErrors> {
     let mut fields: BTreeMap<String, String> = pairs.into_iter().collect();
     let mut errors = ValidationErrors::new();
-    for (key, value) in &fields {
-        if key.contains('\0') || value.contains('\0') {
-            errors.push(serde_error::contains_nul(vec![
-                LocItem::from(prefix),
-                LocItem::Key(key.clone()),
-            ]));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     // Like FastAPI, every missing field is listed, not only the first: serde stops at the first
     // one, so each missing field is filled with a stand-in and the parse tried again (at most
     // once per field of `T`). A later error about a stand-in itself (a number field, say) ends
@@ -134,11 +123,26 @@ macro_rules! parse_as {
     )*};
 }
 
+impl<'de, E: de::Error> Text<'de, E> {
+    /// The text, when it may be taken in: never with NUL (which would reach SQL).
+    fn text(&self) -> Result<&'de str, E> {
+        if self.value.contains('\0') {
+            return Err(E::custom(serde_error::NUL_MESSAGE));
+        }
+        Ok(self.value)
+    }
+}
+
 impl<'de, E: de::Error> Deserializer<'de> for Text<'de, E> {
     type Error = E;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_borrowed_str(self.value)
+        visitor.visit_borrowed_str(self.text()?)
+    }
+
+    /// A field nobody takes in (an extra OAuth2 field, say): not looked at, NUL or not.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_unit()
     }
 
     /// The spellings pydantic accepts for a boolean.
@@ -178,12 +182,12 @@ impl<'de, E: de::Error> Deserializer<'de> for Text<'de, E> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        visitor.visit_enum(self.value.into_deserializer())
+        visitor.visit_enum(self.text()?.into_deserializer())
     }
 
     serde::forward_to_deserialize_any! {
         str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
-        identifier ignored_any
+        identifier
     }
 }
 
