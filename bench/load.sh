@@ -60,6 +60,9 @@
 #   PEER_VENV [~/.cache/bulwark-bench/fastapi-<hash of requirements.txt>]   its virtualenv
 #   OUT                   keep every raw file (bench.sh lines, wrk output, server logs) in this
 #                         folder; without it they go to a temporary folder removed at exit
+#   LOG [warn]            warn: the server logs warnings only (RUST_LOG=warn), the tuned figures;
+#                         default: exactly what `bulwark serve` does with no settings (RUST_LOG
+#                         unset: one access line per request at info, to the server's log file)
 #   STRICT [0]            1: exit 1 when a target is missed
 #   SERVER_ENV            extra settings of Bulwark, space-separated KEY=VALUE (e.g.
 #                         "BULWARK_PASSWORD_HASHING__MEMORY_KIB=7168 BULWARK_PASSWORD_HASHING__ITERATIONS=5")
@@ -78,6 +81,12 @@ RATE_LIMITS=${RATE_LIMITS:-high}
 PEER=${PEER:-0}
 REFERENCE=${REFERENCE:-1}
 STRICT=${STRICT:-0}
+LOG=${LOG:-warn}
+case $LOG in
+  warn) export RUST_LOG=warn BW_DEFAULT_LOG= ;;
+  default) export BW_DEFAULT_LOG=1 ;;
+  *) bench_die "LOG: warn or default (got '$LOG')" ;;
+esac
 read -r -a EXTRA_ENV <<<"${SERVER_ENV:-}"
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6 S7"}
 export DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s} CONNS=${CONNS:-32} S6_CONNS=${S6_CONNS:-4}
@@ -273,7 +282,7 @@ status=0
 python3 "$BENCH_ROOT/bench/load_table.py" "$RESULTS" \
   --databases "$DATABASE" --peer "$PEER" --repeat "$REPEAT" --server-cpus "$SERVER_CPUS" \
   --wrk-cpu "$WRK_CPU" --conns "$CONNS" --s6-conns "$S6_CONNS" --duration "$DURATION" \
-  --warmup "$WARMUP" --rate-limits "$RATE_LIMITS" --strict "$STRICT" --paired "$PAIRED" \
+  --warmup "$WARMUP" --rate-limits "$RATE_LIMITS" --strict "$STRICT" --paired "$PAIRED" --log "$LOG" \
   --elapsed "$(( $(date +%s) - started ))" || status=$?
 if [ "$KEEP" = 1 ]; then echo "raw files: $WORK (bench.sh lines: $RESULTS)"; fi
 exit "$status"

@@ -256,7 +256,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     for opt in ("databases", "peer", "repeat", "server-cpus", "wrk-cpu", "conns", "s6-conns",
-                "duration", "warmup", "rate-limits", "strict", "paired", "elapsed"):
+                "duration", "warmup", "rate-limits", "strict", "paired", "elapsed", "log"):
         ap.add_argument("--" + opt, default="")
     args = ap.parse_args()
     runs = parse(args.results)
@@ -265,12 +265,15 @@ def main():
     limits = ("on, every quota 1000000/second (nothing refused)" if args.rate_limits == "high"
               else "off")
     shares = " (wrk shares a server core)" if args.wrk_cpu in args.server_cpus.split(",") else ""
+    logging = ("logging as `bulwark serve` does with no settings (access log at info)"
+               if args.log == "default" else "logging warnings only (RUST_LOG=warn)")
     out = [
         "",
         f"## bench/load.sh — server on CPU {args.server_cpus}, wrk on CPU {args.wrk_cpu}{shares}; "
         f"wrk 1 thread, {args.conns} connections (logins: {args.s6_conns}); "
         f"{args.duration} per run after a {args.warmup} warm-up; "
-        f"median of {args.repeat} run(s); rate limits {limits}; {args.elapsed} s in all",
+        f"median of {args.repeat} run(s); rate limits {limits}; {logging}; "
+        f"{args.elapsed} s in all",
         "",
         ("Ratios: each of S1-S5 against the ceiling run made just before it, the median over "
          "repetitions; the ceiling row is the median of all its runs."

@@ -18,11 +18,14 @@ bw_target_dir() {
 
 # bw_server_env DIR [KEY=VALUE...]: sets BW_ENV, the environment of a server on embedded
 # defaults with its data in DIR: a SQLite file, a fresh random master secret, in-process stores,
-# RUST_LOG=warn unless set; the extra settings come last (they win).
+# RUST_LOG=warn unless set (with BW_DEFAULT_LOG=1: no RUST_LOG at all, the server's own default,
+# and BW_PRE drops an inherited one); the extra settings come last (they win).
 bw_server_env() {
   local dir=$1; shift
+  local -a log=(RUST_LOG="${RUST_LOG:-warn}")
+  if [ -n "${BW_DEFAULT_LOG:-}" ]; then log=(); BW_PRE+=(-u RUST_LOG); fi
   BW_ENV=(BULWARK_DATA_DIR="$dir" BULWARK_DATABASE_URL="sqlite://$dir/bulwark.db"
-    BULWARK_MASTER_SECRET="$(head -c 32 /dev/urandom | base64)" RUST_LOG="${RUST_LOG:-warn}" "$@")
+    BULWARK_MASTER_SECRET="$(head -c 32 /dev/urandom | base64)" "${log[@]}" "$@")
 }
 
 # bw_create_user DIR BIN NAME PASSWORD [ROLE...]: `bulwark users create` run in DIR with BW_ENV

@@ -11,6 +11,11 @@ pub struct Cli {
     /// Configuration file (default: ./bulwark.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// More log lines on standard error: `-v` info (every command), `-vv` debug. Without it,
+    /// `serve` logs at info (one access line per request) and the other commands only warnings
+    /// and errors. `RUST_LOG` overrides both.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -16,6 +16,38 @@ use crate::{
     users::{CreateUserError, create_user},
 };
 
+/// Writes a line to standard output. A closed pipe (`bulwark openapi | head -1`) is not an
+/// error: what is left is simply not wanted; any other failure is reported on standard error.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::commands::write_stdout(format_args!($($arg)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"));
+    match written {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(err) => eprintln!("error: cannot write to standard output: {err}"),
+    }
+}
+
+/// The log filter when `RUST_LOG` is unset: `serve` keeps its access log at info; the other
+/// commands log warnings and errors only, unless `-v`.
+fn default_log_filter(command: &Command, verbose: u8) -> &'static str {
+    match (verbose, command) {
+        (0, Command::Serve(_)) | (1, _) => "info,sqlx=warn",
+        (0, _) => "warn",
+        _ => "debug",
+    }
+}
+
 /// Runs one command to completion.
 ///
 /// # Errors
@@ -25,14 +57,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let doc = crate::routes::openapi()
             .to_pretty_json()
             .context("cannot render the OpenAPI document")?;
-        println!("{doc}");
+        out!("{doc}");
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Check = cli.command {
         let settings = Settings::load_unchecked(cli.config.as_deref())?;
         let findings = crate::checks::run(&settings);
         for finding in &findings {
-            println!("{finding}");
+            out!("{finding}");
         }
         return Ok(if crate::checks::has_critical(&findings) {
             ExitCode::FAILURE
@@ -41,19 +73,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         });
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
-    crate::telemetry::init(settings.log_format);
+    // Held to the end: dropping it writes the lines still queued.
+    let log = crate::telemetry::init(
+        settings.log_format,
+        default_log_filter(&cli.command, cli.verbose),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(&mut settings, args).await,
+            Command::Serve(args) => serve(&mut settings, args, &log).await,
             Command::Users(cmd) => users(settings, cmd).await,
             Command::Keys(cmd) => keys(settings, cmd).await,
             Command::Migrate => {
                 db::connect_with(&settings.database_url, settings.pool()).await?;
-                println!("migrations applied");
+                out!("migrations applied");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Openapi | Command::Check => Ok(ExitCode::SUCCESS),
@@ -61,7 +97,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(
+    settings: &mut Settings,
+    args: ServeArgs,
+    log: &crate::telemetry::LogGuard,
+) -> anyhow::Result<ExitCode> {
     if let Some(bind) = args.bind {
         settings.bind = bind;
     }
@@ -93,7 +133,7 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::FAILURE);
     }
-    let app = Application::build(settings.clone()).await?;
+    let app = Application::build_logged(settings.clone(), log.access_log()).await?;
     // Installed before serving, so that SIGHUP never ends the process.
     let reloader = crate::https::reload_on_sighup(app.certificate().cloned())?;
     bootstrap_admin(app.state(), settings).await?;
@@ -120,8 +160,12 @@ async fn serve(settings: &mut Settings, args: ServeArgs) -> anyhow::Result<ExitC
     if let Some(redirect) = app.redirect_addr() {
         tracing::info!(addr = %redirect, "redirecting plain HTTP to HTTPS");
     }
+    let drop_reporter = Some(log.spawn_drop_reporter(std::time::Duration::from_secs(10)));
     app.run_until_stopped(shutdown_signal()).await;
     reloader.abort();
+    if let Some(reporter) = drop_reporter {
+        reporter.abort();
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -254,19 +298,22 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                         None,
                     )
                     .await;
-                    println!("created user {} (id {})", user.username, user.id);
+                    out!("created user {} (id {})", user.username, user.id);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(err) => bail!("cannot create user {name:?}: {err}"),
             }
         }
         UsersCommand::List => {
-            println!(
+            out!(
                 "{:<6} {:<24} {:<24} {:<9} created_at",
-                "id", "username", "roles", "disabled"
+                "id",
+                "username",
+                "roles",
+                "disabled"
             );
             for u in repo.list_users().await? {
-                println!(
+                out!(
                     "{:<6} {:<24} {:<24} {:<9} {}",
                     u.id,
                     u.username,
@@ -291,7 +338,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                 None,
             )
             .await;
-            println!("disabled {}", user.username);
+            out!("disabled {}", user.username);
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::SetRoles { name, mut roles } => {
@@ -313,7 +360,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                 None,
             )
             .await;
-            println!("{} now has roles: {}", user.username, roles.join(", "));
+            out!("{} now has roles: {}", user.username, roles.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Import { file } => import_users(&state, file).await,
@@ -422,7 +469,7 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
             Err(err) => return Err(err.into()),
         }
     }
-    println!("imported {imported}, skipped {skipped} existing, refused {refused}");
+    out!("imported {imported}, skipped {skipped} existing, refused {refused}");
     Ok(if refused > 0 {
         ExitCode::FAILURE
     } else {
@@ -443,7 +490,7 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
                 Some(format!("new key {kid}")),
             )
             .await;
-            println!(
+            out!(
                 "rotated: new active key {kid}; the previous key verifies until its tokens expire"
             );
             return Ok(ExitCode::SUCCESS);
@@ -457,16 +504,19 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> 
                 Some(format!("key {kid}")),
             )
             .await;
-            println!("revoked key {kid}: its tokens are rejected now");
+            out!("revoked key {kid}: its tokens are rejected now");
             return Ok(ExitCode::SUCCESS);
         }
     }
-    println!(
+    out!(
         "{:<18} {:<6} {:<10} {:<22} retires_at",
-        "kid", "alg", "state", "created_at"
+        "kid",
+        "alg",
+        "state",
+        "created_at"
     );
     for key in state.keys.ring().keys() {
-        println!(
+        out!(
             "{:<18} {:<6} {:<10} {:<22} {}",
             key.kid(),
             key.alg_name(),

@@ -269,7 +269,11 @@ impl<'de> Deserialize<'de> for DurationSetting {
     }
 }
 
-/// Top-level keys, used to keep unrelated `BULWARK_*` variables (e.g. the test suite's) out.
+/// `BULWARK_*` variables that are not settings: the test suite's and benchmarks' (`BULWARK_TEST_*`,
+/// `BULWARK_BIN`) and `bulwark audit`'s passwords (`BULWARK_AUDIT_PASSWORD_<n>`).
+const NOT_SETTINGS: &[&str] = &["BULWARK_TEST_", "BULWARK_BIN", "BULWARK_AUDIT_"];
+
+/// Top-level keys: a `BULWARK_*` variable must name one of them (or be one of [`NOT_SETTINGS`]).
 const KEYS: &[&str] = &[
     "bind",
     "database_url",
@@ -337,6 +341,7 @@ impl Settings {
             }
             None => figment = figment.merge(Toml::file("bulwark.toml")),
         }
+        check_environment(std::env::vars_os().map(|(name, _)| name))?;
         let env = Env::prefixed("BULWARK_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
             KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
@@ -498,6 +503,49 @@ impl Settings {
     }
 }
 
+/// Refuses a `BULWARK_*` variable that names no setting (a typo would otherwise leave the
+/// protection it meant to configure at its default), naming the variable and the closest
+/// known setting.
+fn check_environment(names: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<()> {
+    for name in names {
+        let Some(name) = name.to_str() else { continue };
+        // Matched like figment matches the prefix: in any letter case.
+        let upper = name.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("BULWARK_") else {
+            continue;
+        };
+        if NOT_SETTINGS.iter().any(|p| upper.starts_with(p)) {
+            continue;
+        }
+        let top = rest
+            .split("__")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if KEYS.contains(&top.as_str()) {
+            continue;
+        }
+        let closest = KEYS
+            .iter()
+            .map(|k| (strsim::levenshtein(k, &top), *k))
+            .min()
+            .filter(|(distance, _)| *distance <= 3)
+            .map(|(_, key)| {
+                let nested = rest
+                    .split_once("__")
+                    .map(|(_, n)| format!("__{n}"))
+                    .unwrap_or_default();
+                format!(
+                    " (did you mean BULWARK_{}{nested}?)",
+                    key.to_ascii_uppercase()
+                )
+            })
+            .unwrap_or_default();
+        bail!("invalid configuration:\n  unknown setting in the environment: {name}{closest}");
+    }
+    Ok(())
+}
+
 fn describe_figment_error(err: figment::Error) -> String {
     let mut out = String::from("invalid configuration:");
     for e in err {
@@ -643,6 +691,36 @@ pub(crate) fn write_private_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_bulwark_variable_is_refused_with_the_closest_key() {
+        let check = |names: &[&str]| {
+            check_environment(names.iter().map(std::ffi::OsString::from)).map_err(|e| e.to_string())
+        };
+        let err = check(&["BULWARK_RATE_LIMIT__DEFAULT"]).unwrap_err();
+        assert!(err.contains("BULWARK_RATE_LIMIT__DEFAULT"), "{err}");
+        assert!(
+            err.contains("did you mean BULWARK_RATE_LIMITS__DEFAULT?"),
+            "{err}"
+        );
+        let err = check(&["BULWARK_COMPLETELY_UNRELATED"]).unwrap_err();
+        assert!(!err.contains("did you mean"), "{err}");
+        check(&[
+            "BULWARK_RATE_LIMITS__DEFAULT",
+            "BULWARK_BIND",
+            "BULWARK_TEST_DATABASE_URL",
+            "BULWARK_BIN",
+            "BULWARK_AUDIT_PASSWORD_1",
+            "PATH",
+            "NOT_BULWARK_X",
+        ])
+        .unwrap();
+        let err = check(&["bulwark_rate_limit__default"]).unwrap_err();
+        assert!(
+            err.contains("did you mean BULWARK_RATE_LIMITS__DEFAULT?"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn durations_parse_in_every_documented_form() {

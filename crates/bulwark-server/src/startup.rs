@@ -40,6 +40,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// When the database cannot be reached, the master secret is weak or unreadable, or the key
 /// ring cannot be loaded.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    build_state_logged(settings, None).await
+}
+
+/// [`build_state`], writing an access line per request to `access_log`.
+///
+/// # Errors
+/// As [`build_state`].
+pub async fn build_state_logged(
+    settings: Settings,
+    access_log: Option<crate::telemetry::AccessLog>,
+) -> anyhow::Result<AppState> {
     // Settings built in code (tests, embedding) get the same checks as loaded ones.
     settings.validate()?;
     let settings = Arc::new(settings);
@@ -134,6 +145,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         sockets: Arc::default(),
         csrf,
         limits,
+        access_log,
         refusals: Arc::new(crate::refusals::RefusalLog::new(
             crate::refusals::WINDOW,
             settings.ipv6_prefix,
@@ -303,6 +315,17 @@ impl Application {
     /// As [`build_state`], when the certificate cannot be loaded (the message names the file),
     /// or when an address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_logged(settings, None).await
+    }
+
+    /// [`Application::build`], writing an access line per request to `access_log`.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_logged(
+        settings: Settings,
+        access_log: Option<crate::telemetry::AccessLog>,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
         // Before the database: a bad certificate should stop start-up at once.
         let tls = crate::https::Tls::from_settings(&settings).await?;
@@ -319,7 +342,7 @@ impl Application {
             shutdown_timeout: settings.shutdown_timeout.0,
             tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         };
-        let state = build_state(settings).await?;
+        let state = build_state_logged(settings, access_log).await?;
         let router = build_router(state.clone())?;
         let listener = TcpListener::bind(bind)
             .await

@@ -80,6 +80,8 @@ pub struct Services {
     pub limits: Arc<RateLimitPolicy>,
     /// Refusals waiting for their audit row (one per client and window).
     pub refusals: Arc<crate::refusals::RefusalLog>,
+    /// One line per request, when the server logs at info (see [`crate::telemetry::AccessLog`]).
+    pub access_log: Option<crate::telemetry::AccessLog>,
     /// The Redis rate-limit store, when `redis_url` is set (for readiness checks).
     pub redis: Option<RedisRateLimitStore>,
     /// Resolved settings.

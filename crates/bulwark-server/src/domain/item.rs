@@ -36,7 +36,7 @@ pub struct ItemBody {
     /// Finite, > 0 and <= 1e9.
     #[schema(exclusive_minimum = 0.0, maximum = 1e9)]
     pub price: f64,
-    /// Finite, >= 0 and <= 1e9.
+    /// Finite, at least 0 and at most 1e9.
     #[schema(minimum = 0.0, maximum = 1e9)]
     pub tax: Option<f64>,
 }
@@ -201,7 +201,7 @@ pub struct ListItemsQuery {
     /// 1-100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// >= 0, default 0.
+    /// At least 0 (default 0).
     #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

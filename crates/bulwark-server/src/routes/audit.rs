@@ -38,7 +38,7 @@ pub struct AuditQuery {
     /// 1-500, default 100.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-    /// >= 0, default 0.
+    /// At least 0 (default 0).
     #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

@@ -1134,3 +1134,124 @@ async fn keys_revoke_of_an_unknown_kid_fails(backend: Backend) {
     assert!(run.stderr.contains("no-such-kid"), "{}", run.stderr);
 }
 test_both!(keys_revoke_of_an_unknown_kid_fails);
+
+/// Found in review: `bulwark openapi | head -1` panicked on the closed pipe (exit 101). Every
+/// command writes to a closed standard output without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_standard_output_is_not_a_panic() {
+    let env = CliEnv::new(Backend::Sqlite).await;
+    for args in [
+        &["openapi"][..],
+        &["users", "list"],
+        &["keys", "list"],
+        &["check"],
+    ] {
+        let mut command = env.command(args);
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("starts");
+        // The reader goes away before the command writes.
+        drop(child.stdout.take());
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
+
+/// Found in review: CLI commands printed INFO lines on standard error. Only warnings and errors,
+/// unless `-v`; never terminal colours when standard error is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_log_only_warnings_unless_verbose_and_never_colour_a_pipe() {
+    let env = CliEnv::new(Backend::Sqlite).await;
+    // The first command may warn (it narrows the fresh data folder to 0700); then all is quiet.
+    env.run(&["users", "list"]).await.assert_success();
+    let quiet = env.run(&["users", "list"]).await;
+    quiet.assert_success();
+    assert!(quiet.stderr.trim().is_empty(), "{}", quiet.stderr);
+    let verbose = env.run(&["-v", "users", "list"]).await;
+    verbose.assert_success();
+    assert!(verbose.stderr.contains("INFO"), "{}", verbose.stderr);
+    assert!(
+        !verbose.stderr.contains('\u{1b}'),
+        "no colour in a pipe: {:?}",
+        verbose.stderr
+    );
+}
+
+/// Found in review: a misspelt `BULWARK_*` variable was silently ignored, even by `check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_bulwark_variable_stops_every_command_naming_it() {
+    let env = CliEnv::new(Backend::Sqlite).await;
+    for args in [
+        &["check"][..],
+        &["users", "list"],
+        &["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let mut command = env.command(args);
+        command.env("BULWARK_RATE_LIMIT__DEFAULT", "1/minute");
+        let run = process::run(command, None).await;
+        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("BULWARK_RATE_LIMIT__DEFAULT")
+                && run.stderr.contains("BULWARK_RATE_LIMITS__DEFAULT"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// Found in review: on default settings every request wrote its access line synchronously to
+/// standard error. A reader that stalls (a full pipe nobody drains, a stuck terminal) must not
+/// stall the server: lines are buffered, and dropped past the bound, never waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_never_stalls_requests() {
+    let env = CliEnv::new(Backend::Sqlite).await;
+    let port = process::free_port();
+    let mut command = process::serve_command(
+        env.data_dir(),
+        port,
+        &env.database_url,
+        &env.master_secret,
+        None,
+    );
+    // Standard error is a pipe that is never read: it fills after 64 KiB (some 300 lines).
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("RUST_LOG");
+    let server = KillOnDrop(command.spawn().expect("starts"));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Act: thousands of access lines, far past what the pipe holds.
+    let started = Instant::now();
+    for _ in 0..3000 {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get(format!("{base}/health")).send(),
+        )
+        .await
+        .expect("a request is never held up by the log")
+        .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+
+    // Assert
+    assert!(started.elapsed() < Duration::from_secs(60));
+    drop(server);
+}

@@ -424,3 +424,49 @@ async fn docs_off_answers_404_for_the_page_and_the_document(backend: Backend) {
     );
 }
 test_both!(docs_off_answers_404_for_the_page_and_the_document);
+
+/// Every `description` in `value`, with its JSON path.
+fn descriptions<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map {
+                match (key.as_str(), item) {
+                    ("description", Value::String(text)) => out.push((path.clone(), text)),
+                    _ => descriptions(item, format!("{path}/{key}"), out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                descriptions(item, format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Found in review: `>= 0` at the start of a parameter's description rendered on /docs as a
+/// Markdown quote ("= 0, default 0."). No description line starts with Markdown syntax that
+/// would change what it says.
+async fn no_description_line_renders_as_markdown_syntax(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act
+    let doc = openapi(&app).await;
+
+    // Assert
+    let mut found = Vec::new();
+    descriptions(&doc, String::new(), &mut found);
+    assert!(!found.is_empty());
+    for (path, text) in found {
+        for line in text.lines() {
+            let line = line.trim_start();
+            assert!(
+                !(line.starts_with('>') || line.starts_with("<=") || line.starts_with("= ")),
+                "{path}: {text:?}"
+            );
+        }
+    }
+}
+test_both!(no_description_line_renders_as_markdown_syntax);
