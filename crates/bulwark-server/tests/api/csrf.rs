@@ -3,22 +3,8 @@
 use reqwest::{Response, header};
 use serde_json::Value;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, set_cookie, spawn_app, spawn_app_with};
 use crate::test_both;
-
-/// The value of the `name` cookie a response sets.
-fn set_cookie(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
-            let (k, value) = pair.split_once('=')?;
-            (k.trim() == name).then(|| value.trim().to_owned())
-        })
-}
 
 async fn csrf_token_with_cookie(app: &TestApp, cookie: &str) -> (Option<String>, String) {
     let response = app

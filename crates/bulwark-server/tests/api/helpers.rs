@@ -339,3 +339,17 @@ pub async fn fresh_database_url(backend: &Backend) -> (String, DatabaseGuard) {
         }
     }
 }
+
+/// The value of cookie `name` in a response's `Set-Cookie` headers.
+pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let pair = v.split(';').next()?.trim();
+            let (key, value) = pair.split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_owned())
+        })
+}

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
+        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, set_cookie, spawn_app,
+        spawn_app_with,
     },
     process::{self, KillOnDrop, Run},
     test_both,
@@ -154,20 +155,6 @@ impl Pair {
                 .to_owned(),
         }
     }
-}
-
-/// The value of cookie `name` in a response's `Set-Cookie` headers.
-fn set_cookie(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?.trim();
-            let (key, value) = pair.split_once('=')?;
-            (key == name && !value.is_empty()).then(|| value.to_owned())
-        })
 }
 
 fn request_id(response: &Response) -> String {
