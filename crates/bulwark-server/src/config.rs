@@ -605,10 +605,10 @@ pub fn load_master_secret(settings: &Settings) -> anyhow::Result<bulwark::secret
     Ok(secret)
 }
 
-/// Makes the data folder private: created 0700, or narrowed to 0700 (and each file directly in
-/// it to 0600) when an earlier version or an operator left it wider. Files the server creates
-/// later are private by the process's umask (set in `main`). Blocking: call from a blocking
-/// thread or before the runtime starts.
+/// Makes the data folder private: created 0700, or narrowed to 0700 (and the server's own files
+/// in it, the database and its WAL files included, to 0600) when an earlier version or an
+/// operator left them wider. Files the server creates later are private by the process's
+/// umask (set in `main`). Blocking: call from a blocking thread or before the runtime starts.
 ///
 /// # Errors
 /// When the folder cannot be created or its permissions cannot be set.
@@ -631,8 +631,20 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
             .with_context(|| format!("cannot set the permissions of {}", path.display()))
     };
     narrow(dir, 0o700)?;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
+    // The server's own files only (the folder may hold others an operator put there).
+    let mut own = vec![dir.join("master.key"), dir.join("initial-admin-password")];
+    if let Some(database) = settings
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| settings.database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && !path.contains(":memory:"))
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            own.push(PathBuf::from(format!("{database}{suffix}")));
+        }
+    }
+    for path in own {
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             narrow(&path, 0o600)?;
         }
