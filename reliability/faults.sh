@@ -175,8 +175,12 @@ scenario_redis_stop() {
   rel_start_redis redis-stop
   # GET /users/me gets a tight limit: over it, answers are 429 while Redis counts, and 200 while
   # it is down (fail open).
+  # One instance on SQLite with Redis stores: `bulwark check` calls SQLite shared through Redis
+  # critical (it cannot be shared between instances), which serve refuses without the flag.
+  REL_SERVE_FLAGS=(--allow-insecure)
   rel_start_server redis-stop "${COMMON[@]}" BULWARK_REDIS_URL="$REL_REDIS_URL" \
     'BULWARK_RATE_LIMITS__ROUTES={"GET /users/me"="20/second"}'
+  REL_SERVE_FLAGS=()
   rel_cleanup_add kill_server
   setup_user
   local dir=$REL_WORK/redis-stop/load pid=$REL_PID

@@ -44,7 +44,8 @@ rel_server_env() {
 }
 
 # rel_start_server NAME [KEY=VALUE...]: starts a server and sets REL_URL, REL_PID, REL_DIR.
-# NAME names its folder under $REL_WORK; extra settings go to its environment.
+# NAME names its folder under $REL_WORK; extra settings go to its environment; REL_SERVE_FLAGS
+# (an array, e.g. (--allow-insecure)) are added to `serve`, also on a restart.
 rel_start_server() {
   local name=$1; shift
   REL_BIN=${REL_BIN:-$(rel_binary)}
@@ -54,7 +55,8 @@ rel_start_server() {
   printf '%s\n' "${REL_ENV[@]}" >"$REL_DIR/env"
   local port; port=$(rel_free_port)
   REL_URL="http://127.0.0.1:$port"
-  env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" >"$REL_DIR/server.log" 2>&1 &
+  env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" "${REL_SERVE_FLAGS[@]}" \
+    >"$REL_DIR/server.log" 2>&1 &
   REL_PID=$!
   bw_wait_health "$REL_URL" "$REL_PID" "$REL_DIR/server.log" 20 || rel_fail "$name: server did not start"
 }
@@ -89,6 +91,7 @@ rel_check_log_clean() { # NAME LOGFILE
 # rel_cleanup_add COMMAND: run COMMAND (a string, evaluated then) when the part exits, even on
 # failure or Ctrl-C; last added, first run. The first call installs the traps.
 REL_CLEANUP=()
+REL_SERVE_FLAGS=() # extra `serve` flags of the next rel_start_server (see there)
 rel_cleanup_add() {
   if [ ${#REL_CLEANUP[@]} -eq 0 ]; then
     trap rel_cleanup EXIT
@@ -107,7 +110,8 @@ rel_cleanup() {
 # the same environment (database, master secret), folder and port, and waits for /health.
 rel_restart_server() {
   local port=${REL_URL##*:}
-  env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" >>"$REL_DIR/server.log" 2>&1 &
+  env "${REL_ENV[@]}" "$REL_BIN" serve --bind "127.0.0.1:$port" "${REL_SERVE_FLAGS[@]}" \
+    >>"$REL_DIR/server.log" 2>&1 &
   REL_PID=$!
   bw_wait_health "$REL_URL" "$REL_PID" "$REL_DIR/server.log" 30 || rel_fail "server did not start again"
 }
