@@ -26,7 +26,7 @@ use reqwest::{RequestBuilder, Response, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, set_cookie, spawn_app_with};
 use crate::test_both;
 
 // ---------------------------------------------------------------------------------------------
@@ -518,24 +518,11 @@ async fn five_logins_a_minute_per_username_whatever_the_letter_case(backend: Bac
 }
 test_both!(five_logins_a_minute_per_username_whatever_the_letter_case);
 
-/// The value of cookie `name` in a response's `Set-Cookie` headers.
-fn cookie_of(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (key, value) = v.split(';').next()?.trim().split_once('=')?;
-            (key == name && !value.is_empty()).then(|| value.to_owned())
-        })
-}
-
 /// One attempt at the browser login form: GET /login for a CSRF token, then POST /login.
 async fn browser_login(app: &TestApp, username: &str, password: &str) -> Response {
     let page = app.get("/login", None).await;
     assert_eq!(page.status(), 200, "GET /login");
-    let cookie = cookie_of(&page, "csrftoken").expect("a CSRF cookie");
+    let cookie = set_cookie(&page, "csrftoken").expect("a CSRF cookie");
     let html = page.text().await.expect("html");
     let marker = "name=\"csrf_token\" value=\"";
     let start = html.find(marker).expect("a csrf_token field") + marker.len();

@@ -33,7 +33,8 @@ use tokio_tungstenite::{
 
 use crate::{
     helpers::{
-        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
+        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, set_cookie, spawn_app,
+        spawn_app_with,
     },
     process::{self, KillOnDrop, free_ports},
     test_both,
@@ -327,20 +328,6 @@ async fn a_bearer_subprotocol_token_opens_a_socket_answering_the_bearer_subproto
     );
 }
 test_both!(a_bearer_subprotocol_token_opens_a_socket_answering_the_bearer_subprotocol);
-
-/// The value of cookie `name` in a response's `Set-Cookie` headers.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest_header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?.trim();
-            let (key, value) = pair.split_once('=')?;
-            (key == name && !value.is_empty()).then(|| value.to_owned())
-        })
-}
 
 /// Logs in through the browser form (GET /login, then POST /login with its CSRF token) and
 /// returns the `session` cookie's value.
