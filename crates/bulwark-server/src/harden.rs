@@ -239,7 +239,7 @@ fn log_response(response: &Response, started: Option<Instant>) {
     let micros = started.map_or(0, |at| at.elapsed().as_micros());
     let request_id = response
         .headers()
-        .get("x-request-id")
+        .get(&crate::telemetry::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok());
     tracing::debug!(status, latency = %format_args!("{micros} μs"), "finished processing request");
     if request_id.is_none() {

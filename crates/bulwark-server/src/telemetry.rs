@@ -338,7 +338,7 @@ pub fn spawn_drop_reporter(
 }
 
 /// Made once: inserting a header by `&str` copies a non-standard name on every call.
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 fn sane_request_id(value: &str) -> bool {
     !value.is_empty()
