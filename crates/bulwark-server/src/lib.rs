@@ -12,8 +12,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
-pub mod guard;
-pub mod harden;
 pub mod https;
 pub mod metrics;
 pub mod refusals;

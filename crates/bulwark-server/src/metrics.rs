@@ -63,7 +63,7 @@ pub struct RouteLabels {
 }
 
 /// A route's template as a metrics label, and its latency histogram: looked up once per route
-/// (see `crate::guard`), not once per request.
+/// (see `bulwark::pipeline`), not once per request.
 #[derive(Clone)]
 pub struct RouteMetrics(Arc<RouteInner>);
 

@@ -13,6 +13,7 @@ use axum::Router;
 use bulwark::{
     jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
+    pipeline::{Pipeline, PipelineService},
     rate_limit::{
         RateLimitPolicy, RateLimitStore, RateLimiter, RouteKey,
         store::{memory::MemoryRateLimitStore, redis::RedisRateLimitStore},
@@ -20,10 +21,7 @@ use bulwark::{
     revocation::{RevocationList, Revoker},
     serve::{ConnectionLimits, ServeOptions, serve, serve_with_peers},
 };
-use http::{HeaderValue, Method, header};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::cors::CorsLayer;
 
 use crate::{
     config::{Settings, load_master_secret},
@@ -217,84 +215,44 @@ fn rate_limits(
     Ok((Arc::new(policy), redis))
 }
 
-/// The application: the router inside every hardening layer.
-///
-/// The layers wrap the whole router, outermost first: [`crate::harden`] (tracing span,
-/// body-size limit, panic catching, request timeout; the error-body shape, `Connection: close`
-/// after an unread body and the security headers on every answer) → CORS (when origins are
-/// listed) → [`crate::guard`] (route template, client identity, request context,
-/// authentication, rate limiting, CSRF) → the router → handler. Each is one hand-written layer
-/// rather than a stack of small ones (every `from_fn`/`map_response` layer boxes a future and
-/// moves the response through one more), and they wrap the router once instead of each route:
-/// `Router::layer` boxes every route a second time, which cost two allocations and a boxed
-/// future per request (docs/performance.md).
-pub type App = crate::harden::Harden<
-    tower::util::Either<
-        tower_http::cors::Cors<crate::guard::Guard<Router>>,
-        crate::guard::Guard<Router>,
-    >,
->;
-
-/// The [`App`] of the connection from `peer`: its guard knows the peer, so requests need not
-/// carry it (`bulwark::serve::serve_with_peers`).
-pub fn app_for_peer(app: &App, peer: SocketAddr) -> App {
-    let mut app = app.clone();
-    match app.get_mut() {
-        tower::util::Either::Left(cors) => cors.get_mut().for_peer(peer),
-        tower::util::Either::Right(guard) => guard.for_peer(peer),
-    }
-    app
-}
+/// The application: the router inside the library's pipeline ([`bulwark::pipeline`]):
+/// hardening (tracing span, body-size limit, panic catching, request timeout; the error-body
+/// shape, `Connection: close` after an unread body and the security headers on every answer) →
+/// CORS (when origins are listed) → client identity, request context, authentication, rate
+/// limiting, CSRF, the early 401 → the router → handler. One layer around the whole router
+/// rather than a stack of small ones, or one per route (docs/performance.md).
+pub type App = PipelineService<Router, crate::telemetry::ServerObserver>;
 
 /// Builds [`App`] over `state`.
 ///
 /// # Errors
-/// When the routes cannot be indexed for the guard (a malformed or conflicting template), or
-/// `trusted_proxies` does not parse.
+/// When the routes cannot be indexed for the pipeline (a malformed or conflicting template).
 pub fn build_router(state: AppState) -> anyhow::Result<App> {
     let settings = Arc::clone(&state.settings);
-    let tls = settings.tls_enabled();
-    let cors = cors_layer(&settings.allowed_origins);
-    let proxies = Arc::new(settings.trusted_proxies()?);
+    let proxies = settings.trusted_proxies()?;
     let (router, templates) = routes::router(state.clone());
-    let guard = crate::guard::GuardLayer::new(state, proxies, templates)?;
-    Ok(ServiceBuilder::new()
-        .layer(crate::harden::HardenLayer::new(
-            MAX_BODY_BYTES,
-            settings.request_timeout.0,
-            tls,
-        ))
-        .option_layer(cors)
-        .layer(guard)
-        .service(router))
-}
-
-fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
+    let observer = crate::telemetry::ServerObserver {
+        metrics: Arc::clone(&state.metrics),
+        access_log: state.access_log.clone(),
+        refusals: Arc::clone(&state.refusals),
+    };
+    let mut pipeline = Pipeline::builder()
+        .trusted_proxies(proxies)
+        .authentication(state.jwt.clone())
+        .rate_limits(Arc::clone(&state.limits))
+        .csrf(Arc::clone(&state.csrf))
+        .https(settings.tls_enabled())
+        .max_body(MAX_BODY_BYTES)
+        .request_timeout(settings.request_timeout.0)
+        .allowed_origins(settings.allowed_origins.iter().cloned())
+        .record_templates(cfg!(debug_assertions));
+    for (template, authenticated) in templates {
+        pipeline = pipeline.authenticated(template, authenticated);
     }
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
-        .collect();
-    Some(
-        CorsLayer::new()
-            .allow_origin(origins)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::HeaderName::from_static("x-csrf-token"),
-            ])
-            .allow_credentials(true)
-            .max_age(Duration::from_secs(600)),
-    )
+    Ok(tower::Layer::layer(
+        &pipeline.observer(observer).build()?,
+        router,
+    ))
 }
 
 /// A built server, bound and ready to run.
@@ -438,7 +396,7 @@ impl Application {
         let app = self.router;
         serve_with_peers(
             self.listener,
-            move |peer| app_for_peer(&app, peer),
+            move |peer| app.for_peer(peer),
             self.options,
             shutdown,
         )

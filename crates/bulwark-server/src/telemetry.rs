@@ -221,7 +221,7 @@ pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
 }
 
 /// The target of access lines (`RUST_LOG=bulwark::access=off` turns them off).
-pub const ACCESS_TARGET: &str = "bulwark::access";
+pub const ACCESS_TARGET: &str = bulwark::pipeline::ACCESS_TARGET;
 
 /// One line per request, at info: method, route template, status, latency, client address and
 /// request id (never a path with ids, a query or a header). Written straight to the log buffer
@@ -314,113 +314,42 @@ fn timestamp(out: &mut String) {
     let _ = write!(out, "{:06}Z", now.subsec_micros());
 }
 
-/// Every `every`, logs how many lines were dropped since the last report (when any), until
-/// the returned task is aborted.
-pub fn spawn_drop_reporter(
-    counter: Arc<AtomicUsize>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut reported = 0;
-        let mut ticker = tokio::time::interval(every);
-        loop {
-            ticker.tick().await;
-            let dropped = counter.load(Ordering::Relaxed);
-            if dropped > reported {
-                tracing::warn!(
-                    dropped = dropped - reported,
-                    "log lines dropped: the log writer fell behind (lines are never waited for)"
-                );
-                reported = dropped;
-            }
-        }
-    })
+/// What the server learns from each request the pipeline finished: its metrics, its access
+/// line, and the refusals the audit trail counts (CSRF, the login rate limit). Takes the narrow
+/// things it needs, never the application state.
+pub struct ServerObserver {
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// One line per request, when the server logs at info.
+    pub access_log: Option<AccessLog>,
+    /// Refusals waiting for their audit row.
+    pub refusals: Arc<crate::refusals::RefusalLog>,
 }
 
-/// Made once: inserting a header by `&str` copies a non-standard name on every call.
-pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+impl bulwark::pipeline::Observer for ServerObserver {
+    type Route = crate::metrics::RouteMetrics;
 
-fn sane_request_id(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
-/// A new request id: a random (v4) UUID, drawn from a thread-local generator seeded by the OS
-/// (uuid's `fast-rng`: one system call per request would cost more than the rest of a cheap
-/// request). Ids need to be unique, not secret.
-fn new_request_id() -> http::HeaderValue {
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    http::HeaderValue::from_str(text).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
-}
-
-/// The request context, from routing to response: gives the request an id (`X-Request-Id` from
-/// a trusted proxy, else a new UUID), records route template, client IP and request id on the
-/// request span, and on the way out echoes the id, counts the request in the metrics and audits
-/// refusals made by the CSRF and login rate-limit layers.
-pub struct RequestScope {
-    request_id: http::HeaderValue,
-    route: crate::metrics::RouteMetrics,
-    method: http::Method,
-    client_ip: std::net::IpAddr,
-    started: std::time::Instant,
-}
-
-impl RequestScope {
-    /// Opens the scope of `request`, which came from `peer` (the socket address) on behalf of
-    /// `client_ip`, to the route template `route`.
-    pub fn begin(
-        proxies: &bulwark::client_ip::TrustedProxies,
-        peer: Option<std::net::IpAddr>,
-        client_ip: std::net::IpAddr,
-        route: crate::metrics::RouteMetrics,
-        request: &axum::extract::Request,
-    ) -> Self {
-        let incoming = peer
-            .is_some_and(|p| proxies.is_trusted(p))
-            .then(|| request.headers().get(&X_REQUEST_ID))
-            .flatten()
-            .filter(|v| v.to_str().is_ok_and(sane_request_id))
-            .cloned();
-        let request_id = incoming.unwrap_or_else(new_request_id);
-        // The request span is made by `crate::harden`, and only when this says so.
-        if crate::harden::request_span_enabled() {
-            let span = tracing::Span::current();
-            span.record("route", &**route.label());
-            span.record("request_id", request_id.to_str().unwrap_or_default());
-            span.record("client_ip", tracing::field::display(client_ip));
-        }
-        Self {
-            request_id,
-            route,
-            method: request.method().clone(),
-            client_ip,
-            started: std::time::Instant::now(),
-        }
+    fn route(&self, template: &str) -> crate::metrics::RouteMetrics {
+        crate::metrics::RouteMetrics::new(&self.metrics, template)
     }
 
-    /// Closes the scope with the `response` about to be sent: metrics, the request id, and a
-    /// refusal (CSRF, the login rate limit) counted for the audit trail
-    /// ([`crate::refusals`]), which no request waits for.
-    pub fn finish(self, state: &crate::state::AppState, mut response: Response) -> Response {
-        let metrics = &state.metrics;
-        self.route.count(
-            crate::metrics::method_label(&self.method),
-            response.status().as_u16(),
-        );
-        let elapsed = self.started.elapsed();
-        self.route.observe(elapsed.as_secs_f64());
-        if let Some(access) = &state.access_log {
+    fn finished(
+        &self,
+        route: &crate::metrics::RouteMetrics,
+        request: &bulwark::pipeline::Finished<'_>,
+        response: &Response,
+    ) {
+        let status = response.status().as_u16();
+        route.count(crate::metrics::method_label(request.method), status);
+        route.observe(request.elapsed.as_secs_f64());
+        if let Some(access) = &self.access_log {
             access.request(
-                &self.method,
-                self.route.label(),
-                response.status().as_u16(),
-                elapsed.as_micros(),
-                self.client_ip,
-                self.request_id.to_str().unwrap_or("-"),
+                request.method,
+                request.route,
+                status,
+                request.elapsed.as_micros(),
+                request.client_ip,
+                request.request_id,
             );
         }
         let csrf_refused = response
@@ -432,12 +361,12 @@ impl RequestScope {
             .get::<bulwark::rate_limit::Refused>()
             .copied();
         if csrf_refused {
-            metrics.csrf_rejected.inc();
+            self.metrics.csrf_rejected.inc();
         }
         if let Some(refused) = limited {
-            metrics.rate_limited(if refused.login { "login_ip" } else { "default" });
+            self.metrics
+                .rate_limited(if refused.login { "login_ip" } else { "default" });
         }
-        response.headers_mut().insert(X_REQUEST_ID, self.request_id);
         let audit = if csrf_refused {
             Some((crate::audit::AuditKind::CsrfRejected, "CSRF check refused"))
         } else if limited.is_some_and(|r| r.login) {
@@ -446,11 +375,10 @@ impl RequestScope {
             None
         };
         if let Some((kind, why)) = audit {
-            let (method, route) = (&self.method, self.route.label());
-            state
-                .refusals
-                .count(kind, self.client_ip, || format!("{why}: {method} {route}"));
+            let (method, route) = (request.method, request.route);
+            self.refusals.count(kind, request.client_ip, || {
+                format!("{why}: {method} {route}")
+            });
         }
-        response
     }
 }

@@ -18,6 +18,7 @@
 //! | [`sanitize`] | XSS-safe user HTML over ammonia |
 //! | [`headers`] | hardening response headers |
 //! | [`secret`] | the master secret: strength checks, derived keys, sealing key material |
+//! | [`pipeline`] | all of the above in one tower layer, in the order a request needs them |
 //! | [`serve`] | the socket: header-read and handshake timeouts, HTTP or HTTPS, graceful shutdown |
 //! | [`tls`] | eavesdropping and tampering: rustls with TLS 1.2/1.3 only, reloadable certificates |
 //!
@@ -32,6 +33,7 @@ pub mod error;
 pub mod headers;
 pub mod jwt;
 pub mod password;
+pub mod pipeline;
 pub mod rate_limit;
 pub mod rbac;
 pub mod revocation;

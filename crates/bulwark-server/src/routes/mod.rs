@@ -189,7 +189,7 @@ const OPENAPI_PATH: &str = "/openapi.json";
 pub type Template = (String, Vec<http::Method>);
 
 /// The application's routes, with `/docs` and `/openapi.json` when `docs` is on, and the
-/// template of every route: [`crate::guard`] runs in front of the router (one layer for the
+/// template of every route: the pipeline ([`bulwark::pipeline`]) runs in front of the router (one layer for the
 /// whole router rather than one per route, see `startup::build_router`), so it finds a
 /// request's template itself. The templates come from the OpenAPI document, with the methods
 /// whose operations require authentication, plus the few routes it does not describe; in
@@ -232,7 +232,7 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
     }
     #[cfg(debug_assertions)]
     {
-        router = router.route_layer(axum::middleware::from_fn(crate::guard::check_template));
+        router = router.route_layer(axum::middleware::from_fn(bulwark::pipeline::check_template));
     }
     (router.with_state(state), templates)
 }

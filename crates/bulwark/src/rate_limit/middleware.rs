@@ -98,6 +98,90 @@ pub struct RateLimitPolicy {
 }
 
 impl RateLimitPolicy {
+    /// A policy over `store` with the defaults: limits on, 600 requests a minute per user (per
+    /// client IP when anonymous), 5 login attempts a minute per IP and per username, IPv6
+    /// clients grouped by /64, no login route until [`RateLimitPolicy::login_route`] names one.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use bulwark::rate_limit::{Quota, RateLimitPolicy, store::memory::MemoryRateLimitStore};
+    ///
+    /// # fn main() -> Result<(), String> {
+    /// let policy = RateLimitPolicy::new(Arc::new(MemoryRateLimitStore::default()))
+    ///     .default_quota(Quota::new(100, Duration::from_secs(60)))
+    ///     .login_route("POST /token".parse()?)
+    ///     .route_quota("POST /items/".parse()?, "10/minute".parse().map_err(|e| format!("{e:?}"))?)
+    ///     .unlimited("/health");
+    /// # Ok(()) }
+    /// ```
+    pub fn new(store: Arc<dyn super::RateLimitStore>) -> Self {
+        Self {
+            enabled: true,
+            default: Quota::new(600, std::time::Duration::from_secs(60)),
+            login_per_ip: Quota::new(5, std::time::Duration::from_secs(60)),
+            login_per_username: Quota::new(5, std::time::Duration::from_secs(60)),
+            login_routes: HashSet::new(),
+            routes: HashMap::new(),
+            limiter: Arc::new(RateLimiter::new(store)),
+            ipv6_prefix: 64,
+            unlimited: Vec::new(),
+        }
+    }
+
+    /// Turns every limit on or off.
+    #[must_use]
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
+    /// The quota of each user (each client IP when anonymous) on every route without its own.
+    #[must_use]
+    pub fn default_quota(mut self, quota: Quota) -> Self {
+        self.default = quota;
+        self
+    }
+
+    /// `route` takes passwords: it is limited per client IP by the login quota (one budget
+    /// across every login route), and the limit fails closed when the store is down.
+    #[must_use]
+    pub fn login_route(mut self, route: RouteKey) -> Self {
+        self.login_routes.insert(route);
+        self
+    }
+
+    /// The login quotas: per client IP (checked by the pipeline) and per username (checked by
+    /// your login handler with [`RateLimitPolicy::check_login_username`]).
+    #[must_use]
+    pub fn login_quotas(mut self, per_ip: Quota, per_username: Quota) -> Self {
+        self.login_per_ip = per_ip;
+        self.login_per_username = per_username;
+        self
+    }
+
+    /// A quota of its own for `route`, per user (per client IP when anonymous).
+    #[must_use]
+    pub fn route_quota(mut self, route: RouteKey, quota: Quota) -> Self {
+        self.routes.insert(route, quota);
+        self
+    }
+
+    /// Never limit the route template `template` (health and readiness probes).
+    #[must_use]
+    pub fn unlimited(mut self, template: impl Into<String>) -> Self {
+        self.unlimited.push(template.into());
+        self
+    }
+
+    /// IPv6 clients share one per-IP budget per network of this prefix length (default 64).
+    #[must_use]
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self
+    }
+}
+
+impl RateLimitPolicy {
     /// Checks the per-username login limit (the username compared case-insensitively, so
     /// changing letter case does not give a fresh budget).
     ///
