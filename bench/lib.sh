@@ -69,7 +69,7 @@ bench_build() {
 bench_build_ceiling() {
   [ -z "${CEILING_BIN:-}" ] || return 0
   bench_need cargo "install Rust (https://rustup.rs)"
-  (cd "$BENCH_ROOT" && cargo build -q --profile production -p bulwark --example ceiling) ||
+  (cd "$BENCH_ROOT" && cargo build -q --profile production -p bulwark-axum --example ceiling) ||
     bench_die "cargo build of the ceiling example failed"
   CEILING_BIN=$(bench_target_dir)/production/examples/ceiling
 }

@@ -9,7 +9,7 @@
 //!   were verified before, so only key state, times and revocation are re-checked); cold: each
 //!   token for the first time.
 //!
-//! Run: `cargo bench -p bulwark --bench jwt_verify`. Prints ns/verification (median of 7 runs)
+//! Run: `cargo bench -p bulwark-axum --bench jwt_verify`. Prints ns/verification (median of 7 runs)
 //! and the ratios.
 
 use std::{hint::black_box, sync::Arc, time::Instant};

@@ -6,7 +6,7 @@
 //! pay the same scheduling costs.
 //!
 //! ```text
-//! cargo run --release -p bulwark --example ceiling -- 127.0.0.1:18090
+//! cargo run --release -p bulwark-axum --example ceiling -- 127.0.0.1:18090
 //! curl http://127.0.0.1:18090/health   # {"status":"ok"}
 //! ```
 //!
