@@ -1,8 +1,6 @@
 //! The `bulwark` server: the users/items API of the FastAPI security guide, built on the
 //! `bulwark` library, with its command line.
 
-#[cfg(feature = "mimalloc")]
-pub mod allocator;
 pub mod audit;
 pub mod auth;
 pub mod checks;

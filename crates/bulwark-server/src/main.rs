@@ -8,7 +8,7 @@ use clap::Parser as _;
 /// (docs/performance.md). The library crate sets no allocator: that choice is the binary's.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: bulwark_server::allocator::Allocator = bulwark_server::allocator::Allocator;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     // Everything the process creates (the database and its WAL files, the master key, the
