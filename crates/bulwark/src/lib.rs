@@ -24,7 +24,45 @@
 //!
 //! The library knows nothing of users or items: state flows through axum's `FromRef`, never
 //! through globals, so every protection can be configured once at start-up and tested alone.
+//!
+//! # Cargo features
+//!
+//! Always compiled: JWT login and key rotation, roles, rate limits in memory, revocation lists,
+//! CSRF, validation, error bodies, hardening headers, Argon2id hashing, the pipeline and
+//! [`serve`] over plain HTTP. The rest is opt-in, so that an application compiles (and audits)
+//! only what it uses:
+//!
+//! | feature | default | enables | pulls in |
+//! |---|---|---|---|
+//! | `sanitize` | yes | the `sanitize` module: XSS-safe user HTML | `ammonia` |
+//! | `password-strength` | yes | `password::PasswordPolicy`: length, common-password list, zxcvbn score | `zxcvbn` |
+//! | `redis` | no | `rate_limit::store::redis` and `revocation::store::redis`: limits and revocations shared across instances | `redis` |
+//! | `legacy-bcrypt` | no | `password::PasswordHasher::verify` accepts `$2a$`/`$2b$`/`$2y$` hashes and asks for an Argon2id rehash; without it a bcrypt hash is an unknown format (no match, logged) | `bcrypt` |
+//! | `tls` | no | the `tls` module and `serve::ServeOptions::tls`: HTTPS over rustls | `rustls`, `tokio-rustls` |
+//! | `dev-certs` | no | `tls::self_signed`: self-signed development certificates; implies `tls` | `rcgen` |
+//! | `testing` | no | the `testing` module: conformance suites for store backends written elsewhere | |
+//! | `fuzzing` | no | hidden hooks for the fuzz targets; not an API | |
+//!
+//! ```toml
+//! # Defaults, plus HTTPS and Redis:
+//! bulwark = { package = "bulwark-axum", version = "0.1", features = ["tls", "redis"] }
+//! # The core alone:
+//! bulwark = { package = "bulwark-axum", version = "0.1", default-features = false }
+//! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Links to items of a feature left out have nothing to point at; the docs with every feature on
+// (docs.rs's, `cargo doc --all-features`) still check them all.
+#![cfg_attr(
+    not(all(
+        feature = "redis",
+        feature = "sanitize",
+        feature = "password-strength",
+        feature = "tls",
+        feature = "dev-certs"
+    )),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod client_ip;
 pub mod cookie;
@@ -34,14 +72,20 @@ pub mod headers;
 pub mod jwt;
 pub mod password;
 pub mod pipeline;
+pub mod prelude;
 pub mod rate_limit;
 pub mod rbac;
 pub mod revocation;
+#[cfg(feature = "sanitize")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sanitize")))]
 pub mod sanitize;
 pub mod secret;
 pub mod serve;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod validation;

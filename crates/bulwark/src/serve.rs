@@ -12,12 +12,12 @@
 //! [`serve_with_peers`], hands it to each connection's service), and drains in-flight requests
 //! on shutdown, for at most [`ServeOptions::shutdown_timeout`].
 //!
-//! With [`ServeOptions::tls`] set, every connection must complete a TLS handshake (see
-//! [`crate::tls`]) within the same header-read timeout; a client that speaks plain HTTP to the
-//! TLS port fails the handshake and its connection is closed without an HTTP answer. The
-//! protocol is then the one negotiated by ALPN (`h2`, else HTTP/1.1), so nothing is sniffed from
-//! the first bytes and HTTP/1.1's header-read timer runs from the end of the handshake; an HTTP/2
-//! client must send its connection preface within the timeout too.
+//! With the `tls` feature and [`ServeOptions::tls`] set, every connection must complete a TLS
+//! handshake (see [`crate::tls`]) within the same header-read timeout; a client that speaks plain
+//! HTTP to the TLS port fails the handshake and its connection is closed without an HTTP answer.
+//! The protocol is then the one negotiated by ALPN (`h2`, else HTTP/1.1), so nothing is sniffed
+//! from the first bytes and HTTP/1.1's header-read timer runs from the end of the handshake; an
+//! HTTP/2 client must send its connection preface within the timeout too.
 //!
 //! **Not covered.** Timeouts for whole requests belong in a tower layer on the router (see
 //! `tower_http::timeout`); connection floods from many addresses need a firewall or proxy in
@@ -28,25 +28,25 @@
 //! connection caps until they close.
 
 use std::{
-    convert::Infallible,
-    future::Future,
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+};
+#[cfg(feature = "tls")]
+use std::{
     io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use axum::{body::Body, extract::ConnectInfo, response::Response};
 use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+#[cfg(feature = "tls")]
+use tokio::{io::ReadBuf, time::Sleep};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::watch,
-    time::Sleep,
 };
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
@@ -73,6 +73,8 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// Serve HTTPS with this configuration (see [`crate::tls::server_config`]); plain HTTP when
     /// `None`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -83,6 +85,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(60),
             limits: ConnectionLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -107,8 +110,9 @@ impl Default for ServeOptions {
 /// # Ok(()) }
 /// ```
 ///
-/// Over HTTPS with a development certificate:
+/// Over HTTPS with a development certificate (features `tls` and `dev-certs`):
 /// ```no_run
+/// # #[cfg(feature = "dev-certs")]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use axum::{Router, routing::get};
@@ -185,6 +189,7 @@ async fn run<F, S>(
 {
     let protocols = Arc::new(Protocols::new());
     let counter = ConnectionCounter::new(options.limits.clone());
+    #[cfg(feature = "tls")]
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
     // Every connection task holds a receiver: `true` asks it to finish its request in flight and
     // close; the sender sees every receiver gone once all connections have closed.
@@ -222,10 +227,13 @@ async fn run<F, S>(
             },
             permit: Some(permit),
         };
+        #[cfg(feature = "tls")]
         match &acceptor {
             None => tokio::spawn(connection.serve_plain(stream)),
             Some(acceptor) => tokio::spawn(connection.serve_tls(acceptor.clone(), stream)),
         };
+        #[cfg(not(feature = "tls"))]
+        tokio::spawn(connection.serve_plain(stream));
     }
     drop(listener);
     drop(drain_signal);
@@ -395,6 +403,7 @@ impl<S: AppService> Connection<S> {
         self.finish(result);
     }
 
+    #[cfg(feature = "tls")]
     async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
         let peer = self.peer;
         let stream = match tokio::time::timeout(self.timeouts.head, acceptor.accept(stream)).await {
@@ -517,12 +526,14 @@ impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>
 
 /// A stream whose first `count` bytes must arrive before `deadline`; a read after that without
 /// them fails with `TimedOut`. Later reads are not limited.
+#[cfg(feature = "tls")]
 struct FirstBytesDeadline<T> {
     inner: T,
     remaining: usize,
     deadline: Pin<Box<Sleep>>,
 }
 
+#[cfg(feature = "tls")]
 impl<T> FirstBytesDeadline<T> {
     fn new(inner: T, count: usize, deadline: Sleep) -> Self {
         Self {
@@ -533,6 +544,7 @@ impl<T> FirstBytesDeadline<T> {
     }
 }
 
+#[cfg(feature = "tls")]
 impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -563,6 +575,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
     }
 }
 
+#[cfg(feature = "tls")]
 impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -705,18 +718,33 @@ mod tests {
 
     // ---- HTTPS and shutdown, over real sockets -------------------------------------------
 
+    use std::io;
+
     use axum::Router;
     use axum::routing::{get, post};
-    use http_body_util::{BodyExt as _, Full};
+    #[cfg(feature = "dev-certs")]
+    use http_body_util::BodyExt as _;
+    use http_body_util::Full;
+    #[cfg(feature = "dev-certs")]
     use rustls::pki_types::{CertificateDer, ServerName};
     use tokio::io::AsyncReadExt as _;
+    #[cfg(feature = "dev-certs")]
     use tokio_rustls::{TlsConnector, client::TlsStream};
 
+    #[cfg(feature = "dev-certs")]
     use crate::tls;
+
+    /// Whether the tests that run over both plain HTTP and HTTPS run over HTTPS too: they need a
+    /// certificate made by `tls::self_signed`.
+    #[cfg(feature = "dev-certs")]
+    const TLS_MODES: [bool; 2] = [false, true];
+    #[cfg(not(feature = "dev-certs"))]
+    const TLS_MODES: [bool; 1] = [false];
 
     /// A running server: its address, its certificate (when HTTPS), and its shutdown switch.
     struct Running {
         addr: SocketAddr,
+        #[cfg(feature = "dev-certs")]
         cert: Option<CertificateDer<'static>>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         done: tokio::task::JoinHandle<()>,
@@ -760,6 +788,9 @@ mod tests {
     async fn start_with(tls_on: bool, options: ServeOptions) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        #[cfg(not(feature = "dev-certs"))]
+        assert!(!tls_on, "HTTPS tests need the dev-certs feature");
+        #[cfg(feature = "dev-certs")]
         let (config, cert) = if tls_on {
             let generated = tls::self_signed(tls::LOCAL_NAMES).expect("cert");
             let cert = generated.certified_key.cert[0].clone();
@@ -771,6 +802,7 @@ mod tests {
         } else {
             (None, None)
         };
+        #[cfg(feature = "dev-certs")]
         let options = ServeOptions {
             tls: config,
             ..options
@@ -781,6 +813,7 @@ mod tests {
         }));
         Running {
             addr,
+            #[cfg(feature = "dev-certs")]
             cert,
             stop: Some(stop),
             done,
@@ -788,6 +821,7 @@ mod tests {
     }
 
     impl Running {
+        #[cfg(feature = "dev-certs")]
         async fn tls_connect(&self, alpn: &[&[u8]]) -> io::Result<TlsStream<TcpStream>> {
             let mut roots = rustls::RootCertStore::empty();
             roots
@@ -805,6 +839,16 @@ mod tests {
             TlsConnector::from(Arc::new(config))
                 .connect(ServerName::try_from("localhost").expect("name"), tcp)
                 .await
+        }
+
+        /// A connection over plain TCP, or over TLS (HTTP/1.1) when `tls_on`.
+        async fn connect(&self, tls_on: bool) -> Box<dyn AsyncReadWrite> {
+            #[cfg(feature = "dev-certs")]
+            if tls_on {
+                return Box::new(self.tls_connect(&[b"http/1.1"]).await.expect("handshake"));
+            }
+            assert!(!tls_on, "HTTPS tests need the dev-certs feature");
+            Box::new(TcpStream::connect(self.addr).await.expect("connect"))
         }
 
         fn stop(&mut self) {
@@ -879,6 +923,7 @@ mod tests {
         done.await.expect("served");
     }
 
+    #[cfg(feature = "dev-certs")]
     #[tokio::test]
     async fn https_serves_http1_and_http2_as_negotiated_with_the_peer_address() {
         let server = start(true, Duration::from_secs(5), SHORT).await;
@@ -930,6 +975,7 @@ mod tests {
         assert_eq!(response.version(), http::Version::HTTP_2);
     }
 
+    #[cfg(feature = "dev-certs")]
     #[tokio::test]
     async fn plain_http_on_the_tls_port_gets_no_http_answer() {
         let server = start(true, Duration::from_secs(5), SHORT).await;
@@ -943,6 +989,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "dev-certs")]
     #[tokio::test]
     async fn a_client_that_never_finishes_the_handshake_is_cut() {
         let server = start(true, SHORT, SHORT).await;
@@ -952,6 +999,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
+    #[cfg(feature = "dev-certs")]
     #[tokio::test]
     async fn a_client_silent_after_the_handshake_is_cut_on_http1_and_http2() {
         let server = start(true, SHORT, SHORT).await;
@@ -1160,13 +1208,9 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
-        for tls_on in [false, true] {
+        for tls_on in TLS_MODES {
             let mut server = start(tls_on, Duration::from_secs(5), Duration::from_secs(5)).await;
-            let mut stream: Box<dyn AsyncReadWrite> = if tls_on {
-                Box::new(server.tls_connect(&[b"http/1.1"]).await.expect("handshake"))
-            } else {
-                Box::new(TcpStream::connect(server.addr).await.expect("connect"))
-            };
+            let mut stream = server.connect(tls_on).await;
             start_slow_post(&mut stream).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             server.stop();
@@ -1204,6 +1248,7 @@ mod tests {
     trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin + Send {}
     impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
 
+    #[cfg(feature = "tls")]
     #[tokio::test]
     async fn the_first_bytes_deadline_only_limits_the_first_bytes() {
         let (mut client, server) = tokio::io::duplex(64);
@@ -1228,7 +1273,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_pipelined_head_is_answered_after_the_requests_before_it() {
-        for tls_on in [false, true] {
+        for tls_on in TLS_MODES {
             let server = start(tls_on, Duration::from_secs(5), Duration::from_secs(1)).await;
             let requests = concat!(
                 "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -1236,19 +1281,10 @@ mod tests {
                 "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n",
                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             );
-            let answer = if tls_on {
-                let mut stream = server.tls_connect(&[b"http/1.1"]).await.expect("tls");
-                stream.write_all(requests.as_bytes()).await.expect("write");
-                let mut answer = Vec::new();
-                let _ = stream.read_to_end(&mut answer).await;
-                answer
-            } else {
-                let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-                stream.write_all(requests.as_bytes()).await.expect("write");
-                let mut answer = Vec::new();
-                let _ = stream.read_to_end(&mut answer).await;
-                answer
-            };
+            let mut stream = server.connect(tls_on).await;
+            stream.write_all(requests.as_bytes()).await.expect("write");
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
             let answer = String::from_utf8_lossy(&answer);
             let (first, second) = answer.split_once("\r\n\r\n5").expect(&answer);
             assert!(first.starts_with("HTTP/1.1 200"), "{answer}");

@@ -21,8 +21,9 @@
 //! handshake failure.
 //!
 //! **Not covered.** Client certificates (mutual TLS), OCSP stapling and certificate expiry
-//! monitoring. A self-signed certificate ([`self_signed`]) encrypts, but authenticates nothing
-//! until a client pins it (compare the SHA-256 fingerprint out of band): it is for development.
+//! monitoring. A self-signed certificate ([`self_signed`], feature `dev-certs`) encrypts, but
+//! authenticates nothing until a client pins it (compare the SHA-256 fingerprint out of band): it
+//! is for development.
 //!
 //! **Deployment.** Behind a TLS-terminating proxy or load balancer, leave TLS to the proxy and
 //! tell the application it is reached over HTTPS another way (HSTS, `Secure` cookies). When this
@@ -33,7 +34,9 @@
 //! so that every rustls user in the process (database drivers, HTTP clients) agrees on it.
 //!
 //! # Examples
+//! With the `dev-certs` feature:
 //! ```
+//! # #[cfg(feature = "dev-certs")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), bulwark::tls::TlsError> {
 //! use std::sync::Arc;
@@ -45,6 +48,8 @@
 //! let config = server_config(resolver)?;
 //! assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
 //! # Ok(()) }
+//! # #[cfg(not(feature = "dev-certs"))]
+//! # fn main() {}
 //! ```
 
 use std::{
@@ -69,6 +74,8 @@ pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
 pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The names a development certificate covers: `localhost`, `127.0.0.1` and `::1`.
+#[cfg(feature = "dev-certs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-certs")))]
 pub const LOCAL_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 /// Why a certificate could not be loaded, made, or served. Each variant that comes from a file
@@ -136,6 +143,8 @@ pub enum TlsError {
         key: PathBuf,
     },
     /// Generating a self-signed certificate failed.
+    #[cfg(feature = "dev-certs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dev-certs")))]
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(rcgen::Error),
     /// rustls refused the configuration.
@@ -303,6 +312,8 @@ fn certify(
 
 /// A certificate made at start-up by [`self_signed`]. Its private key lives only inside
 /// [`Self::certified_key`] and is never printed.
+#[cfg(feature = "dev-certs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-certs")))]
 pub struct SelfSigned {
     /// The certificate and its key, ready for a [`CertificateResolver`].
     pub certified_key: CertifiedKey,
@@ -312,6 +323,7 @@ pub struct SelfSigned {
     pub fingerprint: String,
 }
 
+#[cfg(feature = "dev-certs")]
 impl fmt::Debug for SelfSigned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SelfSigned")
@@ -332,6 +344,8 @@ impl fmt::Debug for SelfSigned {
 /// assert!(generated.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
 /// assert!(!format!("{generated:?}").contains("PRIVATE"));
 /// ```
+#[cfg(feature = "dev-certs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-certs")))]
 pub fn self_signed(names: &[&str]) -> Result<SelfSigned, TlsError> {
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let mut params = rcgen::CertificateParams::new(names).map_err(TlsError::SelfSigned)?;
@@ -470,7 +484,8 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<Server
     Ok(Arc::new(config))
 }
 
-#[cfg(test)]
+// Every test makes its certificates with rcgen.
+#[cfg(all(test, feature = "dev-certs"))]
 mod tests {
     use std::io::Write as _;
 

@@ -128,6 +128,20 @@ pub enum PasswordError {
     Unavailable,
 }
 
+/// A hashing failure is the server's: 503 when the hasher is shutting down, else a generic
+/// 500; the cause is logged, never sent. Lets a handler write `hasher.verify(..).await?`.
+impl From<PasswordError> for crate::error::HttpError {
+    fn from(err: PasswordError) -> Self {
+        tracing::error!(error = %err, "password hashing failed");
+        match err {
+            PasswordError::Unavailable | PasswordError::Task(_) => {
+                Self::unavailable("Service temporarily unavailable")
+            }
+            _ => Self::internal(),
+        }
+    }
+}
+
 /// Hashes and verifies passwords with Argon2id on threads of its own.
 ///
 /// Cheap to clone (an `Arc` inside): put one in the application state. At most
@@ -358,11 +372,13 @@ impl PasswordHasher {
         .await?
     }
 
-    /// Checks a password against a stored hash (Argon2 PHC string or bcrypt `$2a$`/`$2b$`/`$2y$`).
+    /// Checks a password against a stored hash: an Argon2 PHC string, or with the
+    /// `legacy-bcrypt` feature a bcrypt hash (`$2a$`/`$2b$`/`$2y$`).
     ///
     /// `stored = None` (unknown user) verifies against the dummy hash, so it takes as long as a
     /// wrong password, and answers [`Verification::NoMatch`]. A stored hash in an unknown or broken
-    /// format is logged at `warn` (without the hash) and answers `NoMatch` too.
+    /// format (a bcrypt hash without `legacy-bcrypt`, too) is logged at `warn` (without the hash)
+    /// and answers `NoMatch` too.
     ///
     /// # Errors
     /// [`PasswordError::Task`] if the blocking task fails. A wrong password is not an error.
@@ -427,6 +443,7 @@ impl Inner {
                     }
                 })
             }),
+            #[cfg(feature = "legacy-bcrypt")]
             Some(s) if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) => {
                 verify_bcrypt(password, s)
             }
@@ -530,6 +547,7 @@ fn verify_argon2(
 }
 
 /// Legacy bcrypt, with passlib's 72-byte truncation. A match always needs a rehash.
+#[cfg(feature = "legacy-bcrypt")]
 fn verify_bcrypt(password: &str, stored: &str) -> Option<Verification> {
     match bcrypt::verify(password, stored) {
         Ok(true) => Some(Verification::Match { needs_rehash: true }),

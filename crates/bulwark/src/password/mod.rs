@@ -4,14 +4,16 @@
 //!
 //! - *Offline cracking of a stolen user table.* [`PasswordHasher`] stores passwords as Argon2id
 //!   PHC strings (OWASP parameters by default: m=19456 KiB, t=2, p=1, a random 16-byte salt per
-//!   hash), so every guess costs the attacker ~19 MiB of memory and real time. Legacy bcrypt hashes
-//!   (`$2a$`, `$2b$`, `$2y$`, e.g. imported from a FastAPI/passlib service) still verify, and
-//!   [`Verification::needs_rehash`] tells the caller to replace them with Argon2id at the next
-//!   successful login; so do Argon2 hashes with older parameters.
-//! - *Guessable passwords.* [`PasswordPolicy`] rejects new passwords shorter than 12 or longer than
-//!   128 characters, passwords in a bundled list of ~1 300 common passwords, and passwords that
-//!   zxcvbn scores below 3 (the username and other user inputs are passed to zxcvbn, so
-//!   `quetzalcoatl1999` is weak for the user `quetzalcoatl`).
+//!   hash), so every guess costs the attacker ~19 MiB of memory and real time. With the
+//!   `legacy-bcrypt` feature, legacy bcrypt hashes (`$2a$`, `$2b$`, `$2y$`, e.g. imported from a
+//!   FastAPI/passlib service) still verify, and [`Verification::needs_rehash`] tells the caller to
+//!   replace them with Argon2id at the next successful login; so do Argon2 hashes with older
+//!   parameters. Without the feature a bcrypt hash is an unknown format: never a match.
+//! - *Guessable passwords.* With the `password-strength` feature (on by default),
+//!   [`PasswordPolicy`] rejects new passwords shorter than 12 or longer than 128 characters,
+//!   passwords in a bundled list of ~1 300 common passwords, and passwords that zxcvbn scores
+//!   below 3 (the username and other user inputs are passed to zxcvbn, so `quetzalcoatl1999` is
+//!   weak for the user `quetzalcoatl`).
 //!
 //! It also keeps two side channels shut. Hashing never runs on the async worker threads: every
 //! job goes to the hasher's own threads (one per CPU by default, behind a semaphore) running at
@@ -36,7 +38,10 @@
 //! [`secrecy::SecretString`] and [`PasswordHash`] prints as `PasswordHash(..)`.
 
 mod hash;
+#[cfg(feature = "password-strength")]
 mod policy;
 
 pub use hash::{Argon2Params, PasswordError, PasswordHash, PasswordHasher, Verification};
+#[cfg(feature = "password-strength")]
+#[cfg_attr(docsrs, doc(cfg(feature = "password-strength")))]
 pub use policy::{PasswordPolicy, PolicyViolation};

@@ -157,6 +157,7 @@ async fn memory_rate_limit_store_conforms() {
     store_conformance(Arc::new(MemoryRateLimitStore::default()), "").await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_rate_limit_store_conforms() {
     let Ok(url) = std::env::var("BULWARK_TEST_REDIS_URL") else {
@@ -169,6 +170,7 @@ async fn redis_rate_limit_store_conforms() {
     store_conformance(Arc::new(store), &prefix).await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn an_unreachable_redis_fails_fast() {
     // Nothing listens on port 1: the check must fail within its budget, not hang.

@@ -19,6 +19,7 @@ fn claims(sub: &str, jti: &str, ver: u64) -> Claims {
     }
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_store_conforms() {
     let Ok(url) = std::env::var("BULWARK_TEST_REDIS_URL") else {
@@ -37,6 +38,7 @@ async fn redis_store_conforms() {
 
 /// Found in review: the Redis log kept only its newest 100 000 entries, and Redis held the only
 /// copy of revocations: a flood of logouts could push out a revocation whose token still worked.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_never_trims_an_unexpired_revocation() {
     let Ok(url) = std::env::var("BULWARK_TEST_REDIS_URL") else {

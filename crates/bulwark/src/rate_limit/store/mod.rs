@@ -1,6 +1,8 @@
 //! Where rate-limit state lives: a trait, one file per backend.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 pub use crate::store::{StoreError, StoreFuture};

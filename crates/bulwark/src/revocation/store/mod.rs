@@ -1,6 +1,8 @@
 //! Where revocations are shared between instances: a trait, one file per backend.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 pub use crate::store::{StoreError, StoreFuture};
