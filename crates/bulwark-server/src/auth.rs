@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use bulwark::{
     error::HttpError,
-    jwt::{Authenticated, Claims, JwtAuth},
+    jwt::{Claims, CurrentUser as Verified, JwtAuth},
 };
 use http::request::Parts;
 
@@ -44,7 +44,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
-        let Authenticated(claims) = Authenticated::from_request_parts(parts, state)
+        let Verified(claims) = Verified::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let id = claims.sub.parse::<i64>().map_err(|_| {

@@ -59,6 +59,12 @@ impl HttpError {
         Self::new(StatusCode::UNAUTHORIZED, detail).with_bearer_challenge()
     }
 
+    /// 401 `{"detail": "Incorrect username or password"}` with `WWW-Authenticate: Bearer`: the
+    /// one answer of a login that failed, whichever part was wrong (no user enumeration).
+    pub fn invalid_login() -> Self {
+        Self::unauthorized("Incorrect username or password")
+    }
+
     /// 403 `{"detail": "Insufficient permissions"}`.
     pub fn forbidden() -> Self {
         Self::new(StatusCode::FORBIDDEN, "Insufficient permissions")

@@ -2,7 +2,7 @@
 //!
 //! **Threat model.** The guide this project follows checks roles with a function that always
 //! passes. Here the check is an extractor: a handler that takes [`RequireRole<Admin>`] cannot run
-//! unless the caller is authenticated (else 401, from [`crate::jwt::Authenticated`]) *and* holds
+//! unless the caller is authenticated (else 401, from [`crate::jwt::CurrentUser`]) *and* holds
 //! the role (else 403 `{"detail": "Insufficient permissions"}`). Roles come from the verified
 //! token, so they cannot be supplied by the client.
 //!
@@ -18,10 +18,10 @@ use http::request::Parts;
 
 use crate::{
     error::HttpError,
-    jwt::{AuthRejection, Authenticated, Claims, JwtAuth},
+    jwt::{AuthRejection, Claims, CurrentUser, JwtAuth},
 };
 
-/// A role known at compile time, for [`RequireRole`].
+/// A role known at compile time, for [`RequireRole`]; declare one with [`role!`](crate::role).
 pub trait RoleName {
     /// The role's name.
     const NAME: &'static str;
@@ -43,14 +43,63 @@ impl RoleName for Admin {
 /// assert!(!bulwark::rbac::is_valid_role_name("Admin"));
 /// assert!(!bulwark::rbac::is_valid_role_name("1st"));
 /// ```
-pub fn is_valid_role_name(name: &str) -> bool {
+pub const fn is_valid_role_name(name: &str) -> bool {
     let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 32
-        && bytes[0].is_ascii_lowercase()
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+    if bytes.is_empty() || bytes.len() > 32 || !bytes[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Declares a role for [`RequireRole`], its name checked at compile time
+/// ([`is_valid_role_name`]).
+///
+/// # Examples
+/// ```
+/// use axum::{Router, routing::post, extract::FromRef};
+/// use bulwark::{jwt::JwtAuth, rbac::RequireRole};
+///
+/// bulwark::role!(pub Editor = "editor");
+///
+/// #[derive(Clone, FromRef)]
+/// struct AppState { jwt: JwtAuth }
+///
+/// async fn publish(editor: RequireRole<Editor>) -> String {
+///     format!("published by {}", editor.sub)
+/// }
+///
+/// fn app(jwt: JwtAuth) -> Router {
+///     Router::new().route("/publish", post(publish)).with_state(AppState { jwt })
+/// }
+/// ```
+/// A name that is not a role name does not compile:
+/// ```compile_fail
+/// bulwark::role!(Bad = "Not A Role");
+/// ```
+#[macro_export]
+macro_rules! role {
+    ($vis:vis $name:ident = $role:literal) => {
+        #[doc = concat!("The `", $role, "` role, for `bulwark::rbac::RequireRole`.")]
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+
+        const _: () = assert!(
+            $crate::rbac::is_valid_role_name($role),
+            concat!("not a role name (lowercase letter, then up to 31 of a-z 0-9 _ -): ", $role)
+        );
+
+        impl $crate::rbac::RoleName for $name {
+            const NAME: &'static str = $role;
+        }
+    };
 }
 
 /// Checks that `claims` carry `role`.
@@ -86,6 +135,14 @@ pub fn require_role(claims: &Claims, role: &str) -> Result<(), HttpError> {
 #[derive(Debug, Clone)]
 pub struct RequireRole<R: RoleName>(pub std::sync::Arc<Claims>, pub PhantomData<R>);
 
+impl<R: RoleName> std::ops::Deref for RequireRole<R> {
+    type Target = Claims;
+
+    fn deref(&self) -> &Claims {
+        &self.0
+    }
+}
+
 /// Why [`RequireRole`] refused: not authenticated (401) or without the role (403).
 #[derive(Debug)]
 #[non_exhaustive]
@@ -114,7 +171,7 @@ where
     type Rejection = RoleRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Authenticated(claims) = Authenticated::from_request_parts(parts, state)
+        let CurrentUser(claims) = CurrentUser::from_request_parts(parts, state)
             .await
             .map_err(RoleRejection::Unauthenticated)?;
         if claims.has_role(R::NAME) {

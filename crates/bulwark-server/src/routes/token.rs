@@ -8,7 +8,7 @@ use axum::{
 };
 use bulwark::{
     error::{ErrorDetail, HttpError},
-    jwt::Authenticated,
+    jwt::CurrentUser,
     validation::{Form, JsonOrForm},
 };
 use secrecy::SecretString;
@@ -273,7 +273,7 @@ async fn logout(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     source: Option<axum::Extension<bulwark::jwt::AuthSource>>,
-    Authenticated(claims): Authenticated,
+    CurrentUser(claims): CurrentUser,
 ) -> Response {
     match sessions::logout(&state, &claims, ip).await {
         Ok(()) => {

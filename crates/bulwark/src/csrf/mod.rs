@@ -337,6 +337,30 @@ fn is_unsafe(method: &Method) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Scheme(pub &'static str);
 
+/// The CSRF token endpoint (route it at `GET /csrf-token`): `{"csrf_token": "..."}` for the
+/// request's CSRF cookie, with the cookie set when the request had no usable one. A page sends
+/// the token back in the `X-CSRF-Token` header or the `csrf_token` form field.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use bulwark::{csrf::{self, Csrf}, secret::MasterSecret};
+///
+/// let csrf = Arc::new(Csrf::new(&MasterSecret::generate(), true, &[], "session"));
+/// let app: Router = Router::new().route("/csrf-token", get(csrf::token_endpoint)).with_state(csrf);
+/// # let _ = app;
+/// ```
+pub async fn token_endpoint(State(csrf): State<Arc<Csrf>>, headers: HeaderMap) -> Response {
+    let (token, set_cookie) = csrf.issue(&headers);
+    let mut response = axum::Json(serde_json::json!({ "csrf_token": token })).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(set_cookie) = set_cookie {
+        headers.insert(header::SET_COOKIE, set_cookie);
+    }
+    response
+}
+
 /// Middleware (for `axum::middleware::from_fn_with_state`) enforcing CSRF on unsafe methods of
 /// cookie-authenticated requests; see the module docs.
 pub async fn protect(

@@ -133,6 +133,60 @@ pub struct IssuedToken {
     pub expires_in: u64,
 }
 
+impl IssuedToken {
+    /// A `Set-Cookie` carrying the token as the session cookie `name` (`HttpOnly`,
+    /// `SameSite=Lax`, `Path=/`, `Secure` when `secure`), expiring with the token. Configure
+    /// the same name with [`JwtConfig::session_cookie`] and protect cookie-authenticated
+    /// writes with [`crate::csrf`].
+    pub fn session_cookie(&self, name: &str, secure: bool) -> http::HeaderValue {
+        crate::cookie::set(name, &self.token, self.expires_in, secure)
+    }
+}
+
+/// The OAuth2 token response (RFC 6749 §5.1), as FastAPI's `OAuth2PasswordBearer` clients
+/// expect it: `{"access_token": ..., "token_type": "bearer", "expires_in": ...}` with
+/// `Cache-Control: no-store`, so that no cache keeps the token.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// # use std::sync::Arc;
+/// # use bulwark::jwt::{JwtAuth, JwtConfig, KeyRing, SigningKey};
+/// # let ring = Arc::new(KeyRing::new());
+/// # ring.replace(vec![SigningKey::generate_hs256(0)]);
+/// # let jwt = JwtAuth::new(ring, JwtConfig::new("api", "api"));
+/// let response = jwt.issue("42", Some("alice"), &[]).unwrap().into_response();
+/// assert_eq!(response.headers()["cache-control"], "no-store");
+/// ```
+impl axum::response::IntoResponse for IssuedToken {
+    fn into_response(self) -> axum::response::Response {
+        let body = serde_json::json!({
+            "access_token": self.token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+        });
+        let mut response = axum::Json(body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            http::header::PRAGMA,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+}
+
+/// A token that cannot be issued (no active key, a signer failure) is the server's fault: a
+/// generic 500, the cause logged and never sent. Lets a login handler write `jwt.issue(..)?`.
+impl From<JwtError> for crate::error::HttpError {
+    fn from(err: JwtError) -> Self {
+        tracing::error!(error = %err, "token not issued");
+        Self::internal()
+    }
+}
+
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssuedToken")
@@ -238,6 +292,17 @@ impl JwtAuth {
                 last_refresh_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             }),
         }
+    }
+
+    /// Tokens signed with a fresh HS256 key held in memory only, issued and checked by
+    /// `config`: for a quickstart, a test or a single instance that may log everyone out when
+    /// it restarts. A service that must survive restarts or run several
+    /// instances keeps its keys in a store with [`super::KeyManager`], which also rotates them.
+    pub fn ephemeral(config: JwtConfig) -> Self {
+        let ring = Arc::new(KeyRing::new());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        ring.replace(vec![super::SigningKey::generate_hs256(now)]);
+        Self::new(ring, config)
     }
 
     /// Checks every verified token against `list` (revoked `jti`s and subject versions).

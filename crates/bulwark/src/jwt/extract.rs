@@ -18,12 +18,12 @@ use super::{
 /// # Examples
 /// ```
 /// use axum::{Router, routing::get, extract::FromRef};
-/// use bulwark::jwt::{Authenticated, JwtAuth};
+/// use bulwark::jwt::{CurrentUser, JwtAuth};
 ///
 /// #[derive(Clone, FromRef)]
 /// struct AppState { jwt: JwtAuth }
 ///
-/// async fn me(Authenticated(claims): Authenticated) -> String {
+/// async fn me(CurrentUser(claims): CurrentUser) -> String {
 ///     claims.sub.clone()
 /// }
 ///
@@ -34,9 +34,9 @@ use super::{
 /// The claims are shared (`Arc`) with the request's extensions and the cache of verified tokens:
 /// extracting them copies nothing.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Arc<Claims>);
+pub struct CurrentUser(pub Arc<Claims>);
 
-impl std::ops::Deref for Authenticated {
+impl std::ops::Deref for CurrentUser {
     type Target = Claims;
 
     fn deref(&self) -> &Claims {
@@ -85,7 +85,7 @@ pub fn bearer_token_of(headers: &http::HeaderMap) -> Option<&str> {
     (!token.is_empty() && token.is_ascii()).then_some(token)
 }
 
-impl<S> FromRequestParts<S> for Authenticated
+impl<S> FromRequestParts<S> for CurrentUser
 where
     JwtAuth: FromRef<S>,
     S: Send + Sync,
@@ -110,7 +110,7 @@ where
 
 /// Middleware (for `axum::middleware::from_fn_with_state`) that verifies a bearer token when
 /// the request has one and records its claims (an `Arc<`[`Claims`]`>` extension) for the layers
-/// after it (a rate limiter keyed by user) and for [`Authenticated`], which then does not verify
+/// after it (a rate limiter keyed by user) and for [`CurrentUser`], which then does not verify
 /// again. A missing or invalid token is not refused here: routes that need authentication refuse
 /// it with their 401.
 pub async fn authenticate(
@@ -123,7 +123,7 @@ pub async fn authenticate(
 }
 
 impl JwtAuth {
-    /// The refusal [`Authenticated`] gives `request`, once [`JwtAuth::authenticate_request`]
+    /// The refusal [`CurrentUser`] gives `request`, once [`JwtAuth::authenticate_request`]
     /// (or [`JwtAuth::authenticate_request_now`], having returned `true`) ran on it: `Missing`
     /// without credentials, `Invalid` for credentials that did not verify; `None` when they
     /// verified. For a pipeline that answers, before routing, the requests that a route
@@ -201,7 +201,7 @@ fn record<B>(
     }
 }
 
-/// Recorded when the request's token did not verify, so that [`Authenticated`] refuses it
+/// Recorded when the request's token did not verify, so that [`CurrentUser`] refuses it
 /// without verifying it a second time. Only this module makes one: a client cannot.
 #[derive(Debug, Clone)]
 struct Rejected(JwtError);

@@ -50,7 +50,7 @@ pub mod store;
 pub use auth::{IssuedToken, JwtAuth, JwtConfig, JwtError, KeyRefresh, MAX_LEEWAY_SECS};
 pub use claims::{Claims, TokenSubject};
 pub use extract::{
-    AuthSource, Authenticated, authenticate, bearer_token, bearer_token_of, credentials,
+    AuthSource, CurrentUser, authenticate, bearer_token, bearer_token_of, credentials,
 };
 pub use key::{HS256_KEY_LEN, KeyState, SigningKey};
 pub use keyring::KeyRing;

@@ -4,7 +4,7 @@ use crate::error::HttpError;
 
 use super::auth::JwtError;
 
-/// Why [`super::Authenticated`] refused a request. Always a 401 with `WWW-Authenticate: Bearer`.
+/// Why [`super::CurrentUser`] refused a request. Always a 401 with `WWW-Authenticate: Bearer`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthRejection {

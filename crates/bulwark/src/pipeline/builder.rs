@@ -21,13 +21,15 @@ pub struct Pipeline;
 
 impl Pipeline {
     /// A builder with the secure defaults: no forwarding header believed, 1 MiB bodies, 30 s
-    /// timeout, no HSTS (plain HTTP), no CORS, and no authentication, rate limit or CSRF until
-    /// you add them.
+    /// timeout, no HSTS (plain HTTP), no CORS, rate limits in memory with the defaults of
+    /// [`RateLimitPolicy::new`] (600 requests a minute per user or client IP), and no
+    /// authentication or CSRF until you add them.
     pub fn builder() -> PipelineBuilder<()> {
         PipelineBuilder {
             proxies: TrustedProxies::none(),
             jwt: None,
-            limits: None,
+            limits: Limits::Default,
+            login_routes: Vec::new(),
             csrf: None,
             https: false,
             max_body: DEFAULT_MAX_BODY,
@@ -51,7 +53,8 @@ pub struct PipelineError(pub(super) String);
 pub struct PipelineBuilder<O> {
     proxies: TrustedProxies,
     jwt: Option<JwtAuth>,
-    limits: Option<Arc<RateLimitPolicy>>,
+    limits: Limits,
+    login_routes: Vec<String>,
     csrf: Option<Arc<Csrf>>,
     https: bool,
     max_body: usize,
@@ -60,6 +63,14 @@ pub struct PipelineBuilder<O> {
     templates: Vec<(String, Vec<Method>)>,
     record_templates: bool,
     observer: O,
+}
+
+/// The rate limits a builder was given.
+enum Limits {
+    /// [`RateLimitPolicy::in_memory`], made at build.
+    Default,
+    Given(Arc<RateLimitPolicy>),
+    Off,
 }
 
 impl<O> std::fmt::Debug for PipelineBuilder<O> {
@@ -89,10 +100,24 @@ impl<O: Observer> PipelineBuilder<O> {
         self
     }
 
-    /// Limit requests by this policy; the templates it names (login routes, per-route quotas,
-    /// unlimited routes) are known to the pipeline.
+    /// Limit requests by this policy instead of the default one; the templates it names (login
+    /// routes, per-route quotas, unlimited routes) are known to the pipeline.
     pub fn rate_limits(mut self, policy: impl Into<Arc<RateLimitPolicy>>) -> Self {
-        self.limits = Some(policy.into());
+        self.limits = Limits::Given(policy.into());
+        self
+    }
+
+    /// No rate limit at all (a service behind a gateway that limits for it).
+    pub fn without_rate_limits(mut self) -> Self {
+        self.limits = Limits::Off;
+        self
+    }
+
+    /// `route` (`"POST /login"`) takes passwords: limited per client IP by the policy's login
+    /// quota (5 a minute by default), failing closed when the store is down. See
+    /// [`RateLimitPolicy::login_route`].
+    pub fn login_route(mut self, route: &str) -> Self {
+        self.login_routes.push(route.to_owned());
         self
     }
 
@@ -164,6 +189,7 @@ impl<O: Observer> PipelineBuilder<O> {
             proxies: self.proxies,
             jwt: self.jwt,
             limits: self.limits,
+            login_routes: self.login_routes,
             csrf: self.csrf,
             https: self.https,
             max_body: self.max_body,
@@ -178,11 +204,40 @@ impl<O: Observer> PipelineBuilder<O> {
     /// Checks the settings and makes the layer.
     ///
     /// # Errors
-    /// A malformed or conflicting route template (as axum would refuse it), or an allowed
-    /// origin that is not `scheme://host[:port]`.
+    /// A malformed or conflicting route template (as axum would refuse it), a malformed login
+    /// route, login routes added to a policy that is shared already (add them to the policy
+    /// itself), or an allowed origin that is not `scheme://host[:port]`.
     pub fn build(self) -> Result<PipelineLayer<O>, PipelineError> {
         let mut templates = self.templates;
-        if let Some(limits) = &self.limits {
+        let limits = match self.limits {
+            Limits::Off if !self.login_routes.is_empty() => {
+                return Err(PipelineError(
+                    "login routes named with rate limits off".to_owned(),
+                ));
+            }
+            Limits::Off => None,
+            Limits::Default => Some(Arc::new(RateLimitPolicy::in_memory())),
+            Limits::Given(policy) => Some(policy),
+        };
+        let limits = match (limits, self.login_routes.is_empty()) {
+            (Some(mut policy), false) => {
+                let Some(owned) = Arc::get_mut(&mut policy) else {
+                    return Err(PipelineError(
+                        "login routes added to a shared rate-limit policy: add them to the policy"
+                            .to_owned(),
+                    ));
+                };
+                for route in &self.login_routes {
+                    let key = route
+                        .parse()
+                        .map_err(|err: String| PipelineError(format!("login route: {err}")))?;
+                    owned.login_routes.insert(key);
+                }
+                Some(policy)
+            }
+            (limits, _) => limits,
+        };
+        if let Some(limits) = &limits {
             let named = limits
                 .login_routes
                 .iter()
@@ -195,7 +250,7 @@ impl<O: Observer> PipelineBuilder<O> {
         let shared = Shared {
             proxies: self.proxies,
             jwt: self.jwt,
-            limits: self.limits,
+            limits,
             csrf: self.csrf,
             scheme: Scheme(if self.https { "https" } else { "http" }),
             routes: Routes::new(templates)?,

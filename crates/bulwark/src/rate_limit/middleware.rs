@@ -128,6 +128,14 @@ impl RateLimitPolicy {
         }
     }
 
+    /// [`RateLimitPolicy::new`] over an in-memory store: limits of one instance (several
+    /// instances share limits through a shared store, such as the Redis one).
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(
+            super::store::memory::MemoryRateLimitStore::default(),
+        ))
+    }
+
     /// Turns every limit on or off.
     #[must_use]
     pub fn enabled(mut self, on: bool) -> Self {

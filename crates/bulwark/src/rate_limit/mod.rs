@@ -13,7 +13,8 @@
 //!   (lower-cased) username;
 //! - stores: [`store::memory::MemoryRateLimitStore`] (sharded, bounded: a flood of distinct keys
 //!   cannot grow memory without limit nor evict a client at its limit) or
-//!   [`store::redis::RedisRateLimitStore`] (one atomic Lua round trip, 50 ms budget);
+//!   [`store::redis::RedisRateLimitStore`] (one atomic Lua round trip, 50 ms budget; feature
+//!   `redis`);
 //! - when the store fails, [`FailMode::Closed`] checks (logins) answer 503 and
 //!   [`FailMode::Open`] checks (everything else) pass; both are logged and counted;
 //! - responses carry `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (IETF draft)

@@ -35,6 +35,9 @@
 //! Not covered: serde stops at the first error, so a 422 carries one detail where pydantic would
 //! list them all. Header and cookie values are not parsed here.
 //!
+//! [`Validated`] adds rules beyond the type (lengths, ranges, checks of your own), listed all at
+//! once in the same 422 shape.
+//!
 //! For checks a handler runs itself, build details with [`body_error`] or [`value_error`], which
 //! apply the same secret rule, and answer `Err(ValidationErrors)`.
 
@@ -49,6 +52,7 @@ mod query;
 mod rejection;
 mod serde_error;
 mod urlencoded;
+mod validated;
 
 #[cfg(test)]
 mod test_support;
@@ -60,3 +64,4 @@ pub use json_or_form::JsonOrForm;
 pub use path::Path;
 pub use query::Query;
 pub use rejection::{BodyRejection, PathRejection};
+pub use validated::{Extracted, Rules, Validate, Validated};
