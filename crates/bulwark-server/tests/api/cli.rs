@@ -6,95 +6,44 @@
 
 use std::{
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::{Child, Command},
+    path::Path,
+    process::Child,
     time::{Duration, Instant},
 };
 
-use base64::{
-    Engine as _,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
 use bulwark::password::{Argon2Params, PasswordHasher};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app, spawn_app_with,
+    BCRYPT_COST4_PASSWORD1, Backend, Http, PASSWORD, TestApp, client, key_encodings, kid_of,
+    spawn_app, spawn_app_with,
 };
-use crate::process::{self, KillOnDrop, Run};
+use crate::process::{self, BinEnv, KillOnDrop};
 use crate::test_both;
 
-/// `password1` hashed by passlib/bcrypt, as the FastAPI version's `user1` was stored.
-const BCRYPT_PASSWORD1: &str = "$2b$04$RkDdsm351qotlvGQQPTs6OtsMUCBETGvvfL6CDrO4xpmWXgctEqJ6";
-
-/// A data folder, a database and a master secret for the binary.
-struct CliEnv {
-    dir: tempfile::TempDir,
-    database_url: String,
-    master_secret: String,
-    _database: DatabaseGuard,
+/// The app in-process on the database and master secret of `env`. Rate limits are off: these
+/// tests log in as often as they need to watch a command take effect.
+async fn app_on(env: &BinEnv) -> TestApp {
+    let (url, secret) = (env.database_url.clone(), env.master_secret.clone());
+    spawn_app_with(Backend::Sqlite, move |s| {
+        s.database_url = url;
+        s.master_secret = Some(SecretString::from(secret));
+        s.rate_limits.enabled = false;
+    })
+    .await
 }
 
-impl CliEnv {
-    async fn new(backend: Backend) -> Self {
-        let (database_url, database) = fresh_database_url(&backend).await;
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url,
-            master_secret: bulwark::secret::random_token(32),
-            _database: database,
-        }
+/// `bulwark users create NAME --role ROLE... --password-stdin` with [`PASSWORD`], which must
+/// succeed.
+async fn create_user(env: &BinEnv, name: &str, roles: &[&str]) {
+    let mut args = vec!["users", "create", name, "--password-stdin"];
+    for role in roles {
+        args.extend(["--role", role]);
     }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The command with a clean environment: only the variables named here reach the binary.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = process::command(self.dir.path(), &self.database_url);
-        command
-            .args(args)
-            .env("BULWARK_MASTER_SECRET", &self.master_secret);
-        command
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        process::run(self.command(args), None).await
-    }
-
-    async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        process::run(self.command(args), Some(stdin.to_owned())).await
-    }
-
-    /// The app in-process on the same database and master secret. Rate limits are off: these
-    /// tests log in as often as they need to watch a command take effect.
-    async fn app(&self) -> TestApp {
-        let (url, secret) = (self.database_url.clone(), self.master_secret.clone());
-        spawn_app_with(Backend::Sqlite, move |s| {
-            s.database_url = url;
-            s.master_secret = Some(SecretString::from(secret));
-            s.rate_limits.enabled = false;
-        })
+    env.run_with_stdin(&args, &format!("{PASSWORD}\n"))
         .await
-    }
-
-    async fn create_user(&self, name: &str, roles: &[&str]) {
-        let mut args = vec!["users", "create", name, "--password-stdin"];
-        for role in roles {
-            args.extend(["--role", role]);
-        }
-        self.run_with_stdin(&args, &format!("{PASSWORD}\n"))
-            .await
-            .assert_success();
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, content).expect("write file");
-        path
-    }
+        .assert_success();
 }
 
 fn mode(path: &Path) -> u32 {
@@ -118,7 +67,7 @@ async fn login_status(app: &TestApp, user: &str, password: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_prints_the_document_the_server_serves() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let app = spawn_app(Backend::Sqlite).await;
     let served: Value = app.get("/openapi.json", None).await.json().await.unwrap();
 
@@ -138,7 +87,7 @@ async fn openapi_prints_the_document_the_server_serves() {
 
 async fn migrate_applies_the_migrations_and_can_run_again(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
 
     // Act
     let first = env.run(&["migrate"]).await;
@@ -147,14 +96,14 @@ async fn migrate_applies_the_migrations_and_can_run_again(backend: Backend) {
     // Assert
     first.assert_success();
     second.assert_success();
-    let app = env.app().await;
+    let app = app_on(&env).await;
     assert_eq!(app.get("/ready", None).await.status(), 200);
 }
 test_both!(migrate_applies_the_migrations_and_can_run_again);
 
 async fn users_create_reads_a_strong_password_from_stdin(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
 
     // Act
     let run = env
@@ -178,7 +127,7 @@ async fn users_create_reads_a_strong_password_from_stdin(backend: Backend) {
         !run.output().contains(PASSWORD),
         "the password is never printed"
     );
-    let app = env.app().await;
+    let app = app_on(&env).await;
     let login = app.login("alice", PASSWORD).await;
     assert_eq!(login.status(), 200);
     let token: Value = login.json().await.unwrap();
@@ -194,7 +143,7 @@ test_both!(users_create_reads_a_strong_password_from_stdin);
 
 async fn users_create_refuses_a_weak_password_naming_the_rule(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     let cases = [
         ("password1234", "too common"),
         ("Sh0rt-pw!", "at least 12 characters"),
@@ -233,7 +182,7 @@ test_both!(users_create_refuses_a_weak_password_naming_the_rule);
 
 async fn users_create_refuses_a_bad_username_or_role(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
 
     // Act
     let bad_name = env
@@ -272,8 +221,8 @@ test_both!(users_create_refuses_a_bad_username_or_role);
 
 async fn users_create_refuses_a_duplicate_username_in_any_case(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
 
     // Act
     let run = env
@@ -286,7 +235,7 @@ async fn users_create_refuses_a_duplicate_username_in_any_case(backend: Backend)
     // Assert
     run.assert_failure();
     assert!(run.stderr.contains("exists"), "{}", run.stderr);
-    let app = env.app().await;
+    let app = app_on(&env).await;
     assert_eq!(
         login_status(&app, "alice", PASSWORD).await,
         200,
@@ -302,7 +251,7 @@ test_both!(users_create_refuses_a_duplicate_username_in_any_case);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_create_without_a_terminal_or_password_stdin_fails() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
 
     // Act
     let no_flag = env.run(&["users", "create", "alice"]).await;
@@ -327,9 +276,9 @@ async fn users_create_without_a_terminal_or_password_stdin_fails() {
 
 async fn users_list_shows_names_and_roles_but_never_a_hash(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &["editor"]).await;
-    env.create_user("bob", &[]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &["editor"]).await;
+    create_user(&env, "bob", &[]).await;
 
     // Act
     let run = env.run(&["users", "list"]).await;
@@ -353,8 +302,8 @@ test_both!(users_list_shows_names_and_roles_but_never_a_hash);
 
 async fn users_disable_stops_logins(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
 
     // Act
     let run = env.run(&["users", "disable", "ALICE"]).await;
@@ -367,16 +316,16 @@ async fn users_disable_stops_logins(backend: Backend) {
         "{}",
         list.stdout
     );
-    let app = env.app().await;
+    let app = app_on(&env).await;
     assert_eq!(login_status(&app, "alice", PASSWORD).await, 401);
 }
 test_both!(users_disable_stops_logins);
 
 async fn users_disable_ends_the_users_outstanding_tokens_within_a_second(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
-    let app = env.app().await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
+    let app = app_on(&env).await;
     let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
     let token = login["access_token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/protected", Some(&token)).await.status(), 200);
@@ -405,7 +354,7 @@ test_both!(users_disable_ends_the_users_outstanding_tokens_within_a_second);
 
 async fn users_disable_of_an_unknown_user_fails(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
 
     // Act
     let run = env.run(&["users", "disable", "nobody"]).await;
@@ -418,8 +367,8 @@ test_both!(users_disable_of_an_unknown_user_fails);
 
 async fn users_set_roles_replaces_the_roles(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &["editor"]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &["editor"]).await;
 
     // Act
     let run = env
@@ -434,7 +383,7 @@ async fn users_set_roles_replaces_the_roles(backend: Backend) {
         line.contains("admin") && line.contains("viewer") && !line.contains("editor"),
         "{line}"
     );
-    let app = env.app().await;
+    let app = app_on(&env).await;
     let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
     assert_eq!(
         app.get("/admin/users", login["access_token"].as_str())
@@ -447,8 +396,8 @@ test_both!(users_set_roles_replaces_the_roles);
 
 async fn users_set_roles_refuses_an_invalid_role_and_changes_nothing(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &["editor"]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &["editor"]).await;
 
     // Act
     let run = env
@@ -480,14 +429,14 @@ async fn argon2id_hash(password: &str) -> String {
 
 async fn users_import_brings_bcrypt_and_argon2id_users_who_can_log_in(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     let argon = argon2id_hash("second-Import-pass-61").await;
     let file = env.write(
         "users.json",
         &json!([
-            {"username": "user1", "hashed_password": BCRYPT_PASSWORD1, "roles": ["admin"], "disabled": false},
+            {"username": "user1", "hashed_password": BCRYPT_COST4_PASSWORD1, "roles": ["admin"], "disabled": false},
             {"username": "user2", "hashed_password": argon, "roles": [], "disabled": false},
-            {"username": "user3", "hashed_password": BCRYPT_PASSWORD1, "roles": [], "disabled": true},
+            {"username": "user3", "hashed_password": BCRYPT_COST4_PASSWORD1, "roles": [], "disabled": true},
         ])
         .to_string(),
     );
@@ -497,8 +446,8 @@ async fn users_import_brings_bcrypt_and_argon2id_users_who_can_log_in(backend: B
 
     // Assert
     run.assert_success();
-    assert!(!run.output().contains(BCRYPT_PASSWORD1) && !run.output().contains(&argon));
-    let app = env.app().await;
+    assert!(!run.output().contains(BCRYPT_COST4_PASSWORD1) && !run.output().contains(&argon));
+    let app = app_on(&env).await;
     let login = app.login("user1", "password1").await;
     assert_eq!(login.status(), 200);
     let token: Value = login.json().await.unwrap();
@@ -524,7 +473,7 @@ test_both!(users_import_brings_bcrypt_and_argon2id_users_who_can_log_in);
 
 async fn users_import_refuses_an_entry_with_a_garbage_hash(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     let file = env.write(
         "users.json",
         &json!([
@@ -544,7 +493,7 @@ async fn users_import_refuses_an_entry_with_a_garbage_hash(backend: Backend) {
         !run.output().contains("plaintext-Secret-77"),
         "the value is never echoed"
     );
-    let app = env.app().await;
+    let app = app_on(&env).await;
     assert_eq!(
         login_status(&app, "plain", "plaintext-Secret-77").await,
         401
@@ -556,11 +505,11 @@ test_both!(users_import_refuses_an_entry_with_a_garbage_hash);
 
 async fn users_import_never_overwrites_an_existing_account(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
     let file = env.write(
         "users.json",
-        &json!([{"username": "Alice", "hashed_password": BCRYPT_PASSWORD1, "roles": ["admin"], "disabled": false}])
+        &json!([{"username": "Alice", "hashed_password": BCRYPT_COST4_PASSWORD1, "roles": ["admin"], "disabled": false}])
             .to_string(),
     );
 
@@ -569,7 +518,7 @@ async fn users_import_never_overwrites_an_existing_account(backend: Backend) {
 
     // Assert
     assert!(run.code.is_some(), "{}", run.stderr);
-    let app = env.app().await;
+    let app = app_on(&env).await;
     assert_eq!(login_status(&app, "alice", PASSWORD).await, 200);
     assert_eq!(login_status(&app, "alice", "password1").await, 401);
     let list = env.run(&["users", "list"]).await;
@@ -584,12 +533,12 @@ test_both!(users_import_never_overwrites_an_existing_account);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_import_of_a_malformed_file_fails() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let not_json = env.write("bad.json", "[{\"username\": ");
     let wrong_shape = env.write("shape.json", r#"{"username": "user1"}"#);
     let unknown_field = env.write(
         "extra.json",
-        &json!([{"username": "user1", "hashed_password": BCRYPT_PASSWORD1, "is_admin": true}])
+        &json!([{"username": "user1", "hashed_password": BCRYPT_COST4_PASSWORD1, "is_admin": true}])
             .to_string(),
     );
 
@@ -611,12 +560,11 @@ async fn users_import_of_a_malformed_file_fails() {
 
 async fn keys_list_prints_the_kid_but_never_key_material(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     env.run(&["migrate"]).await.assert_success();
-    let app = env.app().await;
+    let app = app_on(&env).await;
     let key = app.state.keys.ring().active().expect("active key");
     let material = key.expose_secret();
-    let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
 
     // Act
     let run = env.run(&["keys", "list"]).await;
@@ -629,12 +577,7 @@ async fn keys_list_prints_the_kid_but_never_key_material(backend: Backend) {
         .find(|l| l.split_whitespace().next() == Some(key.kid()))
         .unwrap_or_else(|| panic!("kid {} listed: {}", key.kid(), run.stdout));
     assert!(line.contains("HS256") && line.contains("active"), "{line}");
-    for encoded in [
-        STANDARD.encode(material),
-        URL_SAFE_NO_PAD.encode(material),
-        hex.clone(),
-        hex.to_uppercase(),
-    ] {
+    for encoded in key_encodings(material) {
         assert!(!run.output().contains(&encoded), "key material printed");
     }
 }
@@ -643,7 +586,7 @@ test_both!(keys_list_prints_the_kid_but_never_key_material);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_well_known_master_secret_stops_start_up_with_a_clear_message() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
 
     // Act / Assert
     for secret in [
@@ -668,7 +611,7 @@ async fn a_well_known_master_secret_stops_start_up_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_secret_shorter_than_32_bytes_stops_start_up_without_echoing_it() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let short = "Xq7vB2mK9xR4pL6nT3wY8zC1dF5gH0j"; // 31 bytes
     assert_eq!(short.len(), 31);
 
@@ -696,7 +639,7 @@ async fn a_master_secret_shorter_than_32_bytes_stops_start_up_without_echoing_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weak_master_secret_file_stops_start_up() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let file = env.write("secret.txt", "changeme\n");
 
     // Act
@@ -714,7 +657,7 @@ async fn a_weak_master_secret_file_stops_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_in_the_config_file_fails_naming_the_key() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let top = env.write("typo.toml", "acces_token_ttl = \"15m\"\n");
     let nested = env.write(
         "nested.toml",
@@ -734,7 +677,7 @@ async fn an_unknown_key_in_the_config_file_fails_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulwark_toml_in_the_working_directory_is_read() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     env.write("bulwark.toml", "allow_sign_up = true\n");
 
     // Act
@@ -748,7 +691,7 @@ async fn bulwark_toml_in_the_working_directory_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_that_does_not_exist_fails() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
 
     // Act
     let run = env
@@ -763,7 +706,7 @@ async fn a_config_file_that_does_not_exist_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_duration_in_the_environment_fails_naming_the_key() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
 
     // Act
     let mut command = env.command(&["users", "list"]);
@@ -778,7 +721,7 @@ async fn an_invalid_duration_in_the_environment_fails_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_environment_overrides_the_config_file() {
     // Arrange: the file's value is invalid; the environment's replaces it before it is read.
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let file = env.write("layered.toml", "access_token_ttl = \"abc\"\n");
 
     // Act
@@ -799,7 +742,7 @@ async fn the_environment_overrides_the_config_file() {
     );
 }
 
-/// Found in review: `bulwark.db` was created 0644 and the data folder 0755 (unless the master
+/// Regression: `bulwark.db` was created 0644 and the data folder 0755 (unless the master
 /// key was generated into it first). The folder is 0700 and every file in it 0600, and a folder
 /// an earlier version left wider is narrowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,7 +798,7 @@ async fn the_data_folder_and_every_file_in_it_are_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_master_key_is_private_and_reused() {
     // Arrange
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let key_file = env.data_dir().join("master.key");
 
     // Act
@@ -904,42 +847,18 @@ fn wait_for_file(child: &mut Child, path: &Path, log: &Path) {
     }
 }
 
-/// Waits for the "listening" log line and returns the port it names.
-fn wait_for_port(child: &mut Child, log: &Path) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = process::read_log(log);
-        if let Some(port) = process::listening_port(&text) {
-            return port;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("serve exited with {status}: {text}");
-        }
-        assert!(Instant::now() < deadline, "serve never listened: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Starts `bulwark serve` with stderr to a file (not a terminal); returns the guard and the log.
-fn start_serve(env: &CliEnv) -> (KillOnDrop, PathBuf) {
-    let log = env.data_dir().join("serve.log");
-    let mut command = env.command(&["serve", "--bind", "127.0.0.1:0"]);
-    (process::spawn_logging_stderr(&mut command, &log), log)
-}
-
 async fn serve_on_first_start_creates_admin_with_a_private_password_file_never_logged(
     backend: Backend,
 ) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     let password_file = env.data_dir().join("initial-admin-password");
 
     // Act
-    let (mut server, log) = start_serve(&env);
-    let port = tokio::task::block_in_place(|| {
-        wait_for_file(&mut server.0, &password_file, &log);
-        wait_for_port(&mut server.0, &log)
-    });
+    let mut server = env
+        .serve(env.command(&["serve", "--bind", "127.0.0.1:0"]))
+        .await;
+    tokio::task::block_in_place(|| wait_for_file(&mut server.child, &password_file, &server.log));
 
     // Assert
     assert_eq!(mode(&password_file), 0o600);
@@ -948,26 +867,22 @@ async fn serve_on_first_start_creates_admin_with_a_private_password_file_never_l
         .trim()
         .to_owned();
     assert!(password.len() >= 12, "a strong generated password");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = client
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .form(&[("username", "admin"), ("password", password.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let http = Http::new(server.base("http"));
+    let response = http.login(None, "admin", &password).await;
     assert_eq!(
         response.status(),
         200,
         "the first admin logs in with the file's password"
     );
     let token: Value = response.json().await.unwrap();
-    let users = client
-        .get(format!("http://127.0.0.1:{port}/admin/users"))
+    let users = http
+        .get("/admin/users")
         .bearer_auth(token["access_token"].as_str().unwrap())
         .send()
         .await
         .unwrap();
     assert_eq!(users.status(), 200, "with the admin role");
+    let log = server.log.clone();
     drop(server);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -983,12 +898,13 @@ test_both!(serve_on_first_start_creates_admin_with_a_private_password_file_never
 
 async fn serve_with_existing_users_creates_no_admin(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
 
     // Act
-    let (mut server, log) = start_serve(&env);
-    tokio::task::block_in_place(|| wait_for_port(&mut server.0, &log));
+    let server = env
+        .serve(env.command(&["serve", "--bind", "127.0.0.1:0"]))
+        .await;
     drop(server);
 
     // Assert
@@ -1002,19 +918,6 @@ async fn serve_with_existing_users_creates_no_admin(backend: Backend) {
 }
 test_both!(serve_with_existing_users_creates_no_admin);
 
-fn kid_of(token: &str) -> String {
-    let header = token.split('.').next().expect("JWT header");
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    header["kid"].as_str().expect("kid").to_owned()
-}
-
-async fn access_token(app: &TestApp, user: &str) -> String {
-    let login = app.login(user, PASSWORD).await;
-    assert_eq!(login.status(), 200);
-    let body: Value = login.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 /// The state column of `keys list` for `kid`.
 fn key_state(list: &str, kid: &str) -> Option<String> {
     list.lines()
@@ -1025,10 +928,10 @@ fn key_state(list: &str, kid: &str) -> Option<String> {
 
 async fn keys_rotate_makes_a_new_active_key_without_logging_anyone_out(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
-    let app = env.app().await;
-    let old_token = access_token(&app, "alice").await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
+    let app = app_on(&env).await;
+    let old_token = app.access_token("alice", PASSWORD).await;
     let old_kid = kid_of(&old_token);
 
     // Act
@@ -1059,7 +962,7 @@ async fn keys_rotate_makes_a_new_active_key_without_logging_anyone_out(backend: 
     );
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let kid = kid_of(&access_token(&app, "alice").await);
+        let kid = kid_of(&app.access_token("alice", PASSWORD).await);
         if kid == new_kid {
             break;
         }
@@ -1074,10 +977,10 @@ test_both!(keys_rotate_makes_a_new_active_key_without_logging_anyone_out);
 
 async fn keys_revoke_rejects_that_keys_tokens(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
-    env.create_user("alice", &[]).await;
-    let app = env.app().await;
-    let token = access_token(&app, "alice").await;
+    let env = BinEnv::new(backend).await;
+    create_user(&env, "alice", &[]).await;
+    let app = app_on(&env).await;
+    let token = app.access_token("alice", PASSWORD).await;
     let kid = kid_of(&token);
 
     // Act
@@ -1107,7 +1010,7 @@ async fn keys_revoke_rejects_that_keys_tokens(backend: Backend) {
     }
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let fresh = access_token(&app, "alice").await;
+        let fresh = app.access_token("alice", PASSWORD).await;
         if kid_of(&fresh) != kid {
             assert_eq!(app.get("/protected", Some(&fresh)).await.status(), 200);
             break;
@@ -1123,7 +1026,7 @@ test_both!(keys_revoke_rejects_that_keys_tokens);
 
 async fn keys_revoke_of_an_unknown_kid_fails(backend: Backend) {
     // Arrange
-    let env = CliEnv::new(backend).await;
+    let env = BinEnv::new(backend).await;
     env.run(&["migrate"]).await.assert_success();
 
     // Act
@@ -1135,11 +1038,11 @@ async fn keys_revoke_of_an_unknown_kid_fails(backend: Backend) {
 }
 test_both!(keys_revoke_of_an_unknown_kid_fails);
 
-/// Found in review: `bulwark openapi | head -1` panicked on the closed pipe (exit 101). Every
+/// Regression: `bulwark openapi | head -1` panicked on the closed pipe (exit 101). Every
 /// command writes to a closed standard output without a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_standard_output_is_not_a_panic() {
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     for args in [
         &["openapi"][..],
         &["users", "list"],
@@ -1163,11 +1066,11 @@ async fn a_closed_standard_output_is_not_a_panic() {
     }
 }
 
-/// Found in review: CLI commands printed INFO lines on standard error. Only warnings and errors,
+/// Regression: CLI commands printed INFO lines on standard error. Only warnings and errors,
 /// unless `-v`; never terminal colours when standard error is not a terminal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_log_only_warnings_unless_verbose_and_never_colour_a_pipe() {
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     // The first command may warn (it narrows the fresh data folder to 0700); then all is quiet.
     env.run(&["users", "list"]).await.assert_success();
     let quiet = env.run(&["users", "list"]).await;
@@ -1183,10 +1086,10 @@ async fn commands_log_only_warnings_unless_verbose_and_never_colour_a_pipe() {
     );
 }
 
-/// Found in review: a misspelt `BULWARK_*` variable was silently ignored, even by `check`.
+/// Regression: a misspelt `BULWARK_*` variable was silently ignored, even by `check`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_bulwark_variable_stops_every_command_naming_it() {
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     for args in [
         &["check"][..],
         &["users", "list"],
@@ -1205,12 +1108,12 @@ async fn an_unknown_bulwark_variable_stops_every_command_naming_it() {
     }
 }
 
-/// Found in review: on default settings every request wrote its access line synchronously to
+/// Regression: on default settings every request wrote its access line synchronously to
 /// standard error. A reader that stalls (a full pipe nobody drains, a stuck terminal) must not
 /// stall the server: lines are buffered, and dropped past the bound, never waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_log_reader_never_stalls_requests() {
-    let env = CliEnv::new(Backend::Sqlite).await;
+    let env = BinEnv::new(Backend::Sqlite).await;
     let port = process::free_port();
     let mut command = process::serve_command(
         env.data_dir(),
@@ -1226,7 +1129,7 @@ async fn a_stalled_log_reader_never_stalls_requests() {
         .env_remove("RUST_LOG");
     let server = KillOnDrop(command.spawn().expect("starts"));
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = client(true);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client
         .get(format!("{base}/health"))

@@ -20,21 +20,15 @@ async fn csrf_token_with_cookie(app: &TestApp, cookie: &str) -> (Option<String>,
     (set, body["csrf_token"].as_str().expect("token").to_owned())
 }
 
+/// alice's browser login with this CSRF cookie and token.
 async fn login_with(app: &TestApp, cookie: &str, token: &str) -> Response {
-    app.client
-        .post(app.url("/login"))
-        .header(header::COOKIE, format!("csrftoken={cookie}"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", token),
-        ])
-        .send()
+    let page = (cookie.to_owned(), token.to_owned());
+    app.http()
+        .browser_login(None, &page, "alice", PASSWORD)
         .await
-        .expect("request")
 }
 
-/// Found in review: `GET /csrftoken/` adopted any 43-character `csrftoken` cookie the client
+/// Regression: `GET /csrftoken/` adopted any 43-character `csrftoken` cookie the client
 /// sent and minted tokens for it: a cookie tossed from a sibling subdomain fixed the pair.
 async fn a_client_chosen_csrf_cookie_is_replaced_and_never_honoured(backend: Backend) {
     // Arrange
@@ -69,7 +63,7 @@ async fn a_cookie_this_server_issued_is_kept_across_tabs(backend: Backend) {
 }
 test_both!(a_cookie_this_server_issued_is_kept_across_tabs);
 
-/// Found in review: every CSRF 403 and login 429 awaited its own audit INSERT (an fsync on
+/// Regression: every CSRF 403 and login 429 awaited its own audit INSERT (an fsync on
 /// SQLite): an anonymous client bought one durable write per request. Refusals are counted in
 /// the metrics one by one, and written at most once per client and window, as one row that
 /// carries the count; no refused request writes anything.

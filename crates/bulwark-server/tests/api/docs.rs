@@ -445,7 +445,7 @@ fn descriptions<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a s
     }
 }
 
-/// Found in review: `>= 0` at the start of a parameter's description rendered on /docs as a
+/// Regression: `>= 0` at the start of a parameter's description rendered on /docs as a
 /// Markdown quote ("= 0, default 0."). No description line starts with Markdown syntax that
 /// would change what it says.
 async fn no_description_line_renders_as_markdown_syntax(backend: Backend) {

@@ -1,4 +1,4 @@
-//! Database outages (issue #8, fault injection): a request that needs the database while it is
+//! Database outages (fault injection): a request that needs the database while it is
 //! unreachable or busy answers 503 `{"detail": ...}` with `Retry-After` within the pool's
 //! acquire timeout — never a 500, never a hang — `/ready` answers 503, and the server recovers
 //! by itself once the database is back.

@@ -59,15 +59,16 @@ fn item_body_of_size(size: usize) -> String {
     body
 }
 
+/// `POST /items/` with `body` as it is, as JSON.
 async fn post_raw_json(app: &TestApp, token: &str, body: String) -> Response {
-    app.client
-        .post(app.url("/items/"))
-        .bearer_auth(token)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+    app.send_raw(
+        Method::POST,
+        "/items/",
+        token,
+        Some("application/json"),
+        body,
+    )
+    .await
 }
 
 /// One of each status the API answers, labelled; `(label, response, carries user data)`.
@@ -106,14 +107,8 @@ async fn one_response_of_each_kind(app: &TestApp) -> Vec<(&'static str, Response
         ),
         (
             "415 media type",
-            app.client
-                .post(app.url("/items/"))
-                .bearer_auth(&token)
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body("{}")
-                .send()
-                .await
-                .expect("request"),
+            app.send_raw(Method::POST, "/items/", &token, Some("text/plain"), "{}")
+                .await,
             false,
         ),
         (
@@ -512,7 +507,7 @@ async fn an_idle_connection_that_sends_nothing_is_disconnected(backend: Backend)
 }
 test_both!(an_idle_connection_that_sends_nothing_is_disconnected);
 
-/// Found in review: a request with any `Upgrade:` header (answered without a 101) switched the
+/// Regression: a request with any `Upgrade:` header (answered without a 101) switched the
 /// connection's head and idle timers off for good.
 async fn an_upgrade_header_does_not_switch_the_connection_timers_off(backend: Backend) {
     // Arrange
@@ -543,7 +538,7 @@ async fn an_upgrade_header_does_not_switch_the_connection_timers_off(backend: Ba
 }
 test_both!(an_upgrade_header_does_not_switch_the_connection_timers_off);
 
-/// Found in review: HTTP/2 connections (prior knowledge) that answered pings were never cut.
+/// Regression: HTTP/2 connections (prior knowledge) that answered pings were never cut.
 async fn an_idle_http2_connection_is_closed_pings_or_not(backend: Backend) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -806,15 +801,7 @@ async fn error_bodies_reveal_no_internals(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
     let (_, token) = app.user_with_token("alice", &[]).await;
-    let bad_json = app
-        .client
-        .post(app.url("/items/"))
-        .bearer_auth(&token)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(r#"{"name": "x", "price": 1.0,,}"#)
-        .send()
-        .await
-        .expect("request");
+    let bad_json = post_raw_json(&app, &token, r#"{"name": "x", "price": 1.0,,}"#.to_owned()).await;
     let forged = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIn0.";
 
     // Act

@@ -3,16 +3,25 @@
 //! Every test runs against SQLite (a new file each) and, when `BULWARK_TEST_DATABASE_URL` is set,
 //! against PostgreSQL (a new database each, dropped afterwards). Write a test as
 //! `async fn name(backend: Backend)` and add `test_both!(name);` under it.
+//!
+//! Here too are the helpers the test files share: JSON bodies and 422 errors, JWTs, cookies,
+//! the browser login and [`Http`], a client for any one server (the in-process app or a
+//! `bulwark serve` process). Child processes have theirs in `process.rs`, and the two rate-limit
+//! files share theirs from `rate_limits.rs`.
 
 use std::time::Duration;
 
+use base64::{
+    Engine as _,
+    engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
+};
 use bulwark_server::{
     config::{PasswordHashing, Settings},
     startup::Application,
     state::AppState,
     users::create_user,
 };
-use reqwest::{Client, Response, header};
+use reqwest::{Client, Method, RequestBuilder, Response, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -59,6 +68,17 @@ impl Backend {
 /// A strong password that passes the policy.
 pub const PASSWORD: &str = "vivid-Harbor-71-tangent";
 
+/// The 401 detail of a bad, expired or revoked access token.
+pub const INVALID_TOKEN: &str = "Could not validate credentials";
+
+/// The 401 detail of a failed login.
+pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
+
+/// `password1` hashed with bcrypt cost 4 (`$2b$`; the digest is the same under `$2a$`/`$2y$`),
+/// as passlib stored the FastAPI version's users.
+pub const BCRYPT_COST4_PASSWORD1: &str =
+    "$2b$04$RkDdsm351qotlvGQQPTs6OtsMUCBETGvvfL6CDrO4xpmWXgctEqJ6";
+
 pub struct TestApp {
     pub address: String,
     pub port: u16,
@@ -101,21 +121,27 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    let client = Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client,
+        client: client(false),
         state,
         settings,
         _database: database,
         shutdown: Some(tx),
     }
+}
+
+/// The HTTP client of the tests: no proxy, a 30 s timeout, and redirects followed or not.
+pub fn client(follow_redirects: bool) -> Client {
+    let mut builder = Client::builder().no_proxy();
+    if !follow_redirects {
+        builder = builder.redirect(reqwest::redirect::Policy::none());
+    }
+    builder
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 fn replace_db_name(url: &str, name: &str) -> String {
@@ -164,22 +190,39 @@ impl TestApp {
         .id
     }
 
+    /// `POST /token` (see [`Http::login`]).
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.client
-            .post(self.url("/token"))
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await
-            .expect("request")
+        self.http().login(None, username, password).await
+    }
+
+    /// The access token of a login that must succeed.
+    pub async fn access_token(&self, username: &str, password: &str) -> String {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
     }
 
     /// A user with `roles` and a valid access token: `(id, token)`.
     pub async fn user_with_token(&self, name: &str, roles: &[&str]) -> (i64, String) {
         let id = self.create_user(name, PASSWORD, roles).await;
-        let response = self.login(name, PASSWORD).await;
-        assert_eq!(response.status(), 200, "login of {name}");
-        let body: Value = response.json().await.expect("json");
-        (id, body["access_token"].as_str().expect("token").to_owned())
+        (id, self.access_token(name, PASSWORD).await)
+    }
+
+    /// An [`Http`] on the app's own client (its connections; see [`Http::of`] for new ones).
+    pub fn http(&self) -> Http {
+        Http {
+            client: self.client.clone(),
+            base: self.address.clone(),
+        }
+    }
+
+    /// The browser login: `GET /login` for the CSRF cookie and token, then `POST /login` with
+    /// them.
+    pub async fn browser_login(&self, username: &str, password: &str) -> Response {
+        let http = self.http();
+        let page = http.login_page().await;
+        http.browser_login(None, &page, username, password).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -212,6 +255,26 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         req.send().await.expect("request")
+    }
+
+    /// A request with `token` and a body sent as given, under `content_type` if any.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        request.send().await.expect("request")
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
@@ -263,6 +326,107 @@ pub async fn assert_unauthorized(response: Response, expected_detail: &str) {
     );
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({"detail": expected_detail}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON bodies
+// ---------------------------------------------------------------------------------------------
+
+/// The body of a response, as JSON.
+pub async fn json_of(response: Response) -> Value {
+    response.json().await.expect("json body")
+}
+
+/// The body of a response, as JSON, after checking its status.
+pub async fn json_with_status(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    json_of(response).await
+}
+
+/// The single error of a 422 answer (asserting the status and that there is exactly one), and
+/// the whole body as text (to check what it echoes).
+pub async fn only_error_with_text(response: Response) -> (Value, String) {
+    assert_eq!(response.status(), 422);
+    let text = response.text().await.expect("body");
+    let body: Value = serde_json::from_str(&text).expect("JSON");
+    let details = body["detail"].as_array().expect("a list of details");
+    assert_eq!(details.len(), 1, "{body}");
+    (details[0].clone(), text)
+}
+
+/// The single error of a 422 answer, asserting the status and that there is exactly one.
+pub async fn only_error(response: Response) -> Value {
+    only_error_with_text(response).await.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWTs
+// ---------------------------------------------------------------------------------------------
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// One base64url segment of a compact JWT, as JSON.
+pub fn decode_segment(segment: &str) -> Value {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).expect("base64url segment");
+    serde_json::from_slice(&bytes).expect("JSON segment")
+}
+
+/// The header and claims of a compact JWT, decoded without verification.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let segments: Vec<&str> = token.split('.').collect();
+    assert_eq!(segments.len(), 3, "a compact JWS has three segments");
+    (decode_segment(segments[0]), decode_segment(segments[1]))
+}
+
+/// The `kid` header of a compact JWT.
+pub fn kid_of(token: &str) -> String {
+    jwt_parts(token).0["kid"]
+        .as_str()
+        .expect("kid header")
+        .to_owned()
+}
+
+/// The kid of the app's active signing key.
+pub fn active_kid(app: &TestApp) -> String {
+    app.state
+        .keys
+        .ring()
+        .active()
+        .expect("active key")
+        .kid()
+        .to_owned()
+}
+
+/// Valid claims for `user_id` / `name`, as the app issues them, with `overrides` applied.
+pub fn claims_for(app: &TestApp, user_id: i64, name: &str, overrides: Value) -> Value {
+    let t = now();
+    let mut claims = json!({
+        "sub": user_id.to_string(), "name": name, "roles": [], "ver": 1, "iat": t, "nbf": t,
+        "exp": t + 600, "jti": bulwark::secret::random_token(16),
+        "iss": app.settings.jwt_issuer, "aud": app.settings.jwt_audience,
+    });
+    for (k, v) in overrides.as_object().expect("object") {
+        claims[k] = v.clone();
+    }
+    claims
+}
+
+/// Every text encoding of key `material` a careless serializer could produce.
+pub fn key_encodings(material: &[u8]) -> Vec<String> {
+    let hex_lower: String = material.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        STANDARD.encode(material),
+        STANDARD_NO_PAD.encode(material),
+        URL_SAFE.encode(material),
+        URL_SAFE_NO_PAD.encode(material),
+        hex_lower.to_ascii_uppercase(),
+        hex_lower,
+        // serde's default for Vec<u8>: a JSON array of numbers.
+        serde_json::to_string(material).expect("json"),
+    ]
 }
 
 /// Owns a test database (a temp folder for SQLite, a database for PostgreSQL) and removes it
@@ -340,6 +504,15 @@ pub async fn fresh_database_url(backend: &Backend) -> (String, DatabaseGuard) {
     }
 }
 
+/// A value no other test uses, e.g. `Pw-Secret-alice-<32 hex digits>` (a strong password).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookies, and a client for one server
+// ---------------------------------------------------------------------------------------------
+
 /// The value of cookie `name` in a response's `Set-Cookie` headers.
 pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
     response
@@ -352,4 +525,123 @@ pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
             let (key, value) = pair.split_once('=')?;
             (key == name && !value.is_empty()).then(|| value.to_owned())
         })
+}
+
+/// The header naming the client when a trusted proxy forwards its request.
+pub const XFF: &str = "x-forwarded-for";
+
+/// A client for one server (the in-process app or a `bulwark serve` process): requests by
+/// path, logins optionally sent as from a forwarded client IP, and the browser login form.
+#[derive(Clone)]
+pub struct Http {
+    pub client: Client,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Http {
+    /// A new client (connections of its own, redirects not followed) for the server at `base`.
+    pub fn new(base: String) -> Self {
+        Self {
+            client: client(false),
+            base,
+        }
+    }
+
+    /// A new client (connections of its own) for the in-process app.
+    pub fn of(app: &TestApp) -> Self {
+        Self::new(app.address.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.client.patch(self.url(path))
+    }
+
+    /// `POST /token` from `ip` (sent as `X-Forwarded-For`; only believed from a trusted proxy),
+    /// not sent yet.
+    pub fn login_request(
+        &self,
+        ip: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> RequestBuilder {
+        let request = self
+            .post("/token")
+            .form(&[("username", username), ("password", password)]);
+        match ip {
+            Some(ip) => request.header(XFF, ip),
+            None => request,
+        }
+    }
+
+    /// `POST /token` from `ip` (see [`Http::login_request`]).
+    pub async fn login(&self, ip: Option<&str>, username: &str, password: &str) -> Response {
+        self.login_request(ip, username, password)
+            .send()
+            .await
+            .expect("POST /token")
+    }
+
+    /// The access token of a login that must succeed.
+    pub async fn access_token(&self, username: &str, password: &str) -> String {
+        let response = self.login(None, username, password).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "login of {username} on {}",
+            self.base
+        );
+        let body = json_of(response).await;
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// `GET /login`: the CSRF cookie it sets and the token in its form.
+    pub async fn login_page(&self) -> (String, String) {
+        let page = self.get("/login").send().await.expect("GET /login");
+        assert_eq!(page.status(), 200, "GET /login");
+        let cookie = set_cookie(&page, "csrftoken").expect("a CSRF cookie");
+        let html = page.text().await.expect("html");
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = html.find(marker).expect("a csrf_token field") + marker.len();
+        let end = start + html[start..].find('"').expect("end of the value");
+        (cookie, html[start..end].to_owned())
+    }
+
+    /// `POST /login` from `ip` with the CSRF cookie and token of a login page.
+    pub async fn browser_login(
+        &self,
+        ip: Option<&str>,
+        (csrf_cookie, csrf_token): &(String, String),
+        username: &str,
+        password: &str,
+    ) -> Response {
+        let mut request = self
+            .post("/login")
+            .header(header::COOKIE, format!("csrftoken={csrf_cookie}"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrf_token", csrf_token.as_str()),
+            ]);
+        if let Some(ip) = ip {
+            request = request.header(XFF, ip);
+        }
+        request.send().await.expect("POST /login")
+    }
 }

@@ -1,219 +1,73 @@
 //! Two real `bulwark serve` processes on one PostgreSQL database: one key ring, one rotation per
 //! interval, each instance verifying the other's tokens, and revocations seen by both within a
-//! second (issue 3, "Several instances, one ring").
+//! second.
 //!
 //! PostgreSQL only: these tests are skipped (with a message) when `BULWARK_TEST_DATABASE_URL`
 //! is not set.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::{
-    Engine as _,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
-use reqwest::{Client, Response, header};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, DatabaseGuard, PASSWORD, fresh_database_url};
-use crate::process::{self, KillOnDrop};
+use crate::helpers::{
+    Backend, INVALID_TOKEN, PASSWORD, assert_unauthorized, key_encodings, kid_of,
+};
+use crate::process::{Cluster, Instance};
 
-const INVALID_TOKEN: &str = "Could not validate credentials";
-
-/// One `bulwark serve` child process, killed when dropped.
-struct Instance {
-    name: &'static str,
-    child: KillOnDrop,
-    base: String,
-    client: Client,
-    dir: tempfile::TempDir,
-}
-
-/// Two instances on one fresh database. Fields drop in order: the servers stop before the
-/// database is dropped.
-struct Cluster {
-    a: Instance,
-    b: Instance,
-    database_url: String,
-    master_secret: String,
-    _db: DatabaseGuard,
-}
-
-impl Instance {
-    fn start(
-        name: &'static str,
-        port: u16,
-        database_url: &str,
-        master_secret: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut command =
-            process::serve_command(dir.path(), port, database_url, master_secret, None);
-        command
-            // These tests log in repeatedly to watch which key signs.
-            .env("BULWARK_RATE_LIMITS__ENABLED", "false")
-            .envs(extra_env.iter().copied());
-        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
-        Self {
-            name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: process::client(false),
-            dir,
+/// Polls until `instance` refuses the token with the full 401, failing after `deadline`.
+async fn assert_refuses_within(instance: &Instance, token: &str, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let response = instance.send(Method::GET, "/protected", token, None).await;
+        if response.status() == 401 {
+            assert_unauthorized(response, INVALID_TOKEN).await;
+            return start.elapsed();
         }
-    }
-
-    fn log(&self) -> String {
-        process::read_log(&self.dir.path().join("server.log"))
-    }
-
-    /// Waits for `GET /health` (the server serves only after migrations, keys and the first
-    /// admin are in place).
-    async fn wait_healthy(&mut self) {
-        let url = self.url("/health");
-        let log = self.dir.path().join("server.log");
-        let who = format!("instance {}", self.name);
-        process::wait_for_200(&mut self.child, &self.client, &url, &log, &who, "healthy").await;
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn login(&self, username: &str, password: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/token"))
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(
-            response.status(),
-            200,
-            "login of {username} on {}",
-            self.name
+        assert_eq!(response.status(), 200);
+        assert!(
+            start.elapsed() < deadline,
+            "{} still accepts the token after {:?}",
+            instance.name,
+            start.elapsed()
         );
-        let body: Value = response.json().await.expect("json");
-        body["access_token"].as_str().expect("token").to_owned()
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    async fn send_json(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: &Value,
-    ) -> Response {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    async fn post(&self, path: &str, token: &str) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    async fn assert_accepts(&self, token: &str, username: &str) {
-        let response = self.get("/protected", token).await;
-        assert_eq!(response.status(), 200, "{} refuses the token", self.name);
-        let body: Value = response.json().await.expect("json");
-        assert_eq!(
-            body,
-            json!({"message": format!("Beware, {username}. This is a protected route.")})
-        );
-    }
-
-    /// Polls until the token is refused with the full 401, failing after `deadline`.
-    async fn assert_refuses_within(&self, token: &str, deadline: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            let response = self.get("/protected", token).await;
-            if response.status() == 401 {
-                assert_eq!(
-                    response
-                        .headers()
-                        .get(header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok()),
-                    Some("Bearer")
-                );
-                let body: Value = response.json().await.expect("json");
-                assert_eq!(body, json!({"detail": INVALID_TOKEN}));
-                return start.elapsed();
-            }
-            assert_eq!(response.status(), 200);
-            assert!(
-                start.elapsed() < deadline,
-                "{} still accepts the token after {:?}",
-                self.name,
-                start.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
-impl Cluster {
-    /// Starts two instances together on one fresh database (so that they race for migrations,
-    /// the first key and the first admin), and waits until both serve.
-    async fn start(backend: &Backend, extra_env: &[(&str, &str)]) -> Self {
-        let (database_url, db) = fresh_database_url(backend).await;
-        let master_secret = bulwark::secret::random_token(32);
-        let [port_a, port_b] = process::free_ports::<2>();
-        let mut a = Instance::start("A", port_a, &database_url, &master_secret, extra_env);
-        let mut b = Instance::start("B", port_b, &database_url, &master_secret, extra_env);
-        a.wait_healthy().await;
-        b.wait_healthy().await;
-        Self {
-            a,
-            b,
-            database_url,
-            master_secret,
-            _db: db,
-        }
-    }
+async fn assert_accepts(instance: &Instance, token: &str, username: &str) {
+    let response = instance.send(Method::GET, "/protected", token, None).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{} refuses the token",
+        instance.name
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"message": format!("Beware, {username}. This is a protected route.")})
+    );
+}
 
-    /// The first-start admin's password: written by whichever instance created the admin, and
-    /// only by one.
-    fn admin_password(&self) -> String {
-        let read = |dir: &Path| std::fs::read_to_string(dir.join("initial-admin-password")).ok();
-        match (read(self.a.dir.path()), read(self.b.dir.path())) {
-            (Some(p), None) | (None, Some(p)) => p.trim_end().to_owned(),
-            (Some(_), Some(_)) => panic!("both instances created a first admin"),
-            (None, None) => panic!(
-                "no initial-admin-password written\nA:\n{}\nB:\n{}",
-                self.a.log(),
-                self.b.log()
-            ),
-        }
+/// The first-start admin's password: written by whichever instance created the admin, and
+/// only by one.
+fn admin_password(cluster: &Cluster) -> String {
+    match (cluster.a.admin_password(), cluster.b.admin_password()) {
+        (Some(p), None) | (None, Some(p)) => p,
+        (Some(_), Some(_)) => panic!("both instances created a first admin"),
+        (None, None) => panic!(
+            "no initial-admin-password written\nA:\n{}\nB:\n{}",
+            cluster.a.log(),
+            cluster.b.log()
+        ),
     }
+}
 
-    async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.database_url)
-            .await
-            .expect("PostgreSQL reachable")
-    }
+async fn pool(cluster: &Cluster) -> sqlx::PgPool {
+    sqlx::PgPool::connect(&cluster.database_url)
+        .await
+        .expect("PostgreSQL reachable")
 }
 
 fn postgres_or_skip(test: &str) -> Option<Backend> {
@@ -222,13 +76,6 @@ fn postgres_or_skip(test: &str) -> Option<Backend> {
         eprintln!("BULWARK_TEST_DATABASE_URL is not set: {test} skipped (PostgreSQL only)");
     }
     backend
-}
-
-fn kid_of(token: &str) -> String {
-    let header = token.split('.').next().expect("header");
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("json");
-    header["kid"].as_str().expect("kid").to_owned()
 }
 
 fn unix_now_f64() -> f64 {
@@ -246,13 +93,13 @@ async fn two_instances_verify_each_others_tokens_and_see_revocations_within_a_se
     // Arrange: two servers, one database; alice logged in on each.
     let cluster = Cluster::start(&backend, &[]).await;
     let (a, b) = (&cluster.a, &cluster.b);
-    let admin = a.login("admin", &cluster.admin_password()).await;
+    let admin = a.login("admin", &admin_password(&cluster)).await;
     let created = a
-        .send_json(
-            reqwest::Method::POST,
+        .send(
+            Method::POST,
             "/admin/users",
             &admin,
-            &json!({"username": "alice", "password": PASSWORD, "roles": []}),
+            Some(&json!({"username": "alice", "password": PASSWORD, "roles": []})),
         )
         .await;
     assert_eq!(created.status(), 201);
@@ -264,19 +111,25 @@ async fn two_instances_verify_each_others_tokens_and_see_revocations_within_a_se
 
     // Act / Assert: one key ring, so each verifies the other's tokens.
     assert_eq!(kid_of(&from_a), kid_of(&from_b), "both sign with one key");
-    b.assert_accepts(&from_a, "alice").await;
-    a.assert_accepts(&from_b, "alice").await;
+    assert_accepts(b, &from_a, "alice").await;
+    assert_accepts(a, &from_b, "alice").await;
 
     // A logout on A is seen by B within a second; the other session lives on.
-    assert_eq!(a.post("/logout", &from_a).await.status(), 204);
-    b.assert_refuses_within(&from_a, Duration::from_secs(1))
-        .await;
-    a.assert_accepts(&from_b, "alice").await;
-    b.assert_accepts(&from_b, "alice").await;
+    assert_eq!(
+        a.send(Method::POST, "/logout", &from_a, None)
+            .await
+            .status(),
+        204
+    );
+    assert_refuses_within(b, &from_a, Duration::from_secs(1)).await;
+    assert_accepts(a, &from_b, "alice").await;
+    assert_accepts(b, &from_b, "alice").await;
 
     // A rotation on A: its new tokens verify on B at once (B reloads the ring on an unknown
     // kid), B signs with the new key within 5 s, and tokens of the old key keep working.
-    let rotated = a.post("/admin/keys/rotate", &admin).await;
+    let rotated = a
+        .send(Method::POST, "/admin/keys/rotate", &admin, None)
+        .await;
     assert_eq!(rotated.status(), 200);
     let new_kid = rotated.json::<Value>().await.expect("json")["kid"]
         .as_str()
@@ -284,10 +137,10 @@ async fn two_instances_verify_each_others_tokens_and_see_revocations_within_a_se
         .to_owned();
     let after_rotation = a.login("alice", PASSWORD).await;
     assert_eq!(kid_of(&after_rotation), new_kid);
-    b.assert_accepts(&after_rotation, "alice").await;
+    assert_accepts(b, &after_rotation, "alice").await;
     let start = Instant::now();
     loop {
-        let token = b.login("admin", &cluster.admin_password()).await;
+        let token = b.login("admin", &admin_password(&cluster)).await;
         if kid_of(&token) == new_kid {
             break;
         }
@@ -297,26 +150,23 @@ async fn two_instances_verify_each_others_tokens_and_see_revocations_within_a_se
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    b.assert_accepts(&from_b, "alice").await;
-    let keys_on_b = b.get("/admin/keys", &admin).await;
+    assert_accepts(b, &from_b, "alice").await;
+    let keys_on_b = b.send(Method::GET, "/admin/keys", &admin, None).await;
     assert_eq!(keys_on_b.status(), 200);
 
     // Disabling alice on B ends her tokens on A within a second.
     let disabled = b
-        .send_json(
-            reqwest::Method::PATCH,
+        .send(
+            Method::PATCH,
             &format!("/admin/users/{alice_id}"),
             &admin,
-            &json!({"disabled": true}),
+            Some(&json!({"disabled": true})),
         )
         .await;
     assert_eq!(disabled.status(), 200);
-    a.assert_refuses_within(&after_rotation, Duration::from_secs(1))
-        .await;
-    a.assert_refuses_within(&from_b, Duration::from_secs(1))
-        .await;
-    b.assert_refuses_within(&after_rotation, Duration::from_secs(1))
-        .await;
+    assert_refuses_within(a, &after_rotation, Duration::from_secs(1)).await;
+    assert_refuses_within(a, &from_b, Duration::from_secs(1)).await;
+    assert_refuses_within(b, &after_rotation, Duration::from_secs(1)).await;
 }
 
 /// Every `(kid, created_at)` of the ring, and the claimed rotation slots, as stored.
@@ -352,8 +202,8 @@ async fn two_instances_rotate_once_per_interval_and_sign_with_the_new_key_within
     const INTERVAL: i64 = 3;
     let cluster = Cluster::start(&backend, &[("BULWARK_KEY_ROTATION_INTERVAL", "3")]).await;
     let (a, b) = (&cluster.a, &cluster.b);
-    let pool = cluster.pool().await;
-    let password = cluster.admin_password();
+    let pool = pool(&cluster).await;
+    let password = admin_password(&cluster);
     let (keys, _) = stored_keys_and_slots(&pool).await;
     let first_slot = keys.first().expect("a first key").1 / INTERVAL;
 
@@ -411,8 +261,8 @@ async fn two_instances_rotate_once_per_interval_and_sign_with_the_new_key_within
         );
         let active = active_kid_in_db(&pool).await;
         if kid_of(&token_a) == kid_of(&token_b) && active == [kid_of(&token_a)] {
-            b.assert_accepts(&token_a, "admin").await;
-            a.assert_accepts(&token_b, "admin").await;
+            assert_accepts(b, &token_a, "admin").await;
+            assert_accepts(a, &token_b, "admin").await;
             break;
         }
         assert!(
@@ -426,7 +276,12 @@ async fn two_instances_rotate_once_per_interval_and_sign_with_the_new_key_within
 
     // The admin API of either instance lists only stored keys, one of them active.
     let listed: Value = a
-        .get("/admin/keys", &a.login("admin", &password).await)
+        .send(
+            Method::GET,
+            "/admin/keys",
+            &a.login("admin", &password).await,
+            None,
+        )
         .await
         .json()
         .await
@@ -460,11 +315,7 @@ async fn two_instances_rotate_once_per_interval_and_sign_with_the_new_key_within
                 .any(|w| w == material.as_slice()),
             "key {kid} is stored in clear"
         );
-        for encoded in [
-            URL_SAFE_NO_PAD.encode(&material),
-            STANDARD.encode(&material),
-            material.iter().map(|b| format!("{b:02x}")).collect(),
-        ] {
+        for encoded in key_encodings(&material) {
             assert!(!logs.contains(&encoded), "key {kid} appears in a log");
         }
     }

@@ -1,6 +1,6 @@
 //! Token lifecycle and role-based authorization over HTTP: the JWT attack catalogue, signing-key
 //! rotation and revocation, refresh-token rotation with reuse detection, and revocation on
-//! logout, disable, role change and password change (issue 3).
+//! logout, disable, role change and password change.
 
 use std::{
     sync::{
@@ -12,22 +12,21 @@ use std::{
 
 use base64::{
     Engine as _,
-    engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use bulwark_server::config::DurationSetting;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::{Response, header};
-use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, assert_unauthorized, detail, spawn_app, spawn_app_with,
+    BAD_CREDENTIALS, Backend, INVALID_TOKEN, PASSWORD, TestApp, active_kid, assert_unauthorized,
+    claims_for, decode_segment, detail, json_of, json_with_status, jwt_parts, key_encodings,
+    kid_of, now, only_error_with_text, spawn_app, spawn_app_with,
 };
-use crate::test_both;
+use crate::{process, test_both};
 
-const INVALID_TOKEN: &str = "Could not validate credentials";
 const INVALID_REFRESH: &str = "Invalid refresh token";
-const BAD_CREDENTIALS: &str = "Incorrect username or password";
 /// Another strong password, for password changes.
 const NEW_PASSWORD: &str = "quartz-Meadow-58-lantern";
 /// How soon a revocation must be seen (contract: within 1 second).
@@ -37,41 +36,8 @@ const REVOCATION_DEADLINE: Duration = Duration::from_secs(1);
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn b64_json(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-fn decode_segment(segment: &str) -> Value {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).expect("base64url segment");
-    serde_json::from_slice(&bytes).expect("JSON segment")
-}
-
-/// The header and claims of a compact JWT, decoded without verification.
-fn jwt_parts(token: &str) -> (Value, Value) {
-    let segments: Vec<&str> = token.split('.').collect();
-    assert_eq!(segments.len(), 3, "a compact JWS has three segments");
-    (decode_segment(segments[0]), decode_segment(segments[1]))
-}
-
-fn kid_of(token: &str) -> String {
-    jwt_parts(token).0["kid"]
-        .as_str()
-        .expect("kid header")
-        .to_owned()
-}
-
-fn active_kid(app: &TestApp) -> String {
-    app.state
-        .keys
-        .ring()
-        .active()
-        .expect("active key")
-        .kid()
-        .to_owned()
 }
 
 /// The active key's material: only for signing tokens whose claims are bad on purpose.
@@ -87,20 +53,6 @@ fn active_secret(app: &TestApp) -> Vec<u8> {
 
 fn hs256_header(kid: &str) -> Value {
     json!({"alg": "HS256", "typ": "JWT", "kid": kid})
-}
-
-/// Valid claims for `user_id` / `name`, as the app issues them, with `overrides` applied.
-fn claims_for(app: &TestApp, user_id: i64, name: &str, overrides: Value) -> Value {
-    let t = now();
-    let mut claims = json!({
-        "sub": user_id.to_string(), "name": name, "roles": [], "ver": 1, "iat": t, "nbf": t,
-        "exp": t + 600, "jti": bulwark::secret::random_token(16),
-        "iss": app.settings.jwt_issuer, "aud": app.settings.jwt_audience,
-    });
-    for (k, v) in overrides.as_object().expect("object") {
-        claims[k] = v.clone();
-    }
-    claims
 }
 
 /// Signs `header.claims` (both taken as given, so any header is possible) with `key` and `alg`.
@@ -181,10 +133,6 @@ async fn assert_rejected_within(app: &TestApp, path: &str, token: &str, deadline
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-async fn json_of(response: Response) -> Value {
-    response.json().await.expect("json body")
 }
 
 /// A login that must succeed: `(access_token, refresh_token)`.
@@ -282,24 +230,9 @@ fn parse_rfc3339(text: &Value) -> i64 {
     .unix_timestamp()
 }
 
-/// Every text encoding of `material` a careless serializer could produce.
-fn encodings(material: &[u8]) -> Vec<String> {
-    let hex_lower: String = material.iter().map(|b| format!("{b:02x}")).collect();
-    vec![
-        STANDARD.encode(material),
-        STANDARD_NO_PAD.encode(material),
-        URL_SAFE.encode(material),
-        URL_SAFE_NO_PAD.encode(material),
-        hex_lower.to_ascii_uppercase(),
-        hex_lower,
-        // serde's default for Vec<u8>: a JSON array of numbers.
-        serde_json::to_string(material).expect("json"),
-    ]
-}
-
 fn assert_no_key_material(app: &TestApp, body: &str) {
     for key in app.state.keys.ring().keys() {
-        for encoded in encodings(key.expose_secret()) {
+        for encoded in key_encodings(key.expose_secret()) {
             assert!(
                 !body.contains(&encoded),
                 "the body carries key material of {}",
@@ -912,23 +845,18 @@ async fn the_key_admin_api_needs_a_token_and_the_admin_role(backend: Backend) {
     // Assert
     assert_unauthorized(rotate_anonymous, "Not authenticated").await;
     assert_eq!(
-        json_of_status(rotate_as_user, 403).await,
+        json_with_status(rotate_as_user, 403).await,
         json!({"detail": "Insufficient permissions"})
     );
     assert_unauthorized(list_anonymous, "Not authenticated").await;
     assert_eq!(
-        json_of_status(list_as_user, 403).await,
+        json_with_status(list_as_user, 403).await,
         json!({"detail": "Insufficient permissions"})
     );
     assert_eq!(active_kid(&app), kid_before, "nothing rotated");
     assert_eq!(app.state.keys.ring().keys().len(), 1);
 }
 test_both!(the_key_admin_api_needs_a_token_and_the_admin_role);
-
-async fn json_of_status(response: Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    json_of(response).await
-}
 
 async fn rotation_answers_the_new_active_key_and_logs_nobody_out(backend: Backend) {
     // Arrange
@@ -944,7 +872,7 @@ async fn rotation_answers_the_new_active_key_and_logs_nobody_out(backend: Backen
     let after = now();
 
     // Assert: the answer is the new key's entry.
-    let body = json_of_status(response, 200).await;
+    let body = json_with_status(response, 200).await;
     let mut keys: Vec<&str> = body
         .as_object()
         .expect("object")
@@ -973,7 +901,7 @@ async fn new_logins_carry_the_new_kid_after_a_rotation(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, admin) = app.user_with_token("root", &["admin"]).await;
     app.create_user("alice", PASSWORD, &[]).await;
-    let new_kid = json_of_status(rotate(&app, Some(&admin)).await, 200).await["kid"].clone();
+    let new_kid = json_with_status(rotate(&app, Some(&admin)).await, 200).await["kid"].clone();
 
     // Act
     let (access, refresh) = login_pair(&app, "alice", PASSWORD).await;
@@ -993,7 +921,7 @@ async fn the_key_list_shows_the_old_key_verifying_and_never_any_key_material(bac
     let (_, admin) = app.user_with_token("root", &["admin"]).await;
     let old_kid = active_kid(&app);
     let rotated_at = now();
-    let new_kid = json_of_status(rotate(&app, Some(&admin)).await, 200).await["kid"].clone();
+    let new_kid = json_with_status(rotate(&app, Some(&admin)).await, 200).await["kid"].clone();
 
     // Act
     let response = app.get("/admin/keys", Some(&admin)).await;
@@ -1051,7 +979,7 @@ async fn a_replaced_key_retires_once_every_token_it_signed_has_expired(backend: 
             .expect("old key listed")
             .clone()
     };
-    let list = json_of_status(app.get("/admin/keys", Some(&fresh_admin)).await, 200).await;
+    let list = json_with_status(app.get("/admin/keys", Some(&fresh_admin)).await, 200).await;
     let old = state_of_old(&list);
     assert_eq!(old["state"], "verifying");
     let retires = parse_rfc3339(&old["retires_at"]);
@@ -1063,7 +991,7 @@ async fn a_replaced_key_retires_once_every_token_it_signed_has_expired(backend: 
     let deadline = Instant::now() + Duration::from_secs(15);
     let retired = loop {
         let (token, _) = login_pair(&app, "root", PASSWORD).await;
-        let list = json_of_status(app.get("/admin/keys", Some(&token)).await, 200).await;
+        let list = json_with_status(app.get("/admin/keys", Some(&token)).await, 200).await;
         let old = state_of_old(&list);
         if old["state"] != "verifying" {
             break old;
@@ -1095,7 +1023,7 @@ async fn revoking_a_key_rejects_its_tokens_at_once(backend: Backend) {
     // Assert: the very next request fails; tokens of other keys are untouched.
     assert_rejected(&app, &alice).await;
     assert_accepted(&app, &root, "root").await;
-    let list = json_of_status(app.get("/admin/keys", Some(&root)).await, 200).await;
+    let list = json_with_status(app.get("/admin/keys", Some(&root)).await, 200).await;
     let old = list
         .as_array()
         .expect("list")
@@ -1131,7 +1059,7 @@ async fn with_eddsa_the_jwks_publishes_every_verifying_key_after_a_rotation(back
     let old_kid = active_kid(&app);
 
     // Act
-    let rotated = json_of_status(rotate(&app, Some(&admin)).await, 200).await;
+    let rotated = json_with_status(rotate(&app, Some(&admin)).await, 200).await;
 
     // Assert
     assert_eq!(rotated["alg"], "EdDSA");
@@ -1380,17 +1308,13 @@ async fn a_refresh_without_the_field_is_422_without_echoing_input(backend: Backe
 
     // Assert
     for response in [empty_json, typo_json, empty_form] {
-        assert_eq!(response.status(), 422);
-        let text = response.text().await.expect("body");
+        let (error, text) = only_error_with_text(response).await;
         assert!(!text.contains(secretish), "input echoed: {text}");
-        let body: Value = serde_json::from_str(&text).expect("json");
-        let details = body["detail"].as_array().expect("a list of details");
-        assert_eq!(details.len(), 1, "{body}");
-        assert_eq!(details[0]["type"], "missing");
-        assert_eq!(details[0]["loc"], json!(["body", "refresh_token"]));
+        assert_eq!(error["type"], "missing");
+        assert_eq!(error["loc"], json!(["body", "refresh_token"]));
         assert!(
-            details[0].get("input").is_none_or(Value::is_null),
-            "no input echo: {body}"
+            error.get("input").is_none_or(Value::is_null),
+            "no input echo: {text}"
         );
     }
 }
@@ -1507,40 +1431,6 @@ async fn refresh_lifetimes(app: &TestApp) -> Vec<i64> {
 // 5. The CLI against a running server
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `bulwark ARGS` on the app's database, master secret and data folder.
-async fn run_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let secret = app
-        .settings
-        .master_secret
-        .as_ref()
-        .expect("master secret")
-        .expose_secret()
-        .to_owned();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark"));
-    command
-        .args(args)
-        .current_dir(&app.settings.data_dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("BULWARK_DATA_DIR", &app.settings.data_dir)
-        .env("BULWARK_DATABASE_URL", &app.settings.database_url)
-        .env("BULWARK_MASTER_SECRET", secret)
-        .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-        .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
-        .stdin(std::process::Stdio::null());
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("CLI thread")
-        .expect("the CLI runs");
-    assert!(
-        output.status.success(),
-        "bulwark {args:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 async fn disabling_a_user_with_the_cli_ends_their_tokens_within_a_second(backend: Backend) {
     // Arrange: a running server, and alice holding a token and a refresh token.
     let app = spawn_app(backend).await;
@@ -1549,10 +1439,10 @@ async fn disabling_a_user_with_the_cli_ends_their_tokens_within_a_second(backend
     assert_accepted(&app, &access, "alice").await;
 
     // Act: another process disables her, through the shared database.
-    let output = run_cli(&app, &["users", "disable", "alice"]).await;
+    let run = process::run_on(&app.settings, &["users", "disable", "alice"]).await;
 
     // Assert
-    assert!(String::from_utf8_lossy(&output.stdout).contains("disabled alice"));
+    assert!(run.stdout.contains("disabled alice"));
     assert_rejected_within(&app, "/protected", &access, REVOCATION_DEADLINE).await;
     assert_unauthorized(refresh_json(&app, &refresh).await, INVALID_REFRESH).await;
     assert_unauthorized(app.login("alice", PASSWORD).await, BAD_CREDENTIALS).await;
@@ -1566,7 +1456,7 @@ async fn changing_roles_with_the_cli_ends_their_tokens_within_a_second(backend: 
     assert_eq!(app.get("/admin/users", Some(&token)).await.status(), 200);
 
     // Act
-    run_cli(&app, &["users", "set-roles", "carol", "editor"]).await;
+    process::run_on(&app.settings, &["users", "set-roles", "carol", "editor"]).await;
 
     // Assert
     assert_rejected_within(&app, "/admin/users", &token, REVOCATION_DEADLINE).await;
@@ -1575,7 +1465,7 @@ async fn changing_roles_with_the_cli_ends_their_tokens_within_a_second(backend: 
 }
 test_both!(changing_roles_with_the_cli_ends_their_tokens_within_a_second);
 
-/// Found in review: revocations, spent refresh tokens and expired entries were never purged.
+/// Regression: revocations, spent refresh tokens and expired entries were never purged.
 /// The schedule's purge removes what has expired and keeps what a live token still needs.
 async fn expired_entries_are_purged_and_live_ones_kept(backend: Backend) {
     use bulwark::{revocation::Revocation, secret::fingerprint};

@@ -7,7 +7,9 @@ use regex::Regex;
 use reqwest::{Response, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, INVALID_TOKEN, PASSWORD, TestApp, assert_unauthorized, spawn_app, spawn_app_with,
+};
 use crate::test_both;
 
 async fn document(app: &TestApp) -> Value {
@@ -448,9 +450,9 @@ async fn unauthenticated_requests_get_the_same_401_on_every_protected_operation(
         // Assert
         if requires {
             protected += 1;
-            crate::helpers::assert_unauthorized(anonymous, "Not authenticated").await;
-            crate::helpers::assert_unauthorized(bad, "Could not validate credentials").await;
-            crate::helpers::assert_unauthorized(unverified, "Could not validate credentials").await;
+            assert_unauthorized(anonymous, "Not authenticated").await;
+            assert_unauthorized(bad, INVALID_TOKEN).await;
+            assert_unauthorized(unverified, INVALID_TOKEN).await;
         } else {
             open += 1;
             assert_ne!(bad.status(), 401, "{method} {path}");

@@ -1,4 +1,4 @@
-//! Operability (issue 7): redacted logs, request ids, Prometheus metrics, the audit trail,
+//! Operability: redacted logs, request ids, Prometheus metrics, the audit trail,
 //! `bulwark check` and the start-up banner.
 //!
 //! The log tests run the real binary with its standard error captured to a file (both
@@ -19,120 +19,20 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
-use reqwest::{Client, RequestBuilder, Response, header};
+use reqwest::{Response, header};
 use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, set_cookie, spawn_app,
-        spawn_app_with,
+        Backend, Http, PASSWORD, XFF, client, fresh_database_url, set_cookie, spawn_app,
+        spawn_app_with, unique,
     },
-    process::{self, KillOnDrop, Run},
+    process::{self, BinEnv},
     test_both,
 };
-
-const XFF: &str = "x-forwarded-for";
-
-/// A value no other test uses, e.g. `Pw-Secret-alice-<32 hex digits>` (a strong password).
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP helpers shared by the in-process app and the binary.
-// ---------------------------------------------------------------------------------------------
-
-/// A client for one server, optionally pretending to come from a forwarded client IP.
-#[derive(Clone)]
-struct Http {
-    client: Client,
-    base: String,
-}
-
-impl Http {
-    fn new(base: String) -> Self {
-        let client = Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        Self { client, base }
-    }
-
-    fn of(app: &TestApp) -> Self {
-        Self::new(app.address.clone())
-    }
-
-    fn get(&self, path: &str) -> RequestBuilder {
-        self.client.get(format!("{}{path}", self.base))
-    }
-
-    fn post(&self, path: &str) -> RequestBuilder {
-        self.client.post(format!("{}{path}", self.base))
-    }
-
-    fn patch(&self, path: &str) -> RequestBuilder {
-        self.client.patch(format!("{}{path}", self.base))
-    }
-
-    /// `POST /token` from `ip` (sent as `X-Forwarded-For`; only believed from a trusted proxy).
-    async fn login(&self, ip: Option<&str>, username: &str, password: &str) -> Response {
-        let mut request = self
-            .post("/token")
-            .form(&[("username", username), ("password", password)]);
-        if let Some(ip) = ip {
-            request = request.header(XFF, ip);
-        }
-        request.send().await.expect("POST /token")
-    }
-
-    /// A good login: the token pair.
-    async fn pair(&self, ip: Option<&str>, username: &str, password: &str) -> Pair {
-        let response = self.login(ip, username, password).await;
-        assert_eq!(response.status(), 200, "login of {username}");
-        Pair::of(response).await
-    }
-
-    /// `GET /login`: the CSRF cookie it sets and the token in its form.
-    async fn login_page(&self) -> (String, String) {
-        let page = self.get("/login").send().await.expect("GET /login");
-        assert_eq!(page.status(), 200);
-        let cookie = set_cookie(&page, "csrftoken").expect("a CSRF cookie");
-        let html = page.text().await.expect("html");
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = html.find(marker).expect("a csrf_token field") + marker.len();
-        let end = start + html[start..].find('"').expect("end of the value");
-        (cookie, html[start..end].to_owned())
-    }
-
-    /// `POST /login` with the CSRF cookie and token of `page`.
-    async fn browser_login(
-        &self,
-        ip: Option<&str>,
-        (csrf_cookie, csrf_token): &(String, String),
-        username: &str,
-        password: &str,
-    ) -> Response {
-        let mut request = self
-            .post("/login")
-            .header(header::COOKIE, format!("csrftoken={csrf_cookie}"))
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("csrf_token", csrf_token.as_str()),
-            ]);
-        if let Some(ip) = ip {
-            request = request.header(XFF, ip);
-        }
-        request.send().await.expect("POST /login")
-    }
-}
 
 /// A token pair from `/token` or `/token/refresh`.
 #[derive(Debug, Clone)]
@@ -142,6 +42,13 @@ struct Pair {
 }
 
 impl Pair {
+    /// A good login: the token pair.
+    async fn login(http: &Http, ip: Option<&str>, username: &str, password: &str) -> Self {
+        let response = http.login(ip, username, password).await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        Self::of(response).await
+    }
+
     async fn of(response: Response) -> Self {
         let body: Value = response.json().await.expect("token JSON");
         Self {
@@ -170,118 +77,6 @@ fn request_id(response: &Response) -> String {
 /// A free TCP port on loopback (bound and released: good enough for a test).
 fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], process::free_port()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The real binary.
-// ---------------------------------------------------------------------------------------------
-
-/// A data folder, a database and a master secret for the binary.
-struct BinEnv {
-    dir: tempfile::TempDir,
-    database_url: String,
-    master_secret: String,
-    _database: DatabaseGuard,
-}
-
-/// A running `bulwark serve`, killed when dropped so that a failed assertion leaves nothing
-/// running.
-struct Server {
-    child: KillOnDrop,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn base(&self, scheme: &str) -> String {
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        process::read_log(&self.log)
-    }
-
-    /// SIGTERM, then waits (at most 15 s) for a graceful exit; answers the whole log.
-    async fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "serve exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.log_text()
-    }
-}
-
-impl BinEnv {
-    async fn new(backend: Backend) -> Self {
-        let (database_url, database) = fresh_database_url(&backend).await;
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url,
-            master_secret: bulwark::secret::random_token(32),
-            _database: database,
-        }
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The command with a clean environment (only the variables named here reach it) and cheap
-    /// password hashing, with no master secret: add one as the test needs.
-    fn bare_command(&self, args: &[&str]) -> Command {
-        let mut command = process::command(self.dir.path(), &self.database_url);
-        command.args(args);
-        command
-    }
-
-    /// [`BinEnv::bare_command`] with the master secret in `BULWARK_MASTER_SECRET`.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = self.bare_command(args);
-        command.env("BULWARK_MASTER_SECRET", &self.master_secret);
-        command
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, content).expect("write file");
-        path
-    }
-
-    /// Runs to completion on a blocking thread, killing the command after 60 s.
-    async fn run(&self, command: Command) -> Run {
-        process::run(command, None).await
-    }
-
-    /// Starts `command` (a `serve`) with standard error to a file (not a terminal) and waits
-    /// for the port it listens on.
-    async fn serve(&self, mut command: Command) -> Server {
-        let log = self.data_dir().join(format!("{}.log", unique("serve")));
-        let mut server = Server {
-            child: process::spawn_logging_stderr(&mut command, &log),
-            log,
-            port: 0,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = server.log_text();
-            if let Some(port) = process::listening_port(&text) {
-                server.port = port;
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("serve exited with {status}: {text}");
-            }
-            assert!(Instant::now() < deadline, "serve never listened: {text}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +171,7 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
     secrets.add("first-start admin password", &admin_password);
 
     // Act: the admin logs in, creates alice with a password; bob signs up.
-    let admin = http.pair(None, "admin", &admin_password).await;
+    let admin = Pair::login(&http, None, "admin", &admin_password).await;
     secrets.jwt("admin access token", &admin.access);
     secrets.add("admin refresh token", &admin.refresh);
     let alice_password = unique("Pw-Secret-alice");
@@ -413,7 +208,7 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
     assert_eq!(http.login(None, "mallory", &unknown).await.status(), 401);
 
     // Refresh, then reuse of the spent refresh token (JSON, then form).
-    let first = http.pair(None, "alice", &alice_password).await;
+    let first = Pair::login(&http, None, "alice", &alice_password).await;
     let login_id = {
         let response = http.login(None, "alice", &alice_password).await;
         let id = request_id(&response);
@@ -452,7 +247,7 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
     assert_eq!(forged.status(), 401);
 
     // Bearer requests: good, and a forged token (logged at debug as rejected).
-    let third = http.pair(None, "alice", &alice_password).await;
+    let third = Pair::login(&http, None, "alice", &alice_password).await;
     secrets.jwt("alice's third access token", &third.access);
     secrets.add("alice's third refresh token", &third.refresh);
     let me = http
@@ -551,7 +346,7 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
         .await
         .unwrap();
     assert_eq!(changed.status(), 200);
-    let after = http.pair(None, "alice", &new_password).await;
+    let after = Pair::login(&http, None, "alice", &new_password).await;
     secrets.jwt("alice's access token after the change", &after.access);
     secrets.add("alice's refresh token after the change", &after.refresh);
     for (user, hash) in stored_hashes(&env.database_url, &["alice"]).await {
@@ -825,7 +620,7 @@ fn route_label(line: &str) -> Option<&str> {
 /// Scrapes `http://addr/metrics`, retrying while the listener starts (it is bound by
 /// `run_until_stopped`, which the harness spawns).
 async fn scrape(addr: SocketAddr) -> Scrape {
-    let client = Client::builder().no_proxy().build().expect("client");
+    let client = client(true);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match client.get(format!("http://{addr}/metrics")).send().await {
@@ -900,7 +695,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     }
 
     // Act: logins (2 good: bearer and form; 2 bad).
-    let root = http.pair(Some("10.0.0.1"), "root", PASSWORD).await;
+    let root = Pair::login(&http, Some("10.0.0.1"), "root", PASSWORD).await;
     assert_eq!(
         http.login(Some("10.0.0.2"), "root", "wrong-Password-1")
             .await
@@ -939,7 +734,9 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     }
 
     // Plain requests, by route template (never the raw path with an id).
-    let token = http.pair(Some("10.0.0.5"), "ops", PASSWORD).await.access;
+    let token = Pair::login(&http, Some("10.0.0.5"), "ops", PASSWORD)
+        .await
+        .access;
     for _ in 0..2 {
         assert_eq!(
             http.get("/users/me")
@@ -1233,7 +1030,7 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
     const ADMIN_IP: &str = "198.51.100.10";
 
     // Act
-    let root = http.pair(Some(ADMIN_IP), "root", PASSWORD).await;
+    let root = Pair::login(&http, Some(ADMIN_IP), "root", PASSWORD).await;
     secrets.jwt("root's access token", &root.access);
     secrets.add("root's refresh token", &root.refresh);
     let alice_password = unique("Pw-Secret-alice");
@@ -1272,9 +1069,7 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
         401
     );
 
-    let first = http
-        .pair(Some("198.51.100.40"), "alice", &alice_password)
-        .await;
+    let first = Pair::login(&http, Some("198.51.100.40"), "alice", &alice_password).await;
     secrets.jwt("alice's access token", &first.access);
     secrets.add("alice's refresh token", &first.refresh);
     let refreshed = http
@@ -1296,9 +1091,7 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(reuse.status(), 401);
-    let third = http
-        .pair(Some("198.51.100.42"), "alice", &alice_password)
-        .await;
+    let third = Pair::login(&http, Some("198.51.100.42"), "alice", &alice_password).await;
     secrets.jwt("alice's third access token", &third.access);
     secrets.add("alice's third refresh token", &third.refresh);
     let logout = http
@@ -1592,7 +1385,7 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
 
     // Who may read it, and what it refuses.
     assert_eq!(audit_page(&http, None, &[]).await.0, 401);
-    let bob = http.pair(Some("198.51.100.80"), "bob", &bob_password).await;
+    let bob = Pair::login(&http, Some("198.51.100.80"), "bob", &bob_password).await;
     assert_eq!(audit_page(&http, Some(&bob.access), &[]).await.0, 403);
     for bad in [
         [("limit", "0")],
@@ -1863,7 +1656,7 @@ async fn check_reports_each_finding_with_the_right_exit_code() {
             let path = env.write(&format!("{}.toml", unique("case")), toml);
             command.arg("--config").arg(path);
         }
-        let run = env.run(command).await;
+        let run = process::run(command, None).await;
         let found = findings(&run.stdout);
         let keys: BTreeSet<&str> = found.iter().map(|f| f.key.as_str()).collect();
         for key in CHECK_KEYS {
@@ -1956,7 +1749,7 @@ async fn check_judges_the_master_secret_by_source_strength_and_file_mode() {
         if !var.is_empty() {
             command.env(var, &value);
         }
-        let run = env.run(command).await;
+        let run = process::run(command, None).await;
         let found = findings(&run.stdout);
         if var.is_empty() {
             assert!(
@@ -2022,7 +1815,7 @@ async fn serve_logs_the_check_findings_and_prints_the_banner(backend: Backend) {
     );
     let mut check = env.command(&["check"]);
     check.arg("--config").arg(&config);
-    let check = env.run(check).await;
+    let check = process::run(check, None).await;
     assert_eq!(check.code, Some(1), "{}", check.stdout);
     let expected = findings(&check.stdout);
     let not_ok: Vec<&Finding> = expected.iter().filter(|f| f.severity != "ok").collect();
@@ -2098,7 +1891,7 @@ async fn serve_logs_the_check_findings_and_prints_the_banner(backend: Backend) {
 }
 test_both!(serve_logs_the_check_findings_and_prints_the_banner);
 
-/// Found in review: `serve` only logged critical findings and started anyway.
+/// Regression: `serve` only logged critical findings and started anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_critical_finding_without_allow_insecure() {
     let env = BinEnv::new(Backend::Sqlite).await;
@@ -2117,7 +1910,7 @@ async fn serve_refuses_a_critical_finding_without_allow_insecure() {
         let config = env.write("bulwark.toml", toml);
         let mut serve = env.command(&["serve"]);
         serve.arg("--config").arg(&config);
-        let refused = env.run(serve).await;
+        let refused = process::run(serve, None).await;
         assert_eq!(refused.code, Some(1), "{name}: {}", refused.stderr);
         let critical = refused
             .stderr

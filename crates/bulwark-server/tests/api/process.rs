@@ -1,16 +1,21 @@
 //! The real `bulwark` binary as a child process: a command with a clean environment, free
 //! ports, `bulwark serve` logging to a file, waiting for it, and a guard that kills it when
-//! dropped (so that a failed assertion never leaves a server running).
+//! dropped (so that a failed assertion never leaves a server running). [`BinEnv`] runs commands
+//! on a data folder and database of their own; [`Instance`] and [`Cluster`] are `serve`
+//! processes on given ports, with a client for each.
 
 use std::{
     fs::File,
     ops::{Deref, DerefMut},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use reqwest::Client;
+use reqwest::{Client, Method, Response};
+use serde_json::Value;
+
+use crate::helpers::{Backend, DatabaseGuard, Http, fresh_database_url, unique};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 
@@ -122,18 +127,6 @@ pub fn listening_port(log: &str) -> Option<u16> {
         })
 }
 
-/// A client for a server process: no proxy, a 10 s timeout, and redirects followed or not.
-pub fn client(follow_redirects: bool) -> Client {
-    let mut builder = Client::builder().no_proxy();
-    if !follow_redirects {
-        builder = builder.redirect(reqwest::redirect::Policy::none());
-    }
-    builder
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
 /// Waits (at most 30 s) for `GET url` to answer 200; panics with the log when `child` exits
 /// first ("`who` exited with ...") or the time runs out ("`who` not `state` after 30 s").
 pub async fn wait_for_200(
@@ -238,4 +231,274 @@ pub async fn run(mut command: Command, stdin: Option<String>) -> Run {
     })
     .await
     .expect("command thread")
+}
+
+/// Runs `bulwark ARGS` with the data folder, database URL and master secret of `settings` (an
+/// in-process app's), asserting that it succeeds.
+pub async fn run_on(settings: &bulwark_server::config::Settings, args: &[&str]) -> Run {
+    use secrecy::ExposeSecret as _;
+    let secret = settings
+        .master_secret
+        .as_ref()
+        .expect("master secret")
+        .expose_secret()
+        .to_owned();
+    let mut command = command(&settings.data_dir, &settings.database_url);
+    command.args(args).env("BULWARK_MASTER_SECRET", secret);
+    let run = run(command, None).await;
+    run.assert_success();
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands on a folder and database of their own
+// ---------------------------------------------------------------------------------------------
+
+/// A data folder, a database and a master secret for the binary.
+pub struct BinEnv {
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pub master_secret: String,
+    _database: DatabaseGuard,
+}
+
+impl BinEnv {
+    pub async fn new(backend: Backend) -> Self {
+        let (database_url, database) = fresh_database_url(&backend).await;
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url,
+            master_secret: bulwark::secret::random_token(32),
+            _database: database,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The command with a clean environment (only the variables named here reach it) and cheap
+    /// password hashing, with no master secret: add one as the test needs.
+    pub fn bare_command(&self, args: &[&str]) -> Command {
+        let mut command = command(self.dir.path(), &self.database_url);
+        command.args(args);
+        command
+    }
+
+    /// [`BinEnv::bare_command`] with the master secret in `BULWARK_MASTER_SECRET`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.bare_command(args);
+        command.env("BULWARK_MASTER_SECRET", &self.master_secret);
+        command
+    }
+
+    /// Runs `bulwark ARGS` (see [`BinEnv::command`]) to completion.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args), None).await
+    }
+
+    /// Runs `bulwark ARGS` (see [`BinEnv::command`]) to completion with `stdin` written to it.
+    pub async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        run(self.command(args), Some(stdin.to_owned())).await
+    }
+
+    /// Writes a file in the data folder.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+
+    /// Starts `command` (a `serve`) with standard error to a file (not a terminal) and waits
+    /// for the port it listens on.
+    pub async fn serve(&self, mut command: Command) -> Server {
+        let log = self.data_dir().join(format!("{}.log", unique("serve")));
+        let mut server = Server {
+            child: spawn_logging_stderr(&mut command, &log),
+            log,
+            port: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = server.log_text();
+            if let Some(port) = listening_port(&text) {
+                server.port = port;
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("serve exited with {status}: {text}");
+            }
+            assert!(Instant::now() < deadline, "serve never listened: {text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A running `bulwark serve` started by [`BinEnv::serve`], killed when dropped.
+pub struct Server {
+    pub child: KillOnDrop,
+    pub log: PathBuf,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn base(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// SIGTERM, then waits (at most 15 s) for a graceful exit; answers the whole log.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "serve exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.log_text()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instances on given ports
+// ---------------------------------------------------------------------------------------------
+
+/// Turns rate limiting off, for tests that log in as often as they need to.
+pub const RATE_LIMITS_OFF: (&str, &str) = ("BULWARK_RATE_LIMITS__ENABLED", "false");
+
+/// One `bulwark serve` child process in a data folder of its own (its output in `server.log`
+/// there), with a client for it; killed when dropped.
+pub struct Instance {
+    pub name: &'static str,
+    pub child: KillOnDrop,
+    pub port: u16,
+    pub http: Http,
+    pub dir: tempfile::TempDir,
+}
+
+impl Instance {
+    /// `bulwark [--config bulwark.toml] serve --bind 127.0.0.1:<port>` with `env` added; the
+    /// config file holds `config` when given.
+    pub fn start(
+        name: &'static str,
+        port: u16,
+        database_url: &str,
+        master_secret: &str,
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = config.map(|config| {
+            let path = dir.path().join("bulwark.toml");
+            std::fs::write(&path, config).expect("config written");
+            path
+        });
+        let mut command = serve_command(
+            dir.path(),
+            port,
+            database_url,
+            master_secret,
+            config_path.as_deref(),
+        );
+        command.envs(env.iter().copied());
+        let child = spawn_logging_all(&mut command, &dir.path().join("server.log"));
+        Self {
+            name,
+            child,
+            port,
+            http: Http::new(format!("http://127.0.0.1:{port}")),
+            dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("server.log"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.http.url(path)
+    }
+
+    /// Waits for `GET path` to answer 200 (see [`wait_for_200`]); `state` names what that means.
+    pub async fn wait_for(&mut self, path: &str, state: &str) {
+        let url = self.url(path);
+        let log = self.dir.path().join("server.log");
+        let who = format!("instance {}", self.name);
+        wait_for_200(&mut self.child, &self.http.client, &url, &log, &who, state).await;
+    }
+
+    /// Waits for `GET /health` (the server serves only after migrations, keys and the first
+    /// admin are in place).
+    pub async fn wait_healthy(&mut self) {
+        self.wait_for("/health", "healthy").await;
+    }
+
+    /// The first admin's password, if this instance created the first admin.
+    pub fn admin_password(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("initial-admin-password"))
+            .ok()
+            .map(|p| p.trim_end().to_owned())
+    }
+
+    /// The access token of a login that must succeed.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        self.http.access_token(username, password).await
+    }
+
+    /// `method path` with `token`, and `body` as JSON when given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.http.request(method, path).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
+    }
+}
+
+/// Two instances with rate limits off on one fresh database, started together (so that they
+/// race for migrations, the first key and the first admin). Fields drop in order: the servers
+/// stop before the database is dropped.
+pub struct Cluster {
+    pub a: Instance,
+    pub b: Instance,
+    pub database_url: String,
+    pub master_secret: String,
+    _db: DatabaseGuard,
+}
+
+impl Cluster {
+    /// Starts both with `extra_env` and waits until both serve.
+    pub async fn start(backend: &Backend, extra_env: &[(&str, &str)]) -> Self {
+        let (database_url, db) = fresh_database_url(backend).await;
+        let master_secret = bulwark::secret::random_token(32);
+        let [port_a, port_b] = free_ports::<2>();
+        let env: Vec<(&str, &str)> = std::iter::once(RATE_LIMITS_OFF)
+            .chain(extra_env.iter().copied())
+            .collect();
+        let mut a = Instance::start("A", port_a, &database_url, &master_secret, None, &env);
+        let mut b = Instance::start("B", port_b, &database_url, &master_secret, None, &env);
+        a.wait_healthy().await;
+        b.wait_healthy().await;
+        Self {
+            a,
+            b,
+            database_url,
+            master_secret,
+            _db: db,
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Rate limiting over HTTP (issue 4; the contract's "Rate limiting" section): exact counts under
+//! Rate limiting over HTTP (the contract's "Rate limiting" section): exact counts under
 //! concurrency with the memory and Redis stores, login limits per IP and per (case-folded)
 //! username, the `RateLimit-*` / `Retry-After` headers, per-user versus per-IP budgets, the
 //! `enabled` switch, start-up errors naming the key, forwarding headers believed only from
@@ -26,7 +26,7 @@ use reqwest::{RequestBuilder, Response, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, set_cookie, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, client, spawn_app_with};
 use crate::test_both;
 
 // ---------------------------------------------------------------------------------------------
@@ -291,18 +291,14 @@ pub async fn assert_exact_burst(
     );
 }
 
+/// `POST /token`, not sent yet.
 fn login_request(app: &TestApp, username: &str, password: &str) -> RequestBuilder {
-    app.client
-        .post(app.url("/token"))
-        .form(&[("username", username), ("password", password)])
+    app.http().login_request(None, username, password)
 }
 
+/// `POST /token` with `X-Forwarded-For: xff`.
 async fn login_from(app: &TestApp, username: &str, password: &str, xff: &str) -> Response {
-    login_request(app, username, password)
-        .header("x-forwarded-for", xff)
-        .send()
-        .await
-        .expect("request")
+    app.http().login(Some(xff), username, password).await
 }
 
 fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -518,28 +514,6 @@ async fn five_logins_a_minute_per_username_whatever_the_letter_case(backend: Bac
 }
 test_both!(five_logins_a_minute_per_username_whatever_the_letter_case);
 
-/// One attempt at the browser login form: GET /login for a CSRF token, then POST /login.
-async fn browser_login(app: &TestApp, username: &str, password: &str) -> Response {
-    let page = app.get("/login", None).await;
-    assert_eq!(page.status(), 200, "GET /login");
-    let cookie = set_cookie(&page, "csrftoken").expect("a CSRF cookie");
-    let html = page.text().await.expect("html");
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a csrf_token field") + marker.len();
-    let token = &html[start..start + html[start..].find('"').expect("end of value")];
-    app.client
-        .post(app.url("/login"))
-        .header(header::COOKIE, format!("csrftoken={cookie}"))
-        .form(&[
-            ("username", username),
-            ("password", password),
-            ("csrf_token", token),
-        ])
-        .send()
-        .await
-        .expect("POST /login")
-}
-
 /// The per-IP login budget is one across POST /token and POST /login: switching between the
 /// two login routes gives a guesser no extra attempts.
 async fn the_per_ip_login_budget_is_shared_by_both_login_routes(backend: Backend) {
@@ -554,12 +528,12 @@ async fn the_per_ip_login_budget_is_shared_by_both_login_routes(backend: Backend
         assert_eq!(response.status(), 401, "token login {i}");
     }
     for i in 0..2 {
-        let response = browser_login(&app, "alice", "wrong-password-2").await;
+        let response = app.browser_login("alice", "wrong-password-2").await;
         assert_eq!(response.status(), 401, "form login {i}");
     }
     // Five attempts spent across both routes: both refuse now.
     assert_too_many(app.login("alice", PASSWORD).await).await;
-    assert_too_many(browser_login(&app, "alice", PASSWORD).await).await;
+    assert_too_many(app.browser_login("alice", PASSWORD).await).await;
 }
 test_both!(the_per_ip_login_budget_is_shared_by_both_login_routes);
 
@@ -575,7 +549,7 @@ async fn the_browser_login_form_has_the_login_limits(backend: Backend) {
     app.create_user("alice", PASSWORD, &[]).await;
     // Per IP: wrong passwords and a request without a CSRF token all count...
     for remaining in [4, 3] {
-        let response = browser_login(&app, "alice", "wrong-password").await;
+        let response = app.browser_login("alice", "wrong-password").await;
         assert_eq!(response.status(), 401);
         assert_eq!(limits(&response).remaining, remaining);
     }
@@ -589,12 +563,12 @@ async fn the_browser_login_form_has_the_login_limits(backend: Backend) {
     assert_eq!(response.status(), 403, "no CSRF token");
     assert_eq!(limits(&response).remaining, 2);
     for remaining in [1, 0] {
-        let response = browser_login(&app, "Alice", "wrong-password").await;
+        let response = app.browser_login("Alice", "wrong-password").await;
         assert_eq!(response.status(), 401);
         assert_eq!(limits(&response).remaining, remaining);
     }
     // ...and the right password is then refused too.
-    let (l, _) = assert_too_many(browser_login(&app, "alice", PASSWORD).await).await;
+    let (l, _) = assert_too_many(app.browser_login("alice", PASSWORD).await).await;
     assert_eq!(l.limit, 5);
 
     // Per username, one budget across POST /token and POST /login, whatever the letter case.
@@ -610,11 +584,11 @@ async fn the_browser_login_form_has_the_login_limits(backend: Backend) {
         assert_eq!(limits(&response).remaining, 4 - i as u64);
     }
     for (remaining, name) in [(1, "bOb"), (0, "bob")] {
-        let response = browser_login(&app, name, "wrong-password").await;
+        let response = app.browser_login(name, "wrong-password").await;
         assert_eq!(response.status(), 401);
         assert_eq!(limits(&response).remaining, remaining);
     }
-    assert_too_many(browser_login(&app, "bob", PASSWORD).await).await;
+    assert_too_many(app.browser_login("bob", PASSWORD).await).await;
     assert_too_many(app.login("BoB", PASSWORD).await).await;
 }
 test_both!(the_browser_login_form_has_the_login_limits);
@@ -794,10 +768,7 @@ async fn users_have_their_own_budgets_and_anonymous_requests_share_the_ip(backen
     }
     assert_too_many(app.get("/protected", None).await).await;
     assert_too_many(app.get("/protected", Some("another.garbage.token")).await).await;
-    let fresh_client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let fresh_client = client(true);
     let response = fresh_client
         .get(app.url("/protected"))
         .send()
@@ -1075,7 +1046,7 @@ async fn behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_key() {
     assert_eq!(limits(&response).remaining, 2);
 }
 
-/// Found in review: behind a proxy that appends to `X-Forwarded-For`, a client adding its own
+/// Regression: behind a proxy that appends to `X-Forwarded-For`, a client adding its own
 /// `Forwarded: for=<random>` picked a fresh login budget with each request. Only the header named
 /// by `forwarded_header` is read, whichever of the two it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1292,7 +1263,7 @@ fn memory_flood() {
     });
 }
 
-/// Found in review: probes behind one proxy address got 429 from `/health` and `/ready`.
+/// Regression: probes behind one proxy address got 429 from `/health` and `/ready`.
 async fn health_and_ready_are_never_rate_limited(backend: Backend) {
     // Arrange: a tiny anonymous budget, spent first.
     let app = spawn_app_with(backend, |s| s.rate_limits.default = "2/minute".into()).await;

@@ -1,4 +1,4 @@
-//! Rate limits shared through Redis (issue 4): two real `bulwark serve` processes on one Redis
+//! Rate limits shared through Redis: two real `bulwark serve` processes on one Redis
 //! and one database admit exactly the limit between them; and a Redis of the test's own
 //! (`redis-server` on a spare port) frozen, killed and restarted in the middle of a run: the
 //! server keeps answering within its budget, login limits fail closed (503), other limits fail
@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reqwest::{Client, RequestBuilder, Response};
+use reqwest::{RequestBuilder, Response};
 use serde_json::Value;
 
 use crate::helpers::{
-    Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, spawn_app_with,
+    Backend, DatabaseGuard, PASSWORD, TestApp, XFF, fresh_database_url, spawn_app_with,
 };
-use crate::process::{self, KillOnDrop, free_port};
+use crate::process::{Instance, free_port};
 use crate::rate_limits::{
     TIMING, assert_exact_burst, assert_too_many, limits, limits_of, redis_url, retry_after,
     unique_ip, unique_name,
@@ -32,62 +32,14 @@ use crate::rate_limits::{
 // Two server processes, one Redis
 // ---------------------------------------------------------------------------------------------
 
-/// One `bulwark serve` child process, killed when dropped.
-struct Instance {
-    name: &'static str,
-    child: KillOnDrop,
-    base: String,
-    client: Client,
-    dir: tempfile::TempDir,
+/// `GET /.well-known/jwks.json` on `instance` from `ip`, not sent yet.
+fn jwks(instance: &Instance, ip: &str) -> RequestBuilder {
+    instance.http.get("/.well-known/jwks.json").header(XFF, ip)
 }
 
-impl Instance {
-    fn start(name: &'static str, database_url: &str, master_secret: &str, config: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("bulwark.toml");
-        std::fs::write(&config_path, config).expect("config written");
-        let port = free_port();
-        let mut command = process::serve_command(
-            dir.path(),
-            port,
-            database_url,
-            master_secret,
-            Some(&config_path),
-        );
-        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
-        Self {
-            name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: process::client(false),
-            dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    /// Waits for `GET /ready` (not the JWKS route, whose limit the test sets low).
-    async fn wait_ready(&mut self) {
-        let url = self.url("/ready");
-        let log = self.dir.path().join("server.log");
-        let who = format!("instance {}", self.name);
-        process::wait_for_200(&mut self.child, &self.client, &url, &log, &who, "ready").await;
-    }
-
-    fn jwks(&self, ip: &str) -> RequestBuilder {
-        self.client
-            .get(self.url("/.well-known/jwks.json"))
-            .header("x-forwarded-for", ip)
-    }
-
-    fn login(&self, username: &str, ip: &str) -> RequestBuilder {
-        self.client
-            .post(self.url("/token"))
-            .header("x-forwarded-for", ip)
-            .form(&[("username", username), ("password", PASSWORD)])
-    }
+/// `POST /token` on `instance` for `username` from `ip`, not sent yet.
+fn login(instance: &Instance, username: &str, ip: &str) -> RequestBuilder {
+    instance.http.login_request(Some(ip), username, PASSWORD)
 }
 
 /// Two instances on one database and one Redis; the servers stop before the database goes.
@@ -101,10 +53,25 @@ impl Pair {
     async fn start(backend: &Backend, config: &str) -> Self {
         let (database_url, db) = fresh_database_url(backend).await;
         let master_secret = bulwark::secret::random_token(32);
-        let mut a = Instance::start("A", &database_url, &master_secret, config);
-        let mut b = Instance::start("B", &database_url, &master_secret, config);
-        a.wait_ready().await;
-        b.wait_ready().await;
+        let mut a = Instance::start(
+            "A",
+            free_port(),
+            &database_url,
+            &master_secret,
+            Some(config),
+            &[],
+        );
+        let mut b = Instance::start(
+            "B",
+            free_port(),
+            &database_url,
+            &master_secret,
+            Some(config),
+            &[],
+        );
+        // `GET /ready`, not the JWKS route, whose limit the test sets low.
+        a.wait_for("/ready", "ready").await;
+        b.wait_for("/ready", "ready").await;
         Self { a, b, _db: db }
     }
 
@@ -151,7 +118,7 @@ default = "100000/minute"
         200,
         || {
             let ip = unique_ip();
-            (0..60).map(|i| pair.pick(i).jwks(&ip)).collect()
+            (0..60).map(|i| jwks(pair.pick(i), &ip)).collect()
         },
     )
     .await;
@@ -162,16 +129,14 @@ default = "100000/minute"
         let fresh = unique_name("shared");
         *name.lock().expect("lock") = fresh.clone();
         (0..40)
-            .map(|i| pair.pick(i).login(&fresh, &unique_ip()))
+            .map(|i| login(pair.pick(i), &fresh, &unique_ip()))
             .collect()
     })
     .await;
     // ...in any letter case, on either instance.
     let name = name.into_inner().expect("lock");
     for (i, variant) in [name.to_uppercase(), name.clone()].iter().enumerate() {
-        let response = pair
-            .pick(i)
-            .login(variant, &unique_ip())
+        let response = login(pair.pick(i), variant, &unique_ip())
             .send()
             .await
             .expect("request");
@@ -182,7 +147,7 @@ default = "100000/minute"
     assert_exact_burst("logins per IP across two instances", 10, 401, || {
         let ip = unique_ip();
         (0..40)
-            .map(|i| pair.pick(i).login(&unique_name("shared"), &ip))
+            .map(|i| login(pair.pick(i), &unique_name("shared"), &ip))
             .collect()
     })
     .await;
@@ -191,12 +156,12 @@ default = "100000/minute"
     let ip = unique_ip();
     for (i, remaining) in (0..10u64).rev().enumerate() {
         let instance = pair.pick(i);
-        let response = instance.jwks(&ip).send().await.expect("request");
+        let response = jwks(instance, &ip).send().await.expect("request");
         assert_eq!(response.status(), 200, "{}", instance.name);
         let l = limits(&response);
         assert_eq!((l.limit, l.remaining), (10, remaining), "{}", instance.name);
     }
-    let response = pair.b.jwks(&ip).send().await.expect("request");
+    let response = jwks(&pair.b, &ip).send().await.expect("request");
     assert_too_many(response).await;
 }
 
@@ -375,16 +340,7 @@ async fn assert_degraded(app: &TestApp, token: &str, what: &str) -> Duration {
 async fn wait_for_redis(app: &TestApp, what: &str) -> (Duration, Response) {
     let start = Instant::now();
     loop {
-        let response = app
-            .client
-            .post(app.url("/token"))
-            .form(&[
-                ("username", unique_name("u").as_str()),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .expect("request");
+        let response = app.login(&unique_name("u"), PASSWORD).await;
         if response.status() != 503 {
             println!("{what}: limiting resumed after {:?}", start.elapsed());
             return (start.elapsed(), response);

@@ -1,5 +1,5 @@
 //! HTTPS, the HTTP→HTTPS redirect, certificate reload on SIGHUP and graceful shutdown on SIGTERM,
-//! against real `bulwark serve` processes (issue 6, items 1 and 2).
+//! against real `bulwark serve` processes.
 //!
 //! Certificates are made here with rcgen; the client is rustls (aws-lc-rs, the server's provider)
 //! under hyper, so that each test sees the negotiated protocol and the certificate served.
@@ -8,9 +8,8 @@
 //! library's unit tests pin the server's version list).
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,9 +30,9 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::helpers::{Backend, DatabaseGuard, fresh_database_url};
+use crate::helpers::{Backend, DatabaseGuard, client, fresh_database_url};
+use crate::process::{self, KillOnDrop, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
 // ---------------------------------------------------------------------------------------------
@@ -76,50 +75,19 @@ fn replace_file(from: &Path, to: &Path) {
 
 /// A `bulwark serve` child process, killed when dropped.
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
     dir: tempfile::TempDir,
     _db: DatabaseGuard,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// The child's command, environment as in `instances.rs`: a fresh data folder and database, a
-/// master secret, cheap hashing. Logs go to `server.log` in the data folder.
-fn command(dir: &Path, database_url: &str, args: &[String]) -> Command {
-    let log = File::create(dir.join("server.log")).expect("log file");
-    let mut command = Command::new(BIN);
-    command
-        .arg("serve")
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("BULWARK_DATABASE_URL", database_url)
-        .env(
-            "BULWARK_MASTER_SECRET",
-            bulwark::secret::random_token(32).as_str(),
-        )
-        .env("BULWARK_DATA_DIR", dir)
-        .env("BULWARK_PASSWORD_HASHING__MEMORY_KIB", "1024")
-        .env("BULWARK_PASSWORD_HASHING__ITERATIONS", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log);
-    command
+/// Starts `bulwark serve --bind 127.0.0.1:<port> <args>` in `dir` (its data folder) with a new
+/// master secret, its output going to `server.log` there.
+fn spawn_serve(dir: &Path, port: u16, database_url: &str, args: &[String]) -> KillOnDrop {
+    let secret = bulwark::secret::random_token(32);
+    let mut command = process::serve_command(dir, port, database_url, &secret, None);
+    command.args(args);
+    process::spawn_logging_all(&mut command, &dir.join("server.log"))
 }
 
 impl Server {
@@ -128,11 +96,7 @@ impl Server {
     async fn start(dir: tempfile::TempDir, args: &[String]) -> Self {
         let (database_url, db) = fresh_database_url(&Backend::Sqlite).await;
         let port = free_port();
-        let mut all = vec!["--bind".to_owned(), format!("127.0.0.1:{port}")];
-        all.extend_from_slice(args);
-        let child = command(dir.path(), &database_url, &all)
-            .spawn()
-            .expect("the server starts");
+        let child = spawn_serve(dir.path(), port, &database_url, args);
         let mut server = Self {
             child,
             port,
@@ -144,7 +108,7 @@ impl Server {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        process::read_log(&self.dir.path().join("server.log"))
     }
 
     /// Waits for the "listening" log line (written once the sockets are bound, the first admin
@@ -198,28 +162,21 @@ impl Server {
 /// output.
 async fn start_fails(dir: &Path, args: &[String]) -> (ExitStatus, String) {
     let (database_url, _db) = fresh_database_url(&Backend::Sqlite).await;
-    let mut all = vec!["--bind".to_owned(), format!("127.0.0.1:{}", free_port())];
-    all.extend_from_slice(args);
-    let mut child = command(dir, &database_url, &all)
-        .spawn()
-        .expect("the server starts");
+    let mut child = spawn_serve(dir, free_port(), &database_url, args);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running:\n{}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            );
-        }
+        // The child is killed when the panic drops it.
+        assert!(
+            Instant::now() <= deadline,
+            "still running:\n{}",
+            process::read_log(&dir.join("server.log"))
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-    (status, log)
+    (status, process::read_log(&dir.join("server.log")))
 }
 
 fn tls_args(pair: &Pair) -> Vec<String> {
@@ -496,10 +453,7 @@ async fn plain_http_on_the_tls_port_gets_no_http_response() {
 #[tokio::test]
 async fn hsts_and_secure_cookies_are_absent_without_tls() {
     let server = Server::start(tempfile::tempdir().expect("dir"), &[]).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = client(true);
 
     let health = client
         .get(format!("http://127.0.0.1:{}/health", server.port))
@@ -648,11 +602,7 @@ async fn redirect_http_answers_308_to_the_same_path_and_query_on_https() {
         format!("127.0.0.1:{redirect_port}"),
     ]);
     let server = Server::start(dir, &args).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = client(false);
     let url = format!("http://127.0.0.1:{redirect_port}/items/?q=a%20b&limit=5");
 
     // Act

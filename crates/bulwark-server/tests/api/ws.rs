@@ -1,4 +1,4 @@
-//! `GET /ws` (issue 6, "WebSocket `/ws`" and "Across instances"; contract, "WebSocket"):
+//! `GET /ws` (the contract's "WebSocket" section, and delivery across instances):
 //! authentication by the session cookie or `Sec-WebSocket-Protocol: bearer, <token>`, never by
 //! the query string; `Origin` checks; one JSON message per change to the caller's own items and
 //! never another user's; the limits (64 KiB frames and messages, 20 client messages per second,
@@ -15,7 +15,6 @@ use std::{
 };
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use reqwest::{Client, header as reqwest_header};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -33,10 +32,10 @@ use tokio_tungstenite::{
 
 use crate::{
     helpers::{
-        Backend, DatabaseGuard, PASSWORD, TestApp, fresh_database_url, set_cookie, spawn_app,
-        spawn_app_with,
+        Backend, PASSWORD, TestApp, active_kid, fresh_database_url, json_with_status, set_cookie,
+        spawn_app, spawn_app_with,
     },
-    process::{self, KillOnDrop, free_ports},
+    process::{Cluster, Instance, RATE_LIMITS_OFF, free_ports},
     test_both,
 };
 
@@ -176,11 +175,6 @@ async fn ending(socket: &mut Socket, within: Duration) -> Ending {
 /// An item event as the contract words it.
 fn event(name: &str, item: &Value) -> Value {
     json!({"event": name, "item": item})
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    response.json().await.expect("json")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,31 +325,8 @@ test_both!(a_bearer_subprotocol_token_opens_a_socket_answering_the_bearer_subpro
 
 /// Logs in through the browser form (GET /login, then POST /login with its CSRF token) and
 /// returns the `session` cookie's value.
-async fn browser_login(app: &TestApp, username: &str) -> String {
-    let page = app
-        .client
-        .get(app.url("/login"))
-        .send()
-        .await
-        .expect("GET /login");
-    assert_eq!(page.status(), 200);
-    let csrf_cookie = set_cookie(&page, "csrftoken").expect("a CSRF cookie");
-    let html = page.text().await.expect("html");
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a csrf_token field") + marker.len();
-    let csrf_token = &html[start..start + html[start..].find('"').expect("end of value")];
-    let response = app
-        .client
-        .post(app.url("/login"))
-        .header(reqwest_header::COOKIE, format!("csrftoken={csrf_cookie}"))
-        .form(&[
-            ("username", username),
-            ("password", PASSWORD),
-            ("csrf_token", csrf_token),
-        ])
-        .send()
-        .await
-        .expect("POST /login");
+async fn browser_session(app: &TestApp, username: &str) -> String {
+    let response = app.browser_login(username, PASSWORD).await;
     assert_eq!(response.status(), 200, "browser login");
     set_cookie(&response, "session").expect("a session cookie")
 }
@@ -363,7 +334,7 @@ async fn browser_login(app: &TestApp, username: &str) -> String {
 async fn a_session_cookie_opens_a_socket_for_its_user(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, token) = app.user_with_token("alice", &[]).await;
-    let session = browser_login(&app, "alice").await;
+    let session = browser_session(&app, "alice").await;
     let mut socket = open(app.port, Auth::Cookie(&session)).await;
 
     // The socket belongs to alice: her change arrives.
@@ -400,7 +371,7 @@ async fn creating_updating_and_deleting_an_item_sends_exactly_three_events_in_or
     // Right after the handshake: nothing may be lost between the 101 and the first change.
     let created = app.new_item(&token, "lamp").await;
     let path = format!("/items/{}", created["id"]);
-    let updated = json_of(
+    let updated = json_with_status(
         app.put_json(
             &path,
             Some(&token),
@@ -474,7 +445,7 @@ async fn another_users_item_changes_never_reach_the_socket(backend: Backend) {
     }
     let first = &bob_events[0]["item"];
     let path = format!("/items/{}", first["id"]);
-    let updated = json_of(
+    let updated = json_with_status(
         app.put_json(&path, Some(&bob), &json!({"name": "b1+", "price": 3.0}))
             .await,
         200,
@@ -498,7 +469,7 @@ async fn another_users_item_changes_never_reach_the_socket(backend: Backend) {
 
     // An admin editing alice's item: the event goes to alice (the owner), not to the admin.
     let path = format!("/items/{}", mine["id"]);
-    let by_admin = json_of(
+    let by_admin = json_with_status(
         app.put_json(
             &path,
             Some(&admin),
@@ -657,10 +628,7 @@ async fn logout_or_disabling_the_user_closes_the_socket_with_1008(backend: Backe
     let app = spawn_app(backend).await;
     let (alice_id, first) = app.user_with_token("alice", &[]).await;
     let (_, admin) = app.user_with_token("root", &["admin"]).await;
-    let second = json_of(app.login("alice", PASSWORD).await, 200).await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let second = app.access_token("alice", PASSWORD).await;
     let mut first_socket = open(app.port, Auth::Bearer(&first)).await;
     let mut second_socket = open(app.port, Auth::Bearer(&second)).await;
 
@@ -713,14 +681,7 @@ async fn revoking_the_signing_key_closes_the_sockets_of_its_tokens() {
     let app = spawn_app(Backend::Sqlite).await;
     let (_, token) = app.user_with_token("alice", &[]).await;
     let mut socket = open(app.port, Auth::Bearer(&token)).await;
-    let kid = app
-        .state
-        .keys
-        .ring()
-        .active()
-        .expect("an active key")
-        .kid()
-        .to_owned();
+    let kid = active_kid(&app);
     app.state.keys.revoke(&kid).await.expect("revoked");
     // The token no longer authenticates anything...
     assert_eq!(app.get("/protected", Some(&token)).await.status(), 401);
@@ -766,104 +727,14 @@ async fn the_tokens_expiry_closes_the_socket_with_1008() {
 // Real `bulwark serve` processes
 // ---------------------------------------------------------------------------------------------
 
-/// One `bulwark serve` child process, killed when dropped.
-struct Server {
-    name: &'static str,
-    child: KillOnDrop,
-    port: u16,
-    client: Client,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(
-        name: &'static str,
-        port: u16,
-        database_url: &str,
-        master_secret: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut command =
-            process::serve_command(dir.path(), port, database_url, master_secret, None);
-        command
-            .env("BULWARK_RATE_LIMITS__ENABLED", "false")
-            .envs(extra_env.iter().copied());
-        let child = process::spawn_logging_all(&mut command, &dir.path().join("server.log"));
-        Self {
-            name,
-            child,
-            port,
-            client: process::client(true),
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        process::read_log(&self.dir.path().join("server.log"))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn wait_healthy(&mut self) {
-        let url = self.url("/health");
-        let log = self.dir.path().join("server.log");
-        process::wait_for_200(
-            &mut self.child,
-            &self.client,
-            &url,
-            &log,
-            self.name,
-            "healthy",
-        )
-        .await;
-    }
-
-    fn admin_password(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.path().join("initial-admin-password"))
-            .ok()
-            .map(|p| p.trim_end().to_owned())
-    }
-
-    async fn login(&self, username: &str, password: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/token"))
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await
-            .expect("request");
-        let body = json_of(response, 200).await;
-        body["access_token"].as_str().expect("token").to_owned()
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request.send().await.expect("request")
-    }
-
-    /// The start-up log line naming the item event transport.
-    fn event_transport_line(&self) -> String {
-        self.log()
-            .lines()
-            .find(|l| l.contains("item events"))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no \"item events\" line:\n{}", self.log()))
-    }
+/// The start-up log line naming the item event transport.
+fn event_transport_line(server: &Instance) -> String {
+    server
+        .log()
+        .lines()
+        .find(|l| l.contains("item events"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no \"item events\" line:\n{}", server.log()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -871,13 +742,20 @@ async fn sigterm_closes_open_sockets_with_1001_and_the_process_exits_0() {
     let (database_url, _db) = fresh_database_url(&Backend::Sqlite).await;
     let [port] = free_ports::<1>();
     let secret = bulwark::secret::random_token(32);
-    let mut server = Server::start("server", port, &database_url, &secret, &[]);
+    let mut server = Instance::start(
+        "server",
+        port,
+        &database_url,
+        &secret,
+        None,
+        &[RATE_LIMITS_OFF],
+    );
     server.wait_healthy().await;
     let password = server.admin_password().expect("the first admin's password");
     let token = server.login("admin", &password).await;
     let mut socket = open(port, Auth::Bearer(&token)).await;
     // The socket is live before the signal.
-    let created = json_of(
+    let created = json_with_status(
         server
             .send(
                 reqwest::Method::POST,
@@ -921,33 +799,6 @@ async fn sigterm_closes_open_sockets_with_1001_and_the_process_exits_0() {
     assert_eq!(exit.code(), Some(0), "log:\n{}", server.log());
 }
 
-/// Two instances on one fresh PostgreSQL database.
-struct Cluster {
-    a: Server,
-    b: Server,
-    _db: DatabaseGuard,
-}
-
-impl Cluster {
-    async fn start(backend: &Backend, extra_env: &[(&str, &str)]) -> Self {
-        let (database_url, db) = fresh_database_url(backend).await;
-        let secret = bulwark::secret::random_token(32);
-        let [port_a, port_b] = free_ports::<2>();
-        let mut a = Server::start("A", port_a, &database_url, &secret, extra_env);
-        let mut b = Server::start("B", port_b, &database_url, &secret, extra_env);
-        a.wait_healthy().await;
-        b.wait_healthy().await;
-        Self { a, b, _db: db }
-    }
-
-    fn admin_password(&self) -> String {
-        self.a
-            .admin_password()
-            .or_else(|| self.b.admin_password())
-            .expect("a first admin's password")
-    }
-}
-
 /// A socket on each instance; items written through A (and one change through B) reach both,
 /// in write order, including an event too large for a `NOTIFY` payload.
 async fn events_cross_instances(extra_env: &[(&str, &str)], transport: &str) {
@@ -958,14 +809,18 @@ async fn events_cross_instances(extra_env: &[(&str, &str)], transport: &str) {
     let cluster = Cluster::start(&backend, extra_env).await;
     let (a, b) = (&cluster.a, &cluster.b);
     for server in [a, b] {
-        let line = server.event_transport_line();
+        let line = event_transport_line(server);
         assert!(
             line.contains(&format!("transport=\"{transport}\"")),
             "{} does not use {transport}: {line}",
             server.name
         );
     }
-    let admin = a.login("admin", &cluster.admin_password()).await;
+    let admin_password = a
+        .admin_password()
+        .or_else(|| b.admin_password())
+        .expect("a first admin's password");
+    let admin = a.login("admin", &admin_password).await;
     let created = a
         .send(
             reqwest::Method::POST,
@@ -1000,7 +855,7 @@ async fn events_cross_instances(extra_env: &[(&str, &str)], transport: &str) {
         )
         .await;
     assert_eq!(bobs.status(), 201);
-    let item = json_of(
+    let item = json_with_status(
         a.send(
             reqwest::Method::POST,
             "/items/",
@@ -1012,7 +867,7 @@ async fn events_cross_instances(extra_env: &[(&str, &str)], transport: &str) {
     )
     .await;
     let path = format!("/items/{}", item["id"]);
-    let updated = json_of(
+    let updated = json_with_status(
         a.send(
             reqwest::Method::PUT,
             &path,
@@ -1038,7 +893,7 @@ async fn events_cross_instances(extra_env: &[(&str, &str)], transport: &str) {
 
     // An event of ~9000 bytes (over PostgreSQL's 8000-byte NOTIFY payload) still arrives.
     let description = "x".repeat(9000);
-    let big = json_of(
+    let big = json_with_status(
         a.send(
             reqwest::Method::POST,
             "/items/",
