@@ -1,11 +1,77 @@
 //! # Bulwark
 //!
 //! Security building blocks for [axum](https://docs.rs/axum) and [tower](https://docs.rs/tower)
-//! APIs, secure by default. Each module protects against one class of attack and says in its own
-//! docs what it stops, what it does not, and how to deploy it behind a proxy:
+//! APIs, secure by default: the protections a well-known guide to securing FastAPI APIs asks
+//! for, as one request pipeline and extractors that read like the guide.
+//!
+//! # Quickstart
+//!
+//! A login through the OAuth2 password flow, a route for any caller and one for admins, with
+//! rate limits (logins: 5 a minute per client IP), the security headers, FastAPI-shaped errors
+//! and a hardened socket. `examples/quickstart.rs` adds cookie sessions and CSRF;
+//! `examples/guide.rs` re-does the FastAPI guide practice by practice.
+//!
+//! ```no_run
+//! use axum::{Router, extract::{FromRef, State}, routing::{get, post}};
+//! use bulwark::prelude::*;
+//! use secrecy::SecretString;
+//! use serde::Deserialize;
+//!
+//! #[derive(Clone, FromRef)]
+//! struct AppState {
+//!     jwt: JwtAuth,
+//!     hasher: PasswordHasher,
+//!     admin_hash: String, // your user store
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct LoginForm { username: String, password: SecretString }
+//!
+//! async fn login(
+//!     State(state): State<AppState>,
+//!     Form(form): Form<LoginForm>,
+//! ) -> Result<impl axum::response::IntoResponse, HttpError> {
+//!     // Unknown users are checked against a dummy hash, off the async threads.
+//!     let stored = (form.username == "admin").then_some(state.admin_hash.as_str());
+//!     if !state.hasher.verify(form.password, stored).await?.is_match() {
+//!         return Err(HttpError::invalid_login());
+//!     }
+//!     Ok(state.jwt.issue(&form.username, None, &["admin".to_owned()])?) // {"access_token": ...}
+//! }
+//!
+//! async fn me(user: CurrentUser) -> String { format!("hello, {}", user.sub) } // else 401
+//! async fn admin(admin: RequireRole<Admin>) -> String { admin.sub.clone() } // else 401 or 403
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let hasher = PasswordHasher::new(Default::default())?;
+//!     let password = std::env::var("ADMIN_PASSWORD")?; // never in the code
+//!     let admin_hash = hasher.hash(password.into()).await?.into_string();
+//!     let jwt = JwtAuth::ephemeral(JwtConfig::new("my-api", "my-api"));
+//!     let pipeline = Pipeline::builder()
+//!         .authentication(jwt.clone())
+//!         .login_route("POST /token")
+//!         .build()?;
+//!     let app = Router::new()
+//!         .route("/token", post(login))
+//!         .route("/me", get(me))
+//!         .route("/admin", get(admin))
+//!         .with_state(AppState { jwt, hasher, admin_hash })
+//!         .layer(pipeline);
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     bulwark::serve::serve(listener, app, Default::default(), std::future::pending()).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Modules
+//!
+//! Each module protects against one class of attack and says in its own docs what it stops,
+//! what it does not, and how to deploy it behind a proxy:
 //!
 //! | module | protects |
 //! |---|---|
+//! | [`pipeline`] | all of the below in one tower layer, in the order a request needs them |
 //! | [`client_ip`] | client identity: the socket peer, or forwarded addresses only from trusted proxies |
 //! | [`csrf`] | cross-site request forgery on cookie-authenticated requests |
 //! | [`error`] | error bodies: FastAPI shapes, no internal detail ever sent |
@@ -18,12 +84,12 @@
 //! | [`sanitize`] | XSS-safe user HTML over ammonia |
 //! | [`headers`] | hardening response headers |
 //! | [`secret`] | the master secret: strength checks, derived keys, sealing key material |
-//! | [`pipeline`] | all of the above in one tower layer, in the order a request needs them |
 //! | [`serve`] | the socket: header-read and handshake timeouts, HTTP or HTTPS, graceful shutdown |
 //! | [`tls`] | eavesdropping and tampering: rustls with TLS 1.2/1.3 only, reloadable certificates |
 //!
 //! The library knows nothing of users or items: state flows through axum's `FromRef`, never
 //! through globals, so every protection can be configured once at start-up and tested alone.
+//! [`prelude`] imports the items most applications use.
 //!
 //! # Cargo features
 //!

@@ -45,7 +45,6 @@ fn parse_fields(body: ItemBody) -> Result<ItemFields, Response> {
 
 /// Create an item owned by the caller.
 #[utoipa::path(post, path = "/items/", tag = "items", request_body = ItemBody,
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 201, body = ItemOut), (status = 401), (status = 415), (status = 422)))]
 async fn create_item(
     State(state): State<AppState>,
@@ -64,7 +63,6 @@ async fn create_item(
 
 /// List the caller's own items.
 #[utoipa::path(get, path = "/items/", tag = "items", params(ListItemsQuery),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = ItemList), (status = 401), (status = 422)))]
 async fn list_items(
     State(state): State<AppState>,
@@ -86,7 +84,6 @@ async fn list_items(
 /// Read an item (owner or admin; anyone else gets 404, as for a missing item).
 #[utoipa::path(get, path = "/items/{item_id}", tag = "items",
     params(("item_id" = i64, Path, description = "Item id")),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = ItemOut), (status = 401), (status = 404), (status = 422)))]
 async fn get_item(
     State(state): State<AppState>,
@@ -105,7 +102,6 @@ async fn get_item(
 /// Replace an item (owner or admin).
 #[utoipa::path(put, path = "/items/{item_id}", tag = "items", request_body = ItemBody,
     params(("item_id" = i64, Path, description = "Item id")),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = ItemOut), (status = 401), (status = 404), (status = 415), (status = 422)))]
 async fn update_item(
     State(state): State<AppState>,
@@ -127,7 +123,6 @@ async fn update_item(
 /// Delete an item (owner or admin).
 #[utoipa::path(delete, path = "/items/{item_id}", tag = "items",
     params(("item_id" = i64, Path, description = "Item id")),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 204), (status = 401), (status = 404), (status = 422)))]
 async fn delete_item(
     State(state): State<AppState>,
@@ -147,7 +142,6 @@ async fn delete_item(
 /// The item as an HTML page: the name escaped, the description in its sanitized form.
 #[utoipa::path(get, path = "/items/{item_id}/view", tag = "items",
     params(("item_id" = i64, Path, description = "Item id")),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, content_type = "text/html", body = String), (status = 401), (status = 404), (status = 422)))]
 async fn view_item(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ pub mod ws;
 
 use axum::{
     Router,
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 use bulwark::error::HttpError;
@@ -188,11 +188,41 @@ const OPENAPI_PATH: &str = "/openapi.json";
 /// A route template, and the methods whose operation there requires an authenticated caller.
 pub type Template = (String, Vec<http::Method>);
 
+/// The operations whose every caller must be authenticated (a valid bearer token or session
+/// cookie), declared here once: the pipeline answers 401 for them before routing (as their
+/// handlers' extractors would), and the OpenAPI document lists the security schemes on exactly
+/// these operations (`openapi::complete`). A handler that takes `CurrentUser` or `RequireRole`
+/// belongs here; the tests check that every entry names an operation of the document.
+pub const AUTHENTICATED: &[(&str, &[Method])] = &[
+    ("/protected", &[Method::GET]),
+    ("/logout", &[Method::POST]),
+    ("/users/me", &[Method::GET]),
+    ("/items/", &[Method::GET, Method::POST]),
+    (
+        "/items/{item_id}",
+        &[Method::GET, Method::PUT, Method::DELETE],
+    ),
+    ("/items/{item_id}/view", &[Method::GET]),
+    ("/admin/users", &[Method::GET, Method::POST]),
+    ("/admin/users/{user_id}", &[Method::PATCH]),
+    ("/admin/keys", &[Method::GET]),
+    ("/admin/keys/rotate", &[Method::POST]),
+    ("/admin/audit", &[Method::GET]),
+];
+
+/// Whether `method` on the route template `path` requires an authenticated caller
+/// ([`AUTHENTICATED`]).
+pub fn requires_authentication(path: &str, method: &Method) -> bool {
+    AUTHENTICATED
+        .iter()
+        .any(|(p, methods)| *p == path && methods.contains(method))
+}
+
 /// The application's routes, with `/docs` and `/openapi.json` when `docs` is on, and the
-/// template of every route: the pipeline ([`bulwark::pipeline`]) runs in front of the router (one layer for the
-/// whole router rather than one per route, see `startup::build_router`), so it finds a
-/// request's template itself. The templates come from the OpenAPI document, with the methods
-/// whose operations require authentication, plus the few routes it does not describe; in
+/// template of every route: the pipeline ([`bulwark::pipeline`]) runs in front of the router
+/// (one layer for the whole router rather than one per route, see `startup::build_router`), so
+/// it finds a request's template itself. The templates come from the OpenAPI document, with
+/// the methods [`AUTHENTICATED`] names, plus the few routes it does not describe; in
 /// debug builds (the tests), every routed request checks that the guard found the template
 /// axum matched.
 pub fn router(state: AppState) -> (Router, Vec<Template>) {
@@ -201,8 +231,15 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
     let mut templates: Vec<Template> = openapi
         .paths
         .paths
-        .iter()
-        .map(|(path, item)| (path.clone(), openapi::authenticated_methods(item)))
+        .keys()
+        .map(|path| {
+            let methods = AUTHENTICATED
+                .iter()
+                .filter(|(p, _)| p == path)
+                .flat_map(|(_, methods)| methods.iter().cloned())
+                .collect();
+            (path.clone(), methods)
+        })
         .collect();
     templates.extend([browser::STYLESHEET, ws::PATH].map(|p| (p.to_owned(), Vec::new())));
     let mut router = api_router.merge(ws::router());
@@ -240,6 +277,36 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_authenticated_route_is_a_documented_operation_with_the_security_schemes() {
+        let doc = openapi();
+        for (path, methods) in AUTHENTICATED {
+            let item = doc
+                .paths
+                .paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} is not a route of the document"));
+            for method in *methods {
+                let op = match *method {
+                    Method::GET => &item.get,
+                    Method::POST => &item.post,
+                    Method::PUT => &item.put,
+                    Method::PATCH => &item.patch,
+                    Method::DELETE => &item.delete,
+                    _ => panic!("unexpected method {method}"),
+                };
+                let op = op
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{method} {path} is not an operation"));
+                assert_eq!(
+                    op.security.as_ref().map(Vec::len),
+                    Some(3),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
 
     async fn answer(response: Response) -> (u16, Option<String>, String) {
         let status = response.status().as_u16();

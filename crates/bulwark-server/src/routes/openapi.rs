@@ -82,11 +82,24 @@ pub fn complete(doc: &mut OpenApi) {
         let limited = !crate::routes::health::UNLIMITED_ROUTES.contains(&path.as_str());
         for (method, op) in operations_mut(item) {
             if let Some(op) = op.as_mut() {
+                if crate::routes::requires_authentication(path, &method) {
+                    op.security = Some(caller_security());
+                }
                 complete_operation(op, !method.is_safe(), limited);
             }
         }
     }
     forbid_nul(doc);
+}
+
+/// The ways a caller may authenticate, as alternatives: the OAuth2 password flow's bearer
+/// token (what Swagger UI's "Authorize" gets), any bearer JWT, or the browser's session cookie.
+fn caller_security() -> Vec<utoipa::openapi::security::SecurityRequirement> {
+    ["OAuth2PasswordBearer", "HTTPBearer", "session"]
+        .map(|scheme| {
+            utoipa::openapi::security::SecurityRequirement::new(scheme, Vec::<String>::new())
+        })
+        .into()
 }
 
 /// The pattern that says what every text input must be: without NUL (U+0000), which the
@@ -180,31 +193,6 @@ fn operations_mut(item: &mut PathItem) -> [(Method, &mut Option<Operation>); 8] 
         (Method::PATCH, &mut item.patch),
         (Method::DELETE, &mut item.delete),
     ]
-}
-
-/// The methods of a path item whose operations require an authenticated caller.
-pub fn authenticated_methods(item: &PathItem) -> Vec<Method> {
-    // `operations_mut` on a copy keeps one list of the fields; this runs once, at start-up.
-    let mut item = item.clone();
-    operations_mut(&mut item)
-        .into_iter()
-        .filter(|(_, op)| op.as_ref().is_some_and(requires_authentication))
-        .map(|(method, _)| method)
-        .collect()
-}
-
-/// Whether the operation requires an authenticated caller: it has security alternatives and
-/// each names a scheme (an empty one, `{}`, would let anyone in).
-fn requires_authentication(op: &Operation) -> bool {
-    op.security.as_ref().is_some_and(|requirements| {
-        !requirements.is_empty()
-            && requirements.iter().all(|r| {
-                serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| v.as_object().map(|o| !o.is_empty()))
-                    .unwrap_or(false)
-            })
-    })
 }
 
 /// Whether `session` is one of the operation's security alternatives. (utoipa keeps a

@@ -267,7 +267,6 @@ async fn refresh(
 /// Revoke the presented access token and its refresh family at once. With the session cookie
 /// (which needs a CSRF token), the cookie is cleared too.
 #[utoipa::path(post, path = "/logout", tag = "auth",
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 204), (status = 401), (status = 403)))]
 async fn logout(
     State(state): State<AppState>,

@@ -138,7 +138,6 @@ fn create_error(err: CreateUserError) -> Response {
 
 /// A route any authenticated user may call.
 #[utoipa::path(get, path = "/protected", tag = "users",
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = Message), (status = 401)))]
 async fn protected(user: CurrentUser) -> axum::Json<Message> {
     axum::Json(Message {
@@ -148,7 +147,6 @@ async fn protected(user: CurrentUser) -> axum::Json<Message> {
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/users/me", tag = "users",
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = UserOut), (status = 401)))]
 async fn me(
     State(state): State<AppState>,
@@ -198,7 +196,6 @@ async fn signup(
 
 /// Every user (admin only).
 #[utoipa::path(get, path = "/admin/users", tag = "admin",
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = Vec<UserOut>), (status = 401), (status = 403)))]
 async fn list_users(
     State(state): State<AppState>,
@@ -210,7 +207,6 @@ async fn list_users(
 
 /// Create a user with roles (admin only).
 #[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = AdminCreateUserBody,
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 201, body = UserOut), (status = 401), (status = 403), (status = 409), (status = 422)))]
 async fn admin_create_user(
     State(state): State<AppState>,
@@ -243,7 +239,6 @@ async fn admin_create_user(
 /// Change a user's roles, disabled flag or password (admin only).
 #[utoipa::path(patch, path = "/admin/users/{user_id}", tag = "admin", request_body = PatchUserBody,
     params(("user_id" = i64, Path, description = "User id")),
-    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = []), ("session" = [])),
     responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn patch_user(
     State(state): State<AppState>,

@@ -1,3 +1,5 @@
+//! The server's HTTP and CLI tests: each starts the real server (on port 0, or as a process)
+//! and talks to it, on SQLite and PostgreSQL, with memory and Redis stores.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
