@@ -3,7 +3,7 @@
 
 use std::{fmt, net::IpAddr};
 
-use crate::config::Settings;
+use crate::config::{InvalidSetting, Settings};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,8 +56,55 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
-/// Every check, in a stable order.
+/// Every check, in a stable order, of settings that loaded.
 pub fn run(settings: &Settings) -> Vec<Finding> {
+    report(settings, &[])
+}
+
+/// The settings each finding is about, besides its own key: a value of one of them that does
+/// not load makes the finding critical.
+const ABOUT: &[(&str, &[&str])] = &[
+    ("master_secret", &["master_secret", "master_secret_file"]),
+    ("tls", &["tls_cert", "tls_key", "tls_self_signed"]),
+    ("secure_cookies", &["secure_cookies"]),
+    ("docs", &["docs"]),
+    ("allowed_origins", &["allowed_origins"]),
+    ("trusted_proxies", &["trusted_proxies", "forwarded_header"]),
+    ("rate_limits", &["rate_limits"]),
+    ("allow_signup", &["allow_signup"]),
+    ("database_url", &["database_url", "redis_url"]),
+    ("key_rotation_interval", &["key_rotation_interval"]),
+];
+
+/// Every check, in a stable order, for `bulwark check`: `settings` as
+/// [`Settings::load_for_check`] loaded them, the values in `invalid` left at their defaults.
+/// Each invalid value is a critical `configuration` finding, and makes the finding about its
+/// setting critical, with the reason, in place of what the default would have shown.
+pub fn report(settings: &Settings, invalid: &[InvalidSetting]) -> Vec<Finding> {
+    let mut out: Vec<Finding> = invalid
+        .iter()
+        .map(|bad| finding(Severity::Critical, "configuration", bad.to_string()))
+        .collect();
+    for finding in checks(settings) {
+        let about = |bad: &&InvalidSetting| -> bool {
+            let key = bad.key.split('.').next().unwrap_or_default();
+            ABOUT
+                .iter()
+                .any(|(about, keys)| *about == finding.key && keys.contains(&key))
+        };
+        match invalid.iter().find(about) {
+            Some(bad) if finding.key != "configuration" => out.push(Finding {
+                severity: Severity::Critical,
+                key: finding.key,
+                message: bad.to_string(),
+            }),
+            _ => out.push(finding),
+        }
+    }
+    out
+}
+
+fn checks(settings: &Settings) -> Vec<Finding> {
     use Severity::{Critical, Ok, Warning};
     let mut out = Vec::new();
     if let Err(err) = settings.validate() {
@@ -98,19 +145,18 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
     } else {
         finding(Ok, "docs", "docs are off, or served on loopback only")
     });
-    out.push(if settings.allowed_origins.iter().any(|o| o.trim() == "*") {
-        finding(
-            Critical,
-            "allowed_origins",
-            "\"*\" would let any site make credentialed requests; list the exact origins of your front ends",
-        )
-    } else {
-        finding(Ok, "allowed_origins", format!("{} origin(s) listed", settings.allowed_origins.len()))
-    });
-    let everything = settings.trusted_proxies.iter().any(|c| {
-        let c = c.trim();
-        c.ends_with("/0") || c == "0.0.0.0" || c == "::"
-    });
+    // "*" is not an origin: it never loads (reported above, as an invalid value).
+    out.push(finding(
+        Ok,
+        "allowed_origins",
+        format!("{} origin(s) listed", settings.allowed_origins.len()),
+    ));
+    // A range holding the unspecified address: `0.0.0.0/0`, `::/0` (and `::/1`, `::/2`, which
+    // hold every global IPv6 address), or the unspecified address itself.
+    let everything = settings
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(IpAddr::from([0, 0, 0, 0])) || c.contains(IpAddr::from([0u16; 8])));
     out.push(if everything {
         finding(
             Critical,
@@ -200,7 +246,13 @@ fn master_secret(settings: &Settings) -> Finding {
             )
         };
     };
-    let bytes = std::fs::read(&path).unwrap_or_default();
+    let Result::Ok(bytes) = std::fs::read(&path) else {
+        return finding(
+            Critical,
+            "master_secret",
+            format!("{} cannot be read", path.display()),
+        );
+    };
     let trimmed: Vec<u8> = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
     if let Err(err) = bulwark::secret::MasterSecret::new(trimmed) {
         return finding(
@@ -272,20 +324,51 @@ mod tests {
     #[test]
     fn each_dangerous_setting_is_reported() {
         let mut s = Settings::default();
-        s.allowed_origins = vec!["*".into()];
-        s.trusted_proxies = vec!["0.0.0.0/0".into()];
+        s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap(), "::/0".parse().unwrap()];
         s.rate_limits.enabled = false;
         s.allow_signup = true;
         s.redis_url = Some("redis://127.0.0.1".into());
         s.key_rotation_interval = crate::config::DurationSetting::parse("60d").unwrap();
         let f = run(&s);
-        assert_eq!(severity_of(&f, "allowed_origins"), Severity::Critical);
         assert_eq!(severity_of(&f, "trusted_proxies"), Severity::Critical);
         assert_eq!(severity_of(&f, "rate_limits"), Severity::Warning);
         assert_eq!(severity_of(&f, "allow_signup"), Severity::Warning);
         assert_eq!(severity_of(&f, "database_url"), Severity::Critical);
         assert_eq!(severity_of(&f, "key_rotation_interval"), Severity::Warning);
+        assert_eq!(severity_of(&f, "configuration"), Severity::Ok);
+        for cidr in ["0.0.0.0/0", "0.0.0.0", "::", "::ffff:0.0.0.0/96"] {
+            s.trusted_proxies = vec![cidr.parse().unwrap()];
+            let f = run(&s);
+            assert_eq!(
+                severity_of(&f, "trusted_proxies"),
+                Severity::Critical,
+                "{cidr}"
+            );
+        }
+        s.trusted_proxies = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        assert_eq!(severity_of(&run(&s), "trusted_proxies"), Severity::Ok);
+    }
+
+    #[test]
+    fn a_value_that_did_not_load_is_critical_under_its_own_finding() {
+        let invalid = [InvalidSetting {
+            key: "allowed_origins.0".to_owned(),
+            message: "\"*\" is never allowed".to_owned(),
+            source: Some("TOML file".to_owned()),
+        }];
+        let f = report(&Settings::default(), &invalid);
         assert_eq!(severity_of(&f, "configuration"), Severity::Critical);
+        assert_eq!(severity_of(&f, "allowed_origins"), Severity::Critical);
+        assert_eq!(severity_of(&f, "trusted_proxies"), Severity::Ok);
+        let origins = f.iter().find(|f| f.key == "allowed_origins").unwrap();
+        assert_eq!(
+            origins.message,
+            "allowed_origins.0: \"*\" is never allowed (from TOML file)"
+        );
+        assert_eq!(f.iter().filter(|f| f.key == "allowed_origins").count(), 1);
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Check = cli.command {
-        let settings = Settings::load_unchecked(cli.config.as_deref())?;
-        let findings = crate::checks::run(&settings);
+        let (settings, invalid) = Settings::load_for_check(cli.config.as_deref())?;
+        let findings = crate::checks::report(&settings, &invalid);
         for finding in &findings {
             out!("{finding}");
         }

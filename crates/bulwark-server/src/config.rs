@@ -1,18 +1,28 @@
 //! Typed, layered settings: defaults < `bulwark.toml` (or `--config`) < `BULWARK_*` environment
 //! < command-line flags. Resolved once at start-up; nothing reads configuration afterwards.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
+};
 
 use anyhow::{Context, bail};
+use bulwark::{
+    client_ip::{Cidr, TrustedProxies},
+    jwt::KeyAlgorithm,
+    rate_limit::{Quota, RouteKey},
+};
 use figment::{
     Figment,
     providers::{Env, Format, Toml},
+    value::Value,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-/// Every setting of the server. Unknown keys in the file are an error (a typo must not silently
-/// leave a protection at its default).
+/// Every setting of the server, typed: each value is parsed once, when the settings are loaded,
+/// and one that does not parse is an error naming its key and what is allowed (never a silent
+/// default). Unknown keys in the file are an error too (a typo must not silently leave a
+/// protection at its default).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -32,7 +42,7 @@ pub struct Settings {
     /// A file holding the master secret.
     pub master_secret_file: Option<PathBuf>,
     /// Proxies whose forwarding header is believed (CIDRs).
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
     /// The one forwarding header believed from `trusted_proxies`: `x-forwarded-for` (default)
     /// or `forwarded` (RFC 7239); the other is ignored.
     pub forwarded_header: bulwark::client_ip::ForwardedHeader,
@@ -47,7 +57,7 @@ pub struct Settings {
     /// A connection with no request in flight is closed after this (default 60 s).
     pub idle_timeout: DurationSetting,
     /// Origins allowed for CORS and CSRF origin checks.
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<Origin>,
     /// Whether `POST /users/signup` is open.
     pub allow_signup: bool,
     /// Whether `/docs` and `/openapi.json` are served.
@@ -59,7 +69,7 @@ pub struct Settings {
     /// How often the signing key rotates.
     pub key_rotation_interval: DurationSetting,
     /// `HS256` (default) or `EdDSA`.
-    pub jwt_algorithm: String,
+    pub jwt_algorithm: KeyAlgorithm,
     /// `iss` of issued tokens.
     pub jwt_issuer: String,
     /// `aud` of issued tokens.
@@ -117,7 +127,7 @@ impl Default for Settings {
             access_token_ttl: DurationSetting::mins(15),
             refresh_token_ttl: DurationSetting::mins(7 * 24 * 60),
             key_rotation_interval: DurationSetting::mins(24 * 60),
-            jwt_algorithm: "HS256".to_owned(),
+            jwt_algorithm: KeyAlgorithm::Hs256,
             jwt_issuer: "bulwark".to_owned(),
             jwt_audience: "bulwark-api".to_owned(),
             jwt_leeway: DurationSetting(Duration::from_secs(30)),
@@ -164,46 +174,142 @@ impl Default for PasswordHashing {
     }
 }
 
-/// Rate-limit settings, as the contract writes them.
+/// Rate-limit settings, as the contract writes them (`"N/unit"` quotas).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     /// Whether limits apply.
     pub enabled: bool,
     /// Logins per client IP.
-    pub login_per_ip: String,
+    pub login_per_ip: Quota,
     /// Logins per username.
-    pub login_per_username: String,
+    pub login_per_username: Quota,
     /// Everything else, per user or per client IP.
-    pub default: String,
-    /// Overrides: `"METHOD /path/template" = "N/unit"`.
-    pub routes: std::collections::BTreeMap<String, String>,
+    pub default: Quota,
+    /// Overrides: `"METHOD /path/template" = "N/unit"`. Two keys naming the same route (the
+    /// method in another letter case) are an error, not one silently replacing the other.
+    #[serde(deserialize_with = "distinct_routes")]
+    pub routes: HashMap<RouteKey, Quota>,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
             enabled: true,
-            login_per_ip: "5/minute".to_owned(),
-            login_per_username: "5/minute".to_owned(),
-            default: "600/minute".to_owned(),
-            routes: Default::default(),
+            login_per_ip: Quota::new(5, Duration::from_secs(60)),
+            login_per_username: Quota::new(5, Duration::from_secs(60)),
+            default: Quota::new(600, Duration::from_secs(60)),
+            routes: HashMap::new(),
         }
     }
 }
 
-/// Parsed rate-limit quotas.
-#[derive(Debug, Clone)]
-pub struct Quotas {
-    /// Per user, or per client IP when anonymous.
-    pub default: bulwark::rate_limit::Quota,
-    /// Logins per client IP.
-    pub login_per_ip: bulwark::rate_limit::Quota,
-    /// Logins per username.
-    pub login_per_username: bulwark::rate_limit::Quota,
-    /// Per-route overrides.
-    pub routes:
-        std::collections::HashMap<bulwark::rate_limit::RouteKey, bulwark::rate_limit::Quota>,
+/// `rate_limits.routes`, refusing two keys that name the same route.
+fn distinct_routes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<HashMap<RouteKey, Quota>, D::Error> {
+    struct Routes;
+    impl<'de> serde::de::Visitor<'de> for Routes {
+        type Value = HashMap<RouteKey, Quota>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of \"METHOD /path/template\" = \"N/unit\"")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut routes = HashMap::new();
+            while let Some((route, quota)) = map.next_entry::<RouteKey, Quota>()? {
+                if routes.contains_key(&route) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "\"{route}\" is listed twice (route keys are matched in any letter case of the method)"
+                    )));
+                }
+                routes.insert(route, quota);
+            }
+            Ok(routes)
+        }
+    }
+    deserializer.deserialize_map(Routes)
+}
+
+/// An origin allowed for CORS and the CSRF origin check: `scheme://host[:port]` with `http` or
+/// `https`, no path, no wildcard; kept lower-cased and without a trailing slash, as browsers
+/// send it in `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin(String);
+
+impl Origin {
+    /// `scheme://host[:port]`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+
+    /// Parses and normalizes an origin.
+    ///
+    /// # Errors
+    /// A message saying what is allowed.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim() == "*" {
+            return Err(
+                "\"*\" is never allowed: it would let any site make credentialed requests; list the exact origins of your front ends, such as \"https://app.example\""
+                    .to_owned(),
+            );
+        }
+        let bad = || {
+            format!(
+                "{text:?} is not an origin such as \"https://app.example\": expected scheme://host[:port] with http or https, and nothing after (\"*\" is never allowed)"
+            )
+        };
+        let lower = text.trim().trim_end_matches('/').to_ascii_lowercase();
+        let (scheme, authority) = lower.split_once("://").ok_or_else(bad)?;
+        if !matches!(scheme, "http" | "https")
+            || authority.is_empty()
+            || !authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:".contains(&b))
+        {
+            return Err(bad());
+        }
+        // The port, when written, is after the last colon that is not inside `[IPv6]`.
+        let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+        let (host, port) = match authority[host_end..].rfind(':') {
+            Some(i) => authority.split_at(host_end + i),
+            None => (authority, ""),
+        };
+        let ipv6 = host.starts_with('[') && host.ends_with(']');
+        let host_ok = if ipv6 {
+            host[1..host.len() - 1]
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok()
+        } else {
+            !host.is_empty() && !host.contains(['[', ']', ':'])
+        };
+        let port_ok = port.is_empty() || port[1..].parse::<u16>().is_ok_and(|p| p > 0);
+        if !(host_ok && port_ok) {
+            return Err(bad());
+        }
+        Ok(Self(lower))
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Log line format.
@@ -320,17 +426,71 @@ impl Settings {
     /// # Errors
     /// A message naming the key and what is allowed.
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let settings = Self::load_unchecked(file)?;
+        let settings: Settings = Self::figment(file)?
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Like [`Settings::load`] but without [`Settings::validate`], for `bulwark check`, which
-    /// reports invalid values as findings instead of stopping.
+    /// For `bulwark check`, which reports invalid values as findings instead of stopping: the
+    /// settings with every value that does not load (a wrong type, a value its type refuses)
+    /// left at its default, and those values, each with its key and why. [`Settings::validate`]
+    /// is not run.
     ///
     /// # Errors
-    /// When the file cannot be read or a value has the wrong type.
-    pub fn load_unchecked(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    /// As [`Settings::load`] when the file cannot be read, a key is unknown, or a
+    /// `BULWARK_*` variable names no setting.
+    pub fn load_for_check(
+        file: Option<&std::path::Path>,
+    ) -> anyhow::Result<(Self, Vec<InvalidSetting>)> {
+        let figment = Self::figment(file)?;
+        let first = match figment.extract::<Settings>() {
+            Ok(settings) => return Ok((settings, Vec::new())),
+            Err(err) => err,
+        };
+        if !reportable(&first) {
+            return Err(anyhow::anyhow!(describe_figment_error(first)));
+        }
+        // Drop each value that does not load and try again: one error per pass (serde stops at
+        // the first), at most one pass per value.
+        let mut value = figment
+            .find_value("")
+            .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        let mut invalid = Vec::new();
+        let mut err = first;
+        loop {
+            if !reportable(&err) || !remove_path(&mut value, &err.path) {
+                return Err(anyhow::anyhow!(describe_figment_error(err)));
+            }
+            let key = err.path.join(".");
+            // Later passes read the merged value, which no longer knows its provider: ask the
+            // figment where the key (or the nearest table above it) came from.
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .or_else(|| {
+                    (1..=err.path.len()).rev().find_map(|n| {
+                        figment
+                            .find_metadata(&err.path[..n].join("."))
+                            .map(|m| m.name.to_string())
+                    })
+                });
+            invalid.push(InvalidSetting {
+                key,
+                message: describe_kind(&err.kind),
+                source,
+            });
+            match value.deserialize::<Settings>() {
+                Ok(settings) => return Ok((settings, invalid)),
+                Err(next) => err = next,
+            }
+        }
+    }
+
+    /// Defaults < file < environment, not yet extracted.
+    fn figment(file: Option<&std::path::Path>) -> anyhow::Result<Figment> {
         let mut figment = Figment::new();
         match file {
             Some(path) => {
@@ -346,11 +506,7 @@ impl Settings {
             let top = key.as_str().split('.').next().unwrap_or_default();
             KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
-        let settings: Settings = figment
-            .merge(env)
-            .extract()
-            .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
-        Ok(settings)
+        Ok(figment.merge(env))
     }
 
     /// Checks values that types alone do not.
@@ -363,12 +519,6 @@ impl Settings {
             || self.database_url.starts_with("postgresql://"))
         {
             bail!("database_url: must start with sqlite://, postgres:// or postgresql://");
-        }
-        if !matches!(self.jwt_algorithm.as_str(), "HS256" | "EdDSA") {
-            bail!(
-                "jwt_algorithm: {:?} is not supported; allowed: \"HS256\", \"EdDSA\"",
-                self.jwt_algorithm
-            );
         }
         if self.jwt_leeway.0 > Duration::from_secs(60) {
             bail!("jwt_leeway: at most 60s is allowed");
@@ -404,21 +554,19 @@ impl Settings {
                 "password_hashing: memory_kib must be at least 1024, iterations and parallelism at least 1"
             );
         }
-        for origin in &self.allowed_origins {
-            if origin == "*" || !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                bail!(
-                    "allowed_origins: {origin:?} is not an origin such as \"https://app.example\" (\"*\" is never allowed)"
-                );
-            }
-        }
         if !(1..=128).contains(&self.ipv6_prefix) {
             bail!("ipv6_prefix: must be between 1 and 128 (64 groups one customer's network)");
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             bail!("max_connections and max_connections_per_ip: must be at least 1");
         }
-        self.trusted_proxies()?;
-        self.quotas()?;
+        for route in self.rate_limits.routes.keys() {
+            if crate::routes::health::UNLIMITED_ROUTES.contains(&route.path()) {
+                bail!(
+                    "rate_limits.routes: \"{route}\" is never rate limited (health and readiness probes)"
+                );
+            }
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key must be given together");
         }
@@ -444,49 +592,10 @@ impl Settings {
         self.tls_cert.is_some() || self.tls_self_signed
     }
 
-    /// `trusted_proxies`, parsed.
-    ///
-    /// # Errors
-    /// A message naming the key and the bad entry.
-    pub fn trusted_proxies(&self) -> anyhow::Result<bulwark::client_ip::TrustedProxies> {
-        Ok(
-            bulwark::client_ip::TrustedProxies::parse(&self.trusted_proxies)
-                .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?
-                .with_header(self.forwarded_header),
-        )
-    }
-
-    /// The rate-limit quotas, parsed: default, login per IP, login per username, and the
-    /// per-route overrides.
-    ///
-    /// # Errors
-    /// A message naming the key and what is allowed.
-    pub fn quotas(&self) -> anyhow::Result<Quotas> {
-        use bulwark::rate_limit::{Quota, RouteKey};
-        let rl = &self.rate_limits;
-        let quota = |key: &str, value: &str| -> anyhow::Result<Quota> {
-            value
-                .parse()
-                .map_err(|e| anyhow::anyhow!("rate_limits.{key}: {e}"))
-        };
-        let mut routes = std::collections::HashMap::new();
-        for (route, value) in &rl.routes {
-            let key: RouteKey = route
-                .parse()
-                .map_err(|e| anyhow::anyhow!("rate_limits.routes: {e}"))?;
-            if crate::routes::health::UNLIMITED_ROUTES.contains(&key.path()) {
-                anyhow::bail!(
-                    "rate_limits.routes: \"{route}\" is never rate limited (health and readiness probes)"
-                );
-            }
-            routes.insert(key, quota(&format!("routes.\"{route}\""), value)?);
-        }
-        Ok(Quotas {
-            default: quota("default", &rl.default)?,
-            login_per_ip: quota("login_per_ip", &rl.login_per_ip)?,
-            login_per_username: quota("login_per_username", &rl.login_per_username)?,
-            routes,
-        })
+    /// The trusted proxies and the one forwarding header believed from them.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::from_networks(self.trusted_proxies.iter().copied())
+            .with_header(self.forwarded_header)
     }
 
     /// How the data layer pools connections.
@@ -546,6 +655,71 @@ fn check_environment(names: impl Iterator<Item = std::ffi::OsString>) -> anyhow:
     Ok(())
 }
 
+/// A value `bulwark check` could not load, reported as a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    /// Its key, dotted (`rate_limits.default`, `allowed_origins.0`).
+    pub key: String,
+    /// Why, and what is allowed (never the value of a secret).
+    pub message: String,
+    /// Where it was set (`TOML file`, `` `BULWARK_` environment variable(s) ``), when known.
+    pub source: Option<String>,
+}
+
+impl fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)?;
+        match &self.source {
+            Some(source) => write!(f, " (from {source})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `check` can report `err` as a finding and go on without the value: a value that
+/// does not load. Anything else (a typo in a key, a file that does not parse) stops it.
+fn reportable(err: &figment::Error) -> bool {
+    use figment::error::Kind;
+    !err.path.is_empty()
+        && matches!(
+            err.kind,
+            Kind::Message(_)
+                | Kind::InvalidType(..)
+                | Kind::InvalidValue(..)
+                | Kind::InvalidLength(..)
+                | Kind::UnknownVariant(..)
+                | Kind::ISizeOutOfRange(_)
+                | Kind::USizeOutOfRange(_)
+        )
+}
+
+/// Removes the value at `path` from the table `value`: the entry of the deepest table on the
+/// path (a list is removed as a whole). False when there is no such entry.
+fn remove_path(value: &mut Value, path: &[String]) -> bool {
+    let Value::Dict(_, dict) = value else {
+        return false;
+    };
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    match dict.get_mut(first) {
+        Some(inner @ Value::Dict(..)) if !rest.is_empty() => remove_path(inner, rest),
+        Some(_) => dict.remove(first).is_some(),
+        None => false,
+    }
+}
+
+/// An error's kind, never echoing a value that could be a secret.
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("expected {expected}")
+        }
+        other => other.to_string(),
+    }
+}
+
 fn describe_figment_error(err: figment::Error) -> String {
     let mut out = String::from("invalid configuration:");
     for e in err {
@@ -554,12 +728,7 @@ fn describe_figment_error(err: figment::Error) -> String {
         } else {
             e.path.join(".")
         };
-        let kind = match &e.kind {
-            // Never echo a value that could be a secret.
-            figment::error::Kind::InvalidType(_, expected) => format!("expected {expected}"),
-            figment::error::Kind::InvalidValue(_, expected) => format!("expected {expected}"),
-            other => other.to_string(),
-        };
+        let kind = describe_kind(&e.kind);
         let source = e
             .metadata
             .as_ref()
@@ -732,6 +901,210 @@ mod tests {
             err.contains("did you mean BULWARK_RATE_LIMITS__DEFAULT?"),
             "{err}"
         );
+    }
+
+    /// Settings from a TOML text, as `check` and `load` read them (no environment).
+    fn from_toml(toml: &str) -> Result<Settings, String> {
+        Figment::from(figment::providers::Toml::string(toml))
+            .extract::<Settings>()
+            .map_err(describe_figment_error)
+    }
+
+    #[test]
+    fn typed_values_are_parsed_once_when_loaded() {
+        let s = from_toml(
+            r#"
+jwt_algorithm = "EdDSA"
+trusted_proxies = ["10.0.0.0/8", "::1"]
+allowed_origins = ["HTTPS://App.Example.com/", "http://[::1]:8080"]
+[rate_limits]
+default = "100/hour"
+[rate_limits.routes]
+"get /items/{item_id}" = "10/second"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.jwt_algorithm, KeyAlgorithm::EdDsa);
+        assert!(s.trusted_proxies().is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(s.trusted_proxies().is_trusted("::1".parse().unwrap()));
+        assert!(!s.trusted_proxies().is_trusted("192.0.2.1".parse().unwrap()));
+        let origins: Vec<&str> = s.allowed_origins.iter().map(Origin::as_str).collect();
+        assert_eq!(origins, ["https://app.example.com", "http://[::1]:8080"]);
+        assert_eq!(s.rate_limits.default.to_string(), "100/hour");
+        assert_eq!(s.rate_limits.login_per_ip.to_string(), "5/minute");
+        let route: RouteKey = "GET /items/{item_id}".parse().unwrap();
+        assert_eq!(s.rate_limits.routes[&route].to_string(), "10/second");
+        let defaults = from_toml("").unwrap();
+        assert_eq!(defaults.jwt_algorithm, KeyAlgorithm::Hs256);
+        assert_eq!(defaults.rate_limits.default.to_string(), "600/minute");
+        assert_eq!(
+            defaults.rate_limits.login_per_username.to_string(),
+            "5/minute"
+        );
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_is_an_error_naming_the_key_and_what_is_allowed() {
+        for (toml, needles) in [
+            (
+                "jwt_algorithm = \"RS256\"",
+                &[
+                    "jwt_algorithm",
+                    "\"RS256\" is not supported",
+                    "\"HS256\", \"EdDSA\"",
+                ][..],
+            ),
+            ("jwt_algorithm = \"hs256\"", &["jwt_algorithm", "allowed"]),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]",
+                &["trusted_proxies.1", "10.0.0.0/33", "address/prefix"],
+            ),
+            (
+                "allowed_origins = [\"*\"]",
+                &["allowed_origins.0", "\"*\" is never allowed"],
+            ),
+            (
+                "allowed_origins = [\"https://app.example/path\"]",
+                &[
+                    "allowed_origins.0",
+                    "https://app.example/path",
+                    "scheme://host[:port]",
+                ],
+            ),
+            (
+                "allowed_origins = [\"app.example\"]",
+                &["allowed_origins.0", "https://"],
+            ),
+            (
+                "allowed_origins = [\"ftp://app.example\"]",
+                &["allowed_origins.0"],
+            ),
+            (
+                "allowed_origins = [\"https://app.example:0\"]",
+                &["allowed_origins.0"],
+            ),
+            (
+                "allowed_origins = [\"https://*.example\"]",
+                &["allowed_origins.0"],
+            ),
+            (
+                "[rate_limits]\ndefault = \"5/fortnight\"",
+                &["rate_limits.default", "5/fortnight", "N/minute"],
+            ),
+            (
+                "[rate_limits.routes]\n\"GET /protected\" = \"10/fortnight\"",
+                &["rate_limits.routes", "GET /protected", "10/fortnight"],
+            ),
+            (
+                "[rate_limits.routes]\n\"/protected\" = \"10/minute\"",
+                &["rate_limits.routes", "/protected", "METHOD /path/template"],
+            ),
+            (
+                "[rate_limits.routes]\n\"GET /x\" = \"1/minute\"\n\"get /x\" = \"2/minute\"",
+                &["rate_limits.routes", "GET /x", "twice"],
+            ),
+        ] {
+            let err = from_toml(toml).unwrap_err();
+            for needle in needles {
+                assert!(
+                    err.contains(needle),
+                    "{toml}: {err:?} does not mention {needle:?}"
+                );
+            }
+        }
+        let s = from_toml("[rate_limits.routes]\n\"GET /health\" = \"1/minute\"").unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("never rate limited"), "{err}");
+    }
+
+    #[test]
+    fn origins_are_normalized_as_browsers_send_them() {
+        for (text, origin) in [
+            ("https://app.example", "https://app.example"),
+            ("https://APP.example/", "https://app.example"),
+            (" http://localhost:3000 ", "http://localhost:3000"),
+            ("https://[2001:DB8::1]:8443", "https://[2001:db8::1]:8443"),
+        ] {
+            assert_eq!(text.parse::<Origin>().unwrap().as_str(), origin);
+        }
+        for bad in [
+            "*",
+            "",
+            "https://",
+            "https://a.example?x",
+            "https://a.example#x",
+            "https://user@a.example",
+            "https://a.example:x",
+            "https://a.example:65536",
+            "https://[nope]",
+            "https://a b",
+            "null",
+        ] {
+            assert!(bad.parse::<Origin>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn check_loads_what_it_can_and_names_each_value_that_did_not_load() {
+        let dir =
+            std::env::temp_dir().join(format!("bulwark-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bulwark.toml");
+        std::fs::write(
+            &path,
+            r#"
+docs = false
+allowed_origins = ["*"]
+jwt_algorithm = "none"
+trusted_proxies = ["10.0.0.0/8"]
+[rate_limits]
+enabled = false
+default = "5/fortnight"
+[rate_limits.routes]
+"GET /.well-known/jwks.json" = "1/fortnight"
+"GET /protected" = "3/minute"
+"#,
+        )
+        .unwrap();
+        let (s, invalid) = Settings::load_for_check(Some(&path)).unwrap();
+        let keys: Vec<&str> = invalid.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "allowed_origins.0",
+                "jwt_algorithm",
+                "rate_limits.default",
+                "rate_limits.routes.GET /.well-known/jwks.json",
+            ]
+        );
+        for bad in &invalid {
+            assert!(
+                bad.source
+                    .as_deref()
+                    .is_some_and(|s| s.contains("TOML file")),
+                "{bad:?}"
+            );
+        }
+        // The rest is as written; the values that did not load are at their defaults.
+        assert!(!s.docs && !s.rate_limits.enabled);
+        assert_eq!(s.trusted_proxies.len(), 1);
+        assert!(s.allowed_origins.is_empty());
+        assert_eq!(s.rate_limits.default.to_string(), "600/minute");
+        assert_eq!(s.rate_limits.routes.len(), 1);
+        // `load` stops at the first.
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("allowed_origins.0"), "{err}");
+        // A key that is not a setting stops `check` too.
+        std::fs::write(
+            &path,
+            "allowed_origins = [\"*\"]\nacces_token_ttl = \"15m\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_for_check(Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acces_token_ttl"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

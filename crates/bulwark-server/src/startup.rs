@@ -11,7 +11,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::Router;
 use bulwark::{
-    jwt::{JwtAuth, JwtConfig, KeyAlgorithm, KeyManager, KeyRing},
+    jwt::{JwtAuth, JwtConfig, KeyManager, KeyRing},
     password::{Argon2Params, PasswordHasher, PasswordPolicy},
     pipeline::{Pipeline, PipelineService},
     rate_limit::{
@@ -64,10 +64,6 @@ pub async fn build_state_logged(
         .await
         .context("cannot open the database")?;
     let ring = Arc::new(KeyRing::new());
-    let algorithm = match settings.jwt_algorithm.as_str() {
-        "EdDSA" => KeyAlgorithm::EdDsa,
-        _ => KeyAlgorithm::Hs256,
-    };
     // A replaced key verifies for one token lifetime plus the leeway: no token it signed is
     // still valid after that.
     let grace = settings.access_token_ttl.0 + settings.jwt_leeway.0;
@@ -75,7 +71,7 @@ pub async fn build_state_logged(
         repo.clone(),
         &secret,
         Arc::clone(&ring),
-        algorithm,
+        settings.jwt_algorithm,
         grace,
         settings.key_rotation_interval.0,
     ));
@@ -112,11 +108,16 @@ pub async fn build_state_logged(
     .with_revocations(revocations)
     .with_key_refresh(keys.clone());
     let secure_cookies = settings.secure_cookies || settings.tls_enabled();
+    let allowed_origins: Vec<String> = settings
+        .allowed_origins
+        .iter()
+        .map(|o| o.as_str().to_owned())
+        .collect();
     let csrf = Arc::new(
         bulwark::csrf::Csrf::new(
             &secret,
             secure_cookies,
-            &settings.allowed_origins,
+            &allowed_origins,
             crate::routes::browser::SESSION_COOKIE,
         )
         .with_spent_store(Arc::clone(&revoker)),
@@ -180,12 +181,15 @@ async fn event_bus(settings: &Settings) -> anyhow::Result<Arc<dyn crate::events:
 }
 
 /// The login routes: their limits are per IP and per username, and fail closed.
-const LOGIN_ROUTES: &[&str] = &["POST /token", "POST /login"];
+const LOGIN_ROUTES: &[(http::Method, &str)] = &[
+    (http::Method::POST, "/token"),
+    (http::Method::POST, "/login"),
+];
 
 fn rate_limits(
     settings: &Settings,
 ) -> anyhow::Result<(Arc<RateLimitPolicy>, Option<RedisRateLimitStore>)> {
-    let quotas = settings.quotas()?;
+    let limits = &settings.rate_limits;
     let (store, redis): (Arc<dyn RateLimitStore>, _) = match &settings.redis_url {
         Some(url) => {
             let redis = RedisRateLimitStore::new(url, RedisRateLimitStore::DEFAULT_TIMEOUT)
@@ -196,15 +200,15 @@ fn rate_limits(
     };
     let login_routes = LOGIN_ROUTES
         .iter()
-        .filter_map(|r| r.parse::<RouteKey>().ok())
+        .map(|(method, path)| RouteKey::new(method.clone(), *path))
         .collect();
     let policy = RateLimitPolicy {
-        enabled: settings.rate_limits.enabled,
-        default: quotas.default,
-        login_per_ip: quotas.login_per_ip,
-        login_per_username: quotas.login_per_username,
+        enabled: limits.enabled,
+        default: limits.default,
+        login_per_ip: limits.login_per_ip,
+        login_per_username: limits.login_per_username,
         login_routes,
-        routes: quotas.routes,
+        routes: limits.routes.clone(),
         limiter: Arc::new(RateLimiter::new(store)),
         ipv6_prefix: settings.ipv6_prefix,
         unlimited: crate::routes::health::UNLIMITED_ROUTES
@@ -229,7 +233,7 @@ pub type App = PipelineService<Router, crate::telemetry::ServerObserver>;
 /// When the routes cannot be indexed for the pipeline (a malformed or conflicting template).
 pub fn build_router(state: AppState) -> anyhow::Result<App> {
     let settings = Arc::clone(&state.settings);
-    let proxies = settings.trusted_proxies()?;
+    let proxies = settings.trusted_proxies();
     let (router, templates) = routes::router(state.clone());
     let observer = crate::telemetry::ServerObserver {
         metrics: Arc::clone(&state.metrics),
@@ -244,7 +248,12 @@ pub fn build_router(state: AppState) -> anyhow::Result<App> {
         .https(settings.tls_enabled())
         .max_body(MAX_BODY_BYTES)
         .request_timeout(settings.request_timeout.0)
-        .allowed_origins(settings.allowed_origins.iter().cloned())
+        .allowed_origins(
+            settings
+                .allowed_origins
+                .iter()
+                .map(|o| o.as_str().to_owned()),
+        )
         .record_templates(cfg!(debug_assertions));
     for (template, authenticated) in templates {
         pipeline = pipeline.authenticated(template, authenticated);
@@ -295,7 +304,7 @@ impl Application {
                 max_connections: settings.max_connections,
                 max_connections_per_ip: settings.max_connections_per_ip,
                 ipv6_prefix: settings.ipv6_prefix,
-                exempt: settings.trusted_proxies()?,
+                exempt: settings.trusted_proxies(),
             },
             shutdown_timeout: settings.shutdown_timeout.0,
             tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),

@@ -88,6 +88,14 @@ impl FromStr for Cidr {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Cidr {
+    /// From its text form ([`FromStr`]); the error names what is allowed.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl Cidr {
     /// True when `ip` is inside this network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -217,6 +225,15 @@ impl TrustedProxies {
             networks,
             header: ForwardedHeader::default(),
         })
+    }
+
+    /// Trusts `networks` (already parsed, e.g. from configuration), believing
+    /// `X-Forwarded-For` until [`TrustedProxies::with_header`] says otherwise.
+    pub fn from_networks(networks: impl IntoIterator<Item = Cidr>) -> Self {
+        Self {
+            networks: networks.into_iter().collect(),
+            header: ForwardedHeader::default(),
+        }
     }
 
     /// Believes `header` (and only it) from the trusted proxies.

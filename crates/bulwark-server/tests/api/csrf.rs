@@ -72,7 +72,7 @@ async fn refusals_are_audited_once_per_client_and_window(backend: Backend) {
 
     // Arrange
     let app = spawn_app_with(backend, |s| {
-        s.rate_limits.login_per_ip = "2/minute".into();
+        s.rate_limits.login_per_ip = "2/minute".parse().unwrap();
         // 200 connections at once from one address.
         s.max_connections_per_ip = 1000;
     })

@@ -635,7 +635,7 @@ test_both!(connections_past_the_per_client_cap_are_closed_at_once);
 async fn a_trusted_proxy_counts_only_against_the_total_cap(backend: Backend) {
     // Arrange
     let app = spawn_app_with(backend, |s| {
-        s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         s.max_connections_per_ip = 2;
         s.max_connections = 4;
     })
@@ -733,7 +733,7 @@ async fn cors_is_off_unless_origins_are_listed(backend: Backend) {
 test_both!(cors_is_off_unless_origins_are_listed);
 
 fn allowing_app_example(settings: &mut bulwark_server::config::Settings) {
-    settings.allowed_origins = vec!["https://app.example".to_owned()];
+    settings.allowed_origins = vec!["https://app.example".parse().unwrap()];
 }
 
 async fn a_listed_origin_is_echoed_and_never_a_wildcard(backend: Backend) {

@@ -109,8 +109,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     };
     // Most tests log in many times from 127.0.0.1; the rate-limit tests set the contract's
     // login limits (5/minute) explicitly.
-    settings.rate_limits.login_per_ip = "10000/minute".to_owned();
-    settings.rate_limits.login_per_username = "10000/minute".to_owned();
+    settings.rate_limits.login_per_ip = "10000/minute".parse().unwrap();
+    settings.rate_limits.login_per_username = "10000/minute".parse().unwrap();
     configure(&mut settings);
     let app = Application::build(settings.clone())
         .await

@@ -580,7 +580,10 @@ async fn with_hs256_the_jwks_is_empty(backend: Backend) {
 test_both!(with_hs256_the_jwks_is_empty);
 
 async fn spawn_eddsa(backend: Backend) -> TestApp {
-    spawn_app_with(backend, |s| s.jwt_algorithm = "EdDSA".into()).await
+    spawn_app_with(backend, |s| {
+        s.jwt_algorithm = bulwark::jwt::KeyAlgorithm::EdDsa
+    })
+    .await
 }
 
 /// The published keys, checked to be public Ed25519 keys only.

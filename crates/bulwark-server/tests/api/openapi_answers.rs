@@ -176,7 +176,10 @@ async fn an_oversized_body_and_a_rate_limited_request_answer_documented_statuses
     // Arrange
     // Anonymous requests share the client IP's budget: /openapi.json, then two of the JWKS
     // (/health and /ready are never limited).
-    let app = spawn_app_with(backend, |s| s.rate_limits.default = "3/minute".to_owned()).await;
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limits.default = "3/minute".parse().unwrap()
+    })
+    .await;
     let doc = document(&app).await;
     let (_, token) = app.user_with_token("alice", &[]).await;
     let huge = json!({"name": "Hat", "price": 1.0, "description": "x".repeat(1024 * 1024)});

@@ -507,7 +507,7 @@ async fn a_client_request_id_is_replaced_unless_a_trusted_proxy_sent_a_sane_one(
     // Arrange
     let untrusted = spawn_app(Backend::Sqlite).await;
     let trusted = spawn_app_with(Backend::Sqlite, |s| {
-        s.trusted_proxies = vec!["127.0.0.1/32".to_owned()];
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let sane = "req-42_abc.DEF:7";
@@ -674,9 +674,9 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     let metrics = free_addr();
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.metrics_bind = Some(metrics);
-        s.trusted_proxies = vec!["127.0.0.1/32".to_owned()];
-        s.rate_limits.login_per_ip = "3/minute".to_owned();
-        s.rate_limits.login_per_username = "3/minute".to_owned();
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "3/minute".parse().unwrap();
     })
     .await;
     let http = Http::of(&app);
@@ -1019,9 +1019,9 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
     // Arrange
     let app = spawn_app_with(backend, |s| {
         s.allow_signup = true;
-        s.trusted_proxies = vec!["127.0.0.1/32".to_owned()];
-        s.rate_limits.login_per_ip = "3/minute".to_owned();
-        s.rate_limits.login_per_username = "3/minute".to_owned();
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "3/minute".parse().unwrap();
     })
     .await;
     let http = Http::of(&app);

@@ -13,11 +13,12 @@
 //! Multi-process and Redis-outage tests are in `rate_limits_shared.rs`.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::Ipv6Addr,
     time::{Duration, Instant},
 };
 
+use bulwark::rate_limit::{Quota, RouteKey};
 use bulwark_server::{
     config::{PasswordHashing, Settings},
     startup::Application,
@@ -301,10 +302,10 @@ async fn login_from(app: &TestApp, username: &str, password: &str, xff: &str) ->
     app.http().login(Some(xff), username, password).await
 }
 
-fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+fn routes(pairs: &[(&str, &str)]) -> HashMap<RouteKey, Quota> {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
         .collect()
 }
 
@@ -320,7 +321,7 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_memory_store(backen
             ("GET /protected", "10/minute"),
             ("POST /items/", "7/minute"),
         ]);
-        s.rate_limits.login_per_ip = "10/minute".into();
+        s.rate_limits.login_per_ip = "10/minute".parse().unwrap();
     })
     .await;
     let (_, token) = app.user_with_token(&unique_name("exact"), &[]).await;
@@ -375,10 +376,10 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
     let Some(url) = redis_url() else { return };
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.redis_url = Some(url);
-        s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         s.rate_limits.routes = routes(&[("GET /.well-known/jwks.json", "10/minute")]);
-        s.rate_limits.login_per_ip = "10/minute".into();
-        s.rate_limits.login_per_username = "10/minute".into();
+        s.rate_limits.login_per_ip = "10/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "10/minute".parse().unwrap();
     })
     .await;
 
@@ -452,8 +453,8 @@ async fn exactly_the_limit_passes_under_concurrency_with_the_redis_store() {
 /// whatever the username.
 async fn five_logins_a_minute_per_ip_even_with_the_right_password(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.rate_limits.login_per_ip = "5/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.login_per_ip = "5/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
     })
     .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -482,8 +483,8 @@ test_both!(five_logins_a_minute_per_ip_even_with_the_right_password);
 /// does not give a fresh budget; other usernames are not affected.
 async fn five_logins_a_minute_per_username_whatever_the_letter_case(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.rate_limits.login_per_ip = "1000/minute".into();
-        s.rate_limits.login_per_username = "5/minute".into();
+        s.rate_limits.login_per_ip = "1000/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "5/minute".parse().unwrap();
     })
     .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -518,8 +519,8 @@ test_both!(five_logins_a_minute_per_username_whatever_the_letter_case);
 /// two login routes gives a guesser no extra attempts.
 async fn the_per_ip_login_budget_is_shared_by_both_login_routes(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.rate_limits.login_per_ip = "5/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.login_per_ip = "5/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
     })
     .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -542,8 +543,8 @@ test_both!(the_per_ip_login_budget_is_shared_by_both_login_routes);
 /// across both login routes.
 async fn the_browser_login_form_has_the_login_limits(backend: Backend) {
     let app = spawn_app_with(backend.clone(), |s| {
-        s.rate_limits.login_per_ip = "5/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.login_per_ip = "5/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
     })
     .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -573,8 +574,8 @@ async fn the_browser_login_form_has_the_login_limits(backend: Backend) {
 
     // Per username, one budget across POST /token and POST /login, whatever the letter case.
     let app = spawn_app_with(backend, |s| {
-        s.rate_limits.login_per_ip = "1000/minute".into();
-        s.rate_limits.login_per_username = "5/minute".into();
+        s.rate_limits.login_per_ip = "1000/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "5/minute".parse().unwrap();
     })
     .await;
     app.create_user("bob", PASSWORD, &[]).await;
@@ -602,8 +603,8 @@ test_both!(the_browser_login_form_has_the_login_limits);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_count_down_and_retry_after_is_one_interval() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.rate_limits.login_per_ip = "5/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.login_per_ip = "5/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
     })
     .await;
     let start = Instant::now();
@@ -634,7 +635,7 @@ async fn headers_count_down_and_retry_after_is_one_interval() {
 async fn every_limited_answer_carries_the_headers(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         // Per hour: one interval (36 s) is far longer than the test, so the count is exact.
-        s.rate_limits.default = "100/hour".into();
+        s.rate_limits.default = "100/hour".parse().unwrap();
     })
     .await;
     let (_, token) = app.user_with_token(&unique_name("h"), &[]).await;
@@ -694,8 +695,8 @@ test_both!(every_limited_answer_carries_the_headers);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_headers_describe_the_tighter_of_the_two_limits() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.rate_limits.login_per_ip = "6/minute".into();
-        s.rate_limits.login_per_username = "3/minute".into();
+        s.rate_limits.login_per_ip = "6/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "3/minute".parse().unwrap();
     })
     .await;
     // (username, expected status, expected limit, expected remaining); IP budget in comments.
@@ -802,9 +803,9 @@ test_both!(users_have_their_own_budgets_and_anonymous_requests_share_the_ip);
 async fn limits_can_be_turned_off(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.rate_limits.enabled = false;
-        s.rate_limits.login_per_ip = "2/minute".into();
-        s.rate_limits.login_per_username = "2/minute".into();
-        s.rate_limits.default = "2/minute".into();
+        s.rate_limits.login_per_ip = "2/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "2/minute".parse().unwrap();
+        s.rate_limits.default = "2/minute".parse().unwrap();
         s.rate_limits.routes = routes(&[("GET /protected", "1/minute")]);
     })
     .await;
@@ -846,46 +847,46 @@ fn minimal_settings(dir: &std::path::Path) -> Settings {
     settings
 }
 
-/// A limit that does not parse stops start-up with a message naming the key.
+/// A limit that does not parse stops start-up (loading the settings) with a message naming the
+/// key.
 #[tokio::test]
 async fn a_bad_limit_fails_start_up_naming_the_key() {
-    type Edit = fn(&mut Settings);
-    let cases: [(Edit, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 7] = [
         (
-            |s| s.rate_limits.default = "5/fortnight".into(),
+            "[rate_limits]\ndefault = \"5/fortnight\"\n",
             &["rate_limits.default", "5/fortnight"],
         ),
         (
-            |s| s.rate_limits.login_per_ip = "five/minute".into(),
+            "[rate_limits]\nlogin_per_ip = \"five/minute\"\n",
             &["rate_limits.login_per_ip", "five/minute"],
         ),
         (
-            |s| s.rate_limits.login_per_username = "0/minute".into(),
+            "[rate_limits]\nlogin_per_username = \"0/minute\"\n",
             &["rate_limits.login_per_username", "0/minute"],
         ),
         (
-            |s| s.rate_limits.login_per_username = "5 per minute".into(),
+            "[rate_limits]\nlogin_per_username = \"5 per minute\"\n",
             &["rate_limits.login_per_username"],
         ),
         (
-            |s| s.rate_limits.routes = routes(&[("GET /protected", "10/fortnight")]),
+            "[rate_limits.routes]\n\"GET /protected\" = \"10/fortnight\"\n",
             &["rate_limits.routes", "GET /protected", "10/fortnight"],
         ),
         (
-            |s| s.rate_limits.routes = routes(&[("/protected", "10/minute")]),
+            "[rate_limits.routes]\n\"/protected\" = \"10/minute\"\n",
             &["rate_limits.routes", "/protected"],
         ),
         (
-            |s| s.rate_limits.routes = routes(&[("GET protected", "10/minute")]),
+            "[rate_limits.routes]\n\"GET protected\" = \"10/minute\"\n",
             &["rate_limits.routes", "protected"],
         ),
     ];
-    for (edit, needles) in cases {
+    for (toml, needles) in cases {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = minimal_settings(dir.path());
-        edit(&mut settings);
-        let Err(err) = Application::build(settings).await else {
-            panic!("start-up accepted a bad limit (expected an error naming {needles:?})");
+        let file = dir.path().join("bulwark.toml");
+        std::fs::write(&file, toml).expect("config file");
+        let Err(err) = Settings::load(Some(&file)) else {
+            panic!("a bad limit loaded (expected an error naming {needles:?})");
         };
         let message = format!("{err:#}");
         for needle in needles {
@@ -949,8 +950,8 @@ fn a_bad_limit_in_the_environment_stops_the_binary() {
 async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         assert!(s.trusted_proxies.is_empty(), "the default trusts no proxy");
-        s.rate_limits.login_per_ip = "3/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
         s.rate_limits.routes = routes(&[("GET /.well-known/jwks.json", "3/minute")]);
     })
     .await;
@@ -991,9 +992,9 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_key() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.trusted_proxies = vec!["127.0.0.1/32".into()];
-        s.rate_limits.login_per_ip = "3/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
     })
     .await;
     let app = &app;
@@ -1056,12 +1057,12 @@ async fn a_client_chosen_forwarding_header_of_the_other_family_is_ignored() {
         (Some("forwarded"), "forwarded", "x-forwarded-for"),
     ] {
         let app = spawn_app_with(Backend::Sqlite, |s| {
-            s.trusted_proxies = vec!["127.0.0.1/32".into()];
+            s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
             if let Some(header) = setting {
                 s.forwarded_header = header.parse().expect("header name");
             }
-            s.rate_limits.login_per_ip = "3/minute".into();
-            s.rate_limits.login_per_username = "1000/minute".into();
+            s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+            s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
         })
         .await;
         let proxy_value = if proxy_header == "forwarded" {
@@ -1098,10 +1099,10 @@ async fn a_client_chosen_forwarding_header_of_the_other_family_is_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_of_one_network_share_one_budget() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.trusted_proxies = vec!["127.0.0.1/32".into()];
-        s.rate_limits.login_per_ip = "3/minute".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
-        s.rate_limits.default = "3/minute".into();
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.rate_limits.login_per_ip = "3/minute".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
+        s.rate_limits.default = "3/minute".parse().unwrap();
     })
     .await;
     let app = &app;
@@ -1266,7 +1267,10 @@ fn memory_flood() {
 /// Regression: probes behind one proxy address got 429 from `/health` and `/ready`.
 async fn health_and_ready_are_never_rate_limited(backend: Backend) {
     // Arrange: a tiny anonymous budget, spent first.
-    let app = spawn_app_with(backend, |s| s.rate_limits.default = "2/minute".into()).await;
+    let app = spawn_app_with(backend, |s| {
+        s.rate_limits.default = "2/minute".parse().unwrap()
+    })
+    .await;
     for _ in 0..2 {
         app.get("/.well-known/jwks.json", None).await;
     }

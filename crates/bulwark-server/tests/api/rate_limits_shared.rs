@@ -365,11 +365,14 @@ async fn a_redis_outage_fails_logins_closed_and_the_rest_open_then_limiting_resu
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.redis_url = Some(redis_url);
         // Per hour: no slot comes back during the test, however slow the machine.
-        s.rate_limits.login_per_ip = "3/hour".into();
-        s.rate_limits.login_per_username = "1000/minute".into();
-        s.rate_limits.default = "100000/minute".into();
-        s.rate_limits.routes =
-            [("GET /.well-known/jwks.json".to_owned(), "3/hour".to_owned())].into();
+        s.rate_limits.login_per_ip = "3/hour".parse().unwrap();
+        s.rate_limits.login_per_username = "1000/minute".parse().unwrap();
+        s.rate_limits.default = "100000/minute".parse().unwrap();
+        s.rate_limits.routes = [(
+            "GET /.well-known/jwks.json".parse().unwrap(),
+            "3/hour".parse().unwrap(),
+        )]
+        .into();
     })
     .await;
 

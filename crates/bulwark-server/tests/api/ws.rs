@@ -277,7 +277,7 @@ async fn a_foreign_origin_is_refused_with_403_and_the_own_or_a_listed_origin_acc
 
     // An origin listed in allowed_origins.
     let listed = spawn_app_with(Backend::Sqlite, |s| {
-        s.allowed_origins = vec!["https://app.example.com".to_owned()];
+        s.allowed_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
     let (_, token) = listed.user_with_token("alice", &[]).await;

@@ -19,6 +19,20 @@ pub enum KeyAlgorithm {
     EdDsa,
 }
 
+impl<'de> serde::Deserialize<'de> for KeyAlgorithm {
+    /// Exactly `"HS256"` or `"EdDSA"`, as JOSE names them; the error names what is allowed.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "HS256" => Ok(Self::Hs256),
+            "EdDSA" => Ok(Self::EdDsa),
+            _ => Err(serde::de::Error::custom(format_args!(
+                "{text:?} is not supported; allowed: \"HS256\", \"EdDSA\""
+            ))),
+        }
+    }
+}
+
 /// Why a key operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -72,6 +72,14 @@ impl FromStr for RouteKey {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for RouteKey {
+    /// From its text form (`"POST /items/"`, [`FromStr`]); the error names what is allowed.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which limit applies to which request, resolved once at start-up.
 #[derive(Debug)]
 pub struct RateLimitPolicy {

@@ -35,6 +35,14 @@ impl FromStr for Quota {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Quota {
+    /// From its text form (`"5/minute"`, [`FromStr`]); the error names what is allowed.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unit = match self.period.as_secs() {
