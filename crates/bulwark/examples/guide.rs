@@ -168,7 +168,7 @@ async fn rotate_key(
     _admin: RequireRole<Admin>,
 ) -> Result<Json<Value>, HttpError> {
     let previous = app.keys.ring().active().map(|k| k.kid().to_owned());
-    let active = app.keys.rotate().await.map_err(key_error)?;
+    let active = app.keys.rotate().await?;
     Ok(Json(json!({ "active": active, "verifying": previous })))
 }
 
@@ -177,16 +177,8 @@ async fn revoke_key(
     _admin: RequireRole<Admin>,
     Path(kid): Path<String>,
 ) -> Result<StatusCode, HttpError> {
-    app.keys.revoke(&kid).await.map_err(key_error)?;
+    app.keys.revoke(&kid).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn key_error(err: KeyError) -> HttpError {
-    if let KeyError::NotFound(_) = err {
-        return HttpError::not_found();
-    }
-    eprintln!("signing keys: {err}");
-    HttpError::internal()
 }
 
 // ── 6. Authentication and roles: 401 vs 403 ─────────────────────────────────────────────────

@@ -53,6 +53,24 @@ pub enum KeyError {
     NotFound(String),
 }
 
+/// A key operation's failure as an answer: 404 for an unknown key, 503 while the store is
+/// unreachable, else a generic 500; the cause is logged, never sent.
+impl From<KeyError> for crate::error::HttpError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::NotFound(_) => Self::not_found(),
+            KeyError::Store(store) if store.is_unavailable() => {
+                tracing::warn!(error = %store, "key store unavailable");
+                Self::unavailable("Service temporarily unavailable")
+            }
+            other => {
+                tracing::error!(error = %other, "key operation failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
 /// Keeps a [`KeyRing`] in step with a [`KeyStore`]: creates the first key, rotates on a schedule
 /// or on demand, retires keys once every token they signed has expired, revokes in an emergency.
 ///
