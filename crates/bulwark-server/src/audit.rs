@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::state::AppState;
+use crate::db::AuditRepo;
 
 /// Kinds of audit event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +97,7 @@ pub struct AuditOut {
 
 /// Records `event` in the table and the log. A storage failure is logged, never answered: the
 /// action it describes already happened.
-pub async fn record(state: &AppState, kind: AuditKind, event: AuditEvent) {
+pub async fn record(repo: &dyn AuditRepo, kind: AuditKind, event: AuditEvent) {
     tracing::info!(
         target: "audit",
         kind = kind.as_str(),
@@ -107,8 +107,7 @@ pub async fn record(state: &AppState, kind: AuditKind, event: AuditEvent) {
         detail = event.detail.as_deref(),
         "audit event"
     );
-    if let Err(err) = state
-        .repo
+    if let Err(err) = repo
         .insert_audit(
             kind.as_str(),
             event.user_id,

@@ -178,7 +178,7 @@ async fn cli_audit(
     detail: Option<String>,
 ) {
     crate::audit::record(
-        state,
+        state.repo.as_ref(),
         kind,
         crate::audit::AuditEvent {
             user_id: user.map(|u| u.0),
@@ -330,7 +330,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
                 .await?
                 .with_context(|| format!("no user {name:?}"))?;
             repo.set_disabled(user.id, true).await?;
-            crate::sessions::invalidate_user_tokens(&state, user.id).await?;
+            state.sessions.invalidate_user_tokens(user.id).await?;
             cli_audit(
                 &state,
                 AuditKind::UserDisabled,
@@ -352,7 +352,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             roles.sort();
             roles.dedup();
             repo.set_roles(user.id, &roles).await?;
-            crate::sessions::invalidate_user_tokens(&state, user.id).await?;
+            state.sessions.invalidate_user_tokens(user.id).await?;
             cli_audit(
                 &state,
                 AuditKind::RolesChanged,

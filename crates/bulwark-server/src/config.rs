@@ -174,6 +174,10 @@ impl Default for PasswordHashing {
     }
 }
 
+/// The probes' route templates (`/health`, `/ready`): never rate limited (many probes may share
+/// one proxy address), and cheap, revealing nothing. `rate_limits.routes` may not name them.
+pub const UNLIMITED_ROUTES: &[&str] = &["/health", "/ready"];
+
 /// Rate-limit settings, as the contract writes them (`"N/unit"` quotas).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -561,7 +565,7 @@ impl Settings {
             bail!("max_connections and max_connections_per_ip: must be at least 1");
         }
         for route in self.rate_limits.routes.keys() {
-            if crate::routes::health::UNLIMITED_ROUTES.contains(&route.path()) {
+            if UNLIMITED_ROUTES.contains(&route.path()) {
                 bail!(
                     "rate_limits.routes: \"{route}\" is never rate limited (health and readiness probes)"
                 );
@@ -590,6 +594,11 @@ impl Settings {
     /// certificate): HSTS, `Secure` cookies and the `https` scheme follow it.
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() || self.tls_self_signed
+    }
+
+    /// The scheme browsers use to reach this server, for same-origin checks.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_enabled() { "https" } else { "http" }
     }
 
     /// The trusted proxies and the one forwarding header believed from them.

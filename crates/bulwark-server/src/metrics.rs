@@ -260,17 +260,28 @@ impl Metrics {
     }
 
     /// The Prometheus text, with the values read from elsewhere brought up to date.
-    pub fn render(&self, state: &crate::state::AppState) -> String {
-        set_counter(&self.store_errors, state.limits.limiter.store_failures());
-        set_counter(&self.key_rotations, state.keys.rotations());
+    pub fn render(&self, readings: Readings) -> String {
+        set_counter(&self.store_errors, readings.store_failures);
+        set_counter(&self.key_rotations, readings.key_rotations);
         self.websockets
-            .set(i64::try_from(state.sockets.open_count()).unwrap_or(i64::MAX));
+            .set(i64::try_from(readings.open_sockets).unwrap_or(i64::MAX));
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             tracing::error!("cannot encode metrics");
         }
         out
     }
+}
+
+/// The values [`Metrics::render`] reads from elsewhere, at the time of a scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readings {
+    /// Rate-limit checks the store could not answer, since start.
+    pub store_failures: u64,
+    /// Signing-key rotations made by this instance, since start.
+    pub key_rotations: u64,
+    /// WebSockets open now.
+    pub open_sockets: usize,
 }
 
 /// Raises a counter to `value` (counters read from an atomic elsewhere only grow).
@@ -283,34 +294,37 @@ fn set_counter(counter: &Counter<u64, AtomicU64>, value: u64) {
     }
 }
 
-/// Serves `GET /metrics` on its own listener until the application shuts down.
+/// Serves `GET /metrics` (`metrics`, with the values `read` returns at each scrape) on its own
+/// listener until `shutdown` turns `true`.
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve(
     addr: std::net::SocketAddr,
-    state: crate::state::AppState,
+    metrics: Arc<Metrics>,
+    read: impl Fn() -> Readings + Clone + Send + Sync + 'static,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::{extract::State, routing::get};
+    use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("metrics_bind: cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "metrics at /metrics");
-    let mut shutdown = state.shutdown.clone();
-    let router = axum::Router::new()
-        .route(
-            "/metrics",
-            get(|State(state): State<crate::state::AppState>| async move {
+    let router = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics.render(read());
+            async move {
                 (
                     [(
                         http::header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    state.metrics.render(&state),
+                    text,
                 )
-            }),
-        )
-        .with_state(state);
+            }
+        }),
+    );
     Ok(tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|down| *down).await;

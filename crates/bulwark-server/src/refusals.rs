@@ -13,11 +13,14 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use crate::audit::{AuditEvent, AuditKind};
+use crate::{
+    audit::{AuditEvent, AuditKind},
+    db::AuditRepo,
+};
 
 /// How many clients one window tracks before it counts the rest together.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -130,22 +133,23 @@ impl RefusalLog {
     }
 }
 
-/// Writes due rows every few seconds until aborted; `flush_all` at shutdown writes the rest.
-pub fn spawn(state: crate::state::AppState) -> tokio::task::JoinHandle<()> {
+/// Writes `log`'s due rows to `audit` every few seconds until aborted; [`write`] with `all` at
+/// shutdown writes the rest.
+pub fn spawn(log: Arc<RefusalLog>, audit: Arc<dyn AuditRepo>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(5));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            write(&state, false).await;
+            write(&log, audit.as_ref(), false).await;
         }
     })
 }
 
-/// Writes the rows whose window has ended (every row with `all`) to the audit trail.
-pub async fn write(state: &crate::state::AppState, all: bool) {
-    for (kind, event) in state.refusals.take_due(all) {
-        crate::audit::record(state, kind, event).await;
+/// Writes the rows of `log` whose window has ended (every row with `all`) to the audit trail.
+pub async fn write(log: &RefusalLog, audit: &dyn AuditRepo, all: bool) {
+    for (kind, event) in log.take_due(all) {
+        crate::audit::record(audit, kind, event).await;
     }
 }
 

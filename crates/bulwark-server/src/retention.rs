@@ -9,9 +9,11 @@
 //! | token revocations (database or Redis) | the token expires, plus the clock leeway |
 //! | subject revocations (a user's tokens ended) | the longest access-token lifetime allowed (24 h), plus the leeway |
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use crate::{db, state::AppState};
+use bulwark::revocation::Revoker;
+
+use crate::db::{self, Repository};
 
 /// The longest access-token lifetime the settings allow: every token issued before a subject
 /// revocation has expired once this has passed.
@@ -28,16 +30,22 @@ pub struct Purged {
     pub revocations: u64,
 }
 
-/// Purges everything that has expired; each part is tried even when another fails.
+/// Purges everything that has expired: audit events older than `audit_retention` and expired
+/// refresh tokens from `repo`, expired revocations from `revoker`'s store; each part is tried
+/// even when another fails.
 ///
 /// # Errors
 /// The first failure, after every part was tried.
-pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
+pub async fn purge_expired(
+    repo: &dyn Repository,
+    revoker: &Revoker,
+    audit_retention: Duration,
+) -> anyhow::Result<Purged> {
     let now = db::now();
-    let keep = i64::try_from(state.settings.audit_retention.0.as_secs()).unwrap_or(i64::MAX / 2);
-    let audit = state.repo.purge_audit(now - keep).await;
-    let refresh = state.repo.purge_refresh(now).await;
-    let revocations = state.revoker.purge(now, LONGEST_ACCESS_TOKEN).await;
+    let keep = i64::try_from(audit_retention.as_secs()).unwrap_or(i64::MAX / 2);
+    let audit = repo.purge_audit(now - keep).await;
+    let refresh = repo.purge_refresh(now).await;
+    let revocations = revoker.purge(now, LONGEST_ACCESS_TOKEN).await;
     Ok(Purged {
         audit: audit?,
         refresh: refresh?,
@@ -45,14 +53,19 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
     })
 }
 
-/// Purges at start and then every `every`, until the returned task is aborted.
-pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+/// [`purge_expired`] at start and then every `every`, until the returned task is aborted.
+pub fn spawn(
+    repo: Arc<dyn Repository>,
+    revoker: Arc<Revoker>,
+    audit_retention: Duration,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match purge_expired(&state).await {
+            match purge_expired(repo.as_ref(), &revoker, audit_retention).await {
                 Ok(purged) if purged == Purged::default() => {}
                 Ok(purged) => tracing::info!(
                     audit = purged.audit,

@@ -103,7 +103,7 @@ pub async fn build_state_logged(
         JwtConfig::new(settings.jwt_issuer.clone(), settings.jwt_audience.clone())
             .access_ttl(settings.access_token_ttl.0)
             .leeway(settings.jwt_leeway.0.as_secs())
-            .session_cookie(crate::routes::browser::SESSION_COOKIE),
+            .session_cookie(crate::sessions::SESSION_COOKIE),
     )
     .with_revocations(revocations)
     .with_key_refresh(keys.clone());
@@ -118,7 +118,7 @@ pub async fn build_state_logged(
             &secret,
             secure_cookies,
             &allowed_origins,
-            crate::routes::browser::SESSION_COOKIE,
+            crate::sessions::SESSION_COOKIE,
         )
         .with_spent_store(Arc::clone(&revoker)),
     );
@@ -136,19 +136,41 @@ pub async fn build_state_logged(
     let events = event_bus(&settings).await?;
     tracing::info!(transport = events.name(), "item events");
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+    let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+    let refusals = Arc::new(crate::refusals::RefusalLog::new(
+        crate::refusals::WINDOW,
+        settings.ipv6_prefix,
+    ));
+    let sessions = Arc::new(crate::sessions::Sessions::new(
+        jwt.clone(),
+        repo.clone(),
+        Arc::clone(&revoker),
+        Arc::clone(&metrics),
+        settings.access_token_ttl.0,
+        settings.refresh_token_ttl.0,
+    ));
+    let login = crate::login::Login {
+        repo: repo.clone(),
+        hasher: hasher.clone(),
+        limits: Arc::clone(&limits),
+        refusals: Arc::clone(&refusals),
+        metrics: Arc::clone(&metrics),
+        sessions: Arc::clone(&sessions),
+        csrf: Arc::clone(&csrf),
+        scheme: settings.scheme(),
+    };
     Ok(AppState::new(crate::state::Services {
         shutdown,
         shutdown_sender: Arc::new(shutdown_sender),
         events,
-        metrics: Arc::default(),
+        metrics,
         sockets: Arc::default(),
         csrf,
         limits,
         access_log,
-        refusals: Arc::new(crate::refusals::RefusalLog::new(
-            crate::refusals::WINDOW,
-            settings.ipv6_prefix,
-        )),
+        refusals,
+        sessions,
+        login,
         redis,
         repo,
         jwt,
@@ -211,7 +233,7 @@ fn rate_limits(
         routes: limits.routes.clone(),
         limiter: Arc::new(RateLimiter::new(store)),
         ipv6_prefix: settings.ipv6_prefix,
-        unlimited: crate::routes::health::UNLIMITED_ROUTES
+        unlimited: crate::config::UNLIMITED_ROUTES
             .iter()
             .map(|r| (*r).to_owned())
             .collect(),
@@ -369,7 +391,14 @@ impl Application {
         let maintenance = Arc::clone(&self.state.keys).spawn_maintenance(Duration::from_secs(1));
         let revocations = Arc::clone(&self.state.revoker).spawn_sync(Duration::from_millis(250));
         let metrics = match self.state.settings.metrics_bind {
-            Some(addr) => match crate::metrics::serve(addr, self.state.clone()).await {
+            Some(addr) => match crate::metrics::serve(
+                addr,
+                Arc::clone(&self.state.metrics),
+                metrics_readings(&self.state),
+                self.state.shutdown.clone(),
+            )
+            .await
+            {
                 Ok(task) => Some(task),
                 Err(err) => {
                     tracing::error!(error = %err, "metrics endpoint not started");
@@ -378,8 +407,14 @@ impl Application {
             },
             None => None,
         };
-        let retention = crate::retention::spawn(self.state.clone(), Duration::from_secs(3600));
-        let refusals = crate::refusals::spawn(self.state.clone());
+        let retention = crate::retention::spawn(
+            self.state.repo.clone(),
+            Arc::clone(&self.state.revoker),
+            self.state.settings.audit_retention.0,
+            Duration::from_secs(3600),
+        );
+        let refusals =
+            crate::refusals::spawn(Arc::clone(&self.state.refusals), self.state.repo.clone());
         let signal = Arc::clone(&self.state.shutdown_sender);
         let shutdown = async move {
             shutdown.await;
@@ -423,10 +458,23 @@ impl Application {
         retention.abort();
         refusals.abort();
         // The refusals counted in the last window still get their rows.
-        crate::refusals::write(&state, true).await;
+        crate::refusals::write(&state.refusals, state.repo.as_ref(), true).await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }
+    }
+}
+
+/// What the metrics endpoint reads from the rate limiter, the key manager and the WebSockets
+/// at each scrape.
+fn metrics_readings(state: &AppState) -> impl Fn() -> crate::metrics::Readings + Clone + use<> {
+    let limiter = Arc::clone(&state.limits.limiter);
+    let keys = Arc::clone(&state.keys);
+    let sockets = Arc::clone(&state.sockets);
+    move || crate::metrics::Readings {
+        store_failures: limiter.store_failures(),
+        key_rotations: keys.rotations(),
+        open_sockets: sockets.open_count(),
     }
 }
 

@@ -15,11 +15,7 @@ use crate::{config::Settings, db::Repository};
 impl Services {
     /// The scheme browsers use to reach this server, for same-origin checks.
     pub fn scheme(&self) -> &'static str {
-        if self.settings.tls_enabled() {
-            "https"
-        } else {
-            "http"
-        }
+        self.settings.scheme()
     }
 }
 
@@ -64,6 +60,10 @@ pub struct Services {
     pub keys: Arc<KeyManager>,
     /// Token revocation, shared through the database.
     pub revoker: Arc<Revoker>,
+    /// Token pairs and session tokens: issue, refresh, logout, invalidation.
+    pub sessions: Arc<crate::sessions::Sessions>,
+    /// Logging in, by the password flow or from a browser.
+    pub login: crate::login::Login,
     /// Becomes `true` when the server begins shutting down (WebSockets close with 1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Flips [`AppState::shutdown`].
@@ -73,7 +73,7 @@ pub struct Services {
     /// Item change events for WebSockets, on every instance.
     pub events: Arc<dyn crate::events::EventBus>,
     /// Open WebSockets per user, to cap them.
-    pub sockets: Arc<crate::routes::ws::SocketCounter>,
+    pub sockets: Arc<crate::sockets::SocketCounter>,
     /// CSRF tokens for cookie sessions.
     pub csrf: Arc<bulwark::csrf::Csrf>,
     /// Rate limits and their store.

@@ -14,7 +14,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{audit::AuditOut, db::AuditFilter, domain::rfc3339, routes::internal, state::AppState};
+use crate::{audit::AuditOut, db::AuditFilter, domain::rfc3339, errors::internal, state::AppState};
 
 /// The audit routes.
 pub fn router() -> OpenApiRouter<AppState> {

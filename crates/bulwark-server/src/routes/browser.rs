@@ -6,21 +6,21 @@
 //! it), `SameSite=Lax` and `Secure` whenever TLS is on or `secure_cookies = true`. Every unsafe
 //! request authenticated by it needs a CSRF token (see `bulwark::csrf`); bearer requests do not.
 
-use askama::Template;
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use bulwark::{cookie, csrf, error::HttpError, headers::HTML_CSP, validation::Form};
+use bulwark::{csrf, error::HttpError, validation::Form};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{routes::internal, state::AppState};
-
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "session";
+use crate::{
+    login::DetailOut,
+    pages::{self, with_cookie},
+    state::AppState,
+};
 
 /// The stylesheet's path (not in the OpenAPI document).
 pub const STYLESHEET: &str = "/static/bulwark.css";
@@ -41,20 +41,6 @@ pub struct CsrfTokenOut {
     pub csrf_token: String,
 }
 
-/// A short answer.
-#[derive(Serialize, ToSchema)]
-pub struct DetailOut {
-    /// `OK`.
-    pub detail: &'static str,
-}
-
-fn with_cookie(mut response: Response, set_cookie: Option<HeaderValue>) -> Response {
-    if let Some(set) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, set);
-    }
-    response
-}
-
 /// A CSRF token bound to the browser's CSRF cookie (set when missing).
 #[utoipa::path(get, path = "/csrftoken/", tag = "browser",
     responses((status = 200, body = CsrfTokenOut)))]
@@ -66,31 +52,11 @@ async fn csrf_token(State(state): State<AppState>, headers: HeaderMap) -> Respon
     )
 }
 
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage<'a> {
-    csrf_token: &'a str,
-}
-
-/// Renders a template as an HTML page with the strict HTML CSP (scripts and styles from this
-/// server only, no inline script).
-pub fn html_page(template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (
-            [(header::CONTENT_SECURITY_POLICY, HTML_CSP)],
-            axum::response::Html(html),
-        )
-            .into_response(),
-        Err(err) => internal(err),
-    }
-}
-
 /// The login form, with a hidden CSRF token.
 #[utoipa::path(get, path = "/login", tag = "browser",
     responses((status = 200, content_type = "text/html", body = String)))]
 async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (token, set_cookie) = state.csrf.issue(&headers);
-    with_cookie(html_page(&LoginPage { csrf_token: &token }), set_cookie)
+    pages::login_page(&state.csrf, &headers)
 }
 
 /// The login form's fields.
@@ -121,56 +87,16 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<BrowserLogin>,
 ) -> Response {
-    let token_ok = form
-        .csrf_token
-        .as_deref()
-        .is_some_and(|t| state.csrf.verify(&headers, t));
-    if !token_ok || !state.csrf.origin_allowed(&headers, state.scheme()) {
-        // Refused here, not by the CSRF layer: counted and audited here too.
-        state.metrics.csrf_rejected.inc();
-        crate::audit::record(
-            &state,
-            crate::audit::AuditKind::CsrfRejected,
-            crate::audit::AuditEvent {
-                ip: Some(ip),
-                detail: Some("POST /login".to_owned()),
-                ..Default::default()
-            },
+    state
+        .login
+        .browser(
+            &form.username,
+            form.password,
+            form.csrf_token.as_deref(),
+            &headers,
+            ip,
         )
-        .await;
-        return csrf::refusal();
-    }
-    let limit = match super::token::check_username_limit(&state, &form.username, ip).await {
-        Ok(decision) => decision,
-        Err(response) => return response,
-    };
-    let mut response =
-        match super::token::authenticate(&state, &form.username, form.password, ip).await {
-            Ok(Some(user)) => match crate::sessions::issue_session(&state, &user) {
-                Ok(token) => {
-                    let spent = match state.csrf.spend(&headers).await {
-                        Ok(clear) => clear,
-                        Err(err) => return internal(err),
-                    };
-                    let ttl = state.settings.access_token_ttl.0.as_secs();
-                    let mut response = axum::Json(DetailOut { detail: "OK" }).into_response();
-                    let h = response.headers_mut();
-                    h.append(
-                        header::SET_COOKIE,
-                        cookie::set(SESSION_COOKIE, &token, ttl, state.csrf.secure()),
-                    );
-                    h.append(header::SET_COOKIE, spent);
-                    response
-                }
-                Err(response) => response,
-            },
-            Ok(None) => super::token::bad_credentials().into_response(),
-            Err(response) => response,
-        };
-    if let Some(decision) = limit {
-        decision.apply_headers(response.headers_mut());
-    }
-    response
+        .await
 }
 
 async fn stylesheet() -> Response {
@@ -183,11 +109,6 @@ async fn stylesheet() -> Response {
         include_str!("../../static/bulwark.css"),
     )
         .into_response()
-}
-
-/// Clears the session cookie (for logout).
-pub fn clear_session(secure: bool) -> HeaderValue {
-    cookie::clear(SESSION_COOKIE, secure)
 }
 
 /// 403 for pages, exposed for handlers that check CSRF themselves.

@@ -8,10 +8,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
 
-/// The probes' route templates: never rate limited (many probes may share one proxy address),
-/// and cheap, revealing nothing.
-pub const UNLIMITED_ROUTES: &[&str] = &["/health", "/ready"];
-
 /// The health routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

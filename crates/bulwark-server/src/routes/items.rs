@@ -17,8 +17,8 @@ use crate::{
     auth::CurrentUser,
     db::ItemFields,
     domain::{ItemBody, ItemOut, ListItemsQuery},
+    errors::internal,
     events::publish_item_event,
-    routes::internal,
     state::AppState,
 };
 
@@ -162,7 +162,7 @@ async fn view_item(
         .as_deref()
         .map(|d| bulwark::sanitize::SafeHtml::sanitize(d).into_string())
         .unwrap_or_default();
-    Ok(super::browser::html_page(&ItemPage {
+    Ok(crate::pages::html_page(&ItemPage {
         name: &out.name,
         description: &description,
         price: out.price,

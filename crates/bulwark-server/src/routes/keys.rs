@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{domain::rfc3339, routes::internal, state::AppState};
+use crate::{domain::rfc3339, errors::internal, state::AppState};
 
 /// The key routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -78,7 +78,7 @@ async fn rotate_key(
         Err(err) => return internal(err),
     };
     crate::audit::record(
-        &state,
+        state.repo.as_ref(),
         crate::audit::AuditKind::KeyRotated,
         crate::audit::AuditEvent {
             user_id: admin.sub.parse().ok(),

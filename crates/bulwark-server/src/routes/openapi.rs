@@ -79,7 +79,7 @@ pub enum LocItemOut {
 /// response (description, body, headers). Runs on the merged document.
 pub fn complete(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
-        let limited = !crate::routes::health::UNLIMITED_ROUTES.contains(&path.as_str());
+        let limited = !crate::config::UNLIMITED_ROUTES.contains(&path.as_str());
         for (method, op) in operations_mut(item) {
             if let Some(op) = op.as_mut() {
                 if crate::routes::requires_authentication(path, &method) {

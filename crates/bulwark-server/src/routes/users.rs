@@ -21,7 +21,7 @@ use crate::{
     auth::CurrentUser,
     db::User,
     domain::rfc3339,
-    routes::internal,
+    errors::internal,
     state::AppState,
     users::{CreateUserError, check_roles, create_user},
 };
@@ -308,7 +308,9 @@ async fn patch_user(
     }
     // Any change of password, roles or status ends every outstanding token of the user.
     if changes {
-        crate::sessions::invalidate_user_tokens(&state, user_id)
+        state
+            .sessions
+            .invalidate_user_tokens(user_id)
             .await
             .map_err(internal)?;
     }
@@ -340,7 +342,7 @@ async fn audit_user(
         (None, None) => None,
     };
     crate::audit::record(
-        state,
+        state.repo.as_ref(),
         kind,
         AuditEvent {
             user_id: Some(user.id),

@@ -10,11 +10,12 @@
 //! Limits: frames and messages over 64 KiB, more than 20 client messages in a second, or 60 s
 //! without any client frame (pings are sent every 20 s, and browsers answer them) close the
 //! socket; so do the token's expiry or revocation (of the token, its user or its signing key),
-//! checked every second. At most [`MAX_SOCKETS_PER_USER`] sockets per user.
+//! checked every second. At most
+//! [`MAX_SOCKETS_PER_USER`](crate::sockets::MAX_SOCKETS_PER_USER) sockets per user.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    collections::VecDeque,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -29,7 +30,7 @@ use axum::{
 use bulwark::{error::HttpError, jwt::Claims};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::state::AppState;
+use crate::{sessions::SESSION_COOKIE, state::AppState};
 
 /// Largest frame or message accepted from a client.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -37,8 +38,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_MESSAGES_PER_SECOND: u32 = 20;
 /// Silence after which a socket is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Open sockets allowed per user.
-pub const MAX_SOCKETS_PER_USER: usize = 8;
 
 /// WebSocket close codes used here.
 mod close {
@@ -46,51 +45,6 @@ mod close {
     pub(super) const POLICY: u16 = 1008;
     pub(super) const TOO_BIG: u16 = 1009;
     pub(super) const TRY_AGAIN: u16 = 1013;
-}
-
-/// Counts open sockets per user.
-#[derive(Debug, Default)]
-pub struct SocketCounter {
-    open: Mutex<HashMap<i64, usize>>,
-}
-
-/// One counted socket; dropping it uncounts.
-struct SocketSlot {
-    counter: Arc<SocketCounter>,
-    user: i64,
-}
-
-impl SocketCounter {
-    /// Sockets open now, all users together.
-    pub fn open_count(&self) -> usize {
-        self.open.lock().map(|o| o.values().sum()).unwrap_or(0)
-    }
-
-    fn acquire(self: &Arc<Self>, user: i64) -> Option<SocketSlot> {
-        let mut open = self.open.lock().ok()?;
-        let n = open.entry(user).or_insert(0);
-        if *n >= MAX_SOCKETS_PER_USER {
-            return None;
-        }
-        *n += 1;
-        Some(SocketSlot {
-            counter: Arc::clone(self),
-            user,
-        })
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.counter.open.lock()
-            && let Some(n) = open.get_mut(&self.user)
-        {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.user);
-            }
-        }
-    }
 }
 
 /// The WebSocket route's path.
@@ -149,9 +103,9 @@ async fn ws(
         return HttpError::new(StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
     let by_protocol = protocol_token(&headers);
-    let token = by_protocol.clone().or_else(|| {
-        bulwark::cookie::get(&headers, super::browser::SESSION_COOKIE).map(str::to_owned)
-    });
+    let token = by_protocol
+        .clone()
+        .or_else(|| bulwark::cookie::get(&headers, SESSION_COOKIE).map(str::to_owned));
     let Some(token) = token else {
         return HttpError::unauthorized("Not authenticated").into_response();
     };

@@ -114,7 +114,7 @@ async fn refusals_are_audited_once_per_client_and_window(backend: Backend) {
     assert!(audit_rows("csrf.rejected").await.is_empty());
     assert!(audit_rows("login.rate_limited").await.is_empty());
     // When the window's rows are written: one per kind for this client, with the count.
-    bulwark_server::refusals::write(&app.state, true).await;
+    bulwark_server::refusals::write(&app.state.refusals, app.state.repo.as_ref(), true).await;
     for (kind, more) in [("csrf.rejected", 99), ("login.rate_limited", 97)] {
         let rows = audit_rows(kind).await;
         assert_eq!(rows.len(), 1, "{kind}: {rows:?}");

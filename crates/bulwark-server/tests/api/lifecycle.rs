@@ -1498,9 +1498,13 @@ async fn expired_entries_are_purged_and_live_ones_kept(backend: Backend) {
     assert_eq!(logout(&app, &a2).await.status(), 204);
 
     // Act (the schedule's first purge, at start, may run at any moment too)
-    bulwark_server::retention::purge_expired(&app.state)
-        .await
-        .unwrap();
+    bulwark_server::retention::purge_expired(
+        app.state.repo.as_ref(),
+        &app.state.revoker,
+        app.state.settings.audit_retention.0,
+    )
+    .await
+    .unwrap();
 
     // Assert: the expired row is gone: its key can be used again.
     assert!(

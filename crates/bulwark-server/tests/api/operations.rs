@@ -1180,7 +1180,7 @@ async fn every_security_event_is_audited_with_its_user_and_ip(backend: Backend) 
 
     // Assert: each kind, with its user and IP. Refusals are written once their window ends
     // (or at shutdown): write them now.
-    bulwark_server::refusals::write(&app.state, true).await;
+    bulwark_server::refusals::write(&app.state.refusals, app.state.repo.as_ref(), true).await;
     let (events, total) = all_events(&http, &root.access, &[]).await;
     assert_eq!(total as usize, events.len());
     assert_who(

@@ -1,0 +1,44 @@
+//! HTML pages: rendering a template with the strict HTML CSP, and the login form.
+
+use askama::Template;
+use axum::{
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use bulwark::{csrf::Csrf, headers::HTML_CSP};
+
+use crate::errors::internal;
+
+/// Renders a template as an HTML page with the strict HTML CSP (scripts and styles from this
+/// server only, no inline script).
+pub fn html_page(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (
+            [(header::CONTENT_SECURITY_POLICY, HTML_CSP)],
+            axum::response::Html(html),
+        )
+            .into_response(),
+        Err(err) => internal(err),
+    }
+}
+
+/// Adds `set_cookie` (when there is one) to `response`.
+pub fn with_cookie(mut response: Response, set_cookie: Option<HeaderValue>) -> Response {
+    if let Some(set) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf_token: &'a str,
+}
+
+/// The login form, with a hidden CSRF token bound to the browser's CSRF cookie (set when
+/// missing).
+pub fn login_page(csrf: &Csrf, headers: &HeaderMap) -> Response {
+    let (token, set_cookie) = csrf.issue(headers);
+    with_cookie(html_page(&LoginPage { csrf_token: &token }), set_cookie)
+}
