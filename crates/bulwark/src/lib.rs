@@ -106,6 +106,8 @@
 //! | `legacy-bcrypt` | no | `password::PasswordHasher::verify` accepts `$2a$`/`$2b$`/`$2y$` hashes and asks for an Argon2id rehash; without it a bcrypt hash is an unknown format (no match, logged) | `bcrypt` |
 //! | `tls` | no | the `tls` module and `serve::ServeOptions::tls`: HTTPS over rustls | `rustls`, `tokio-rustls` |
 //! | `dev-certs` | no | `tls::self_signed`: self-signed development certificates; implies `tls` | `rcgen` |
+//! | `sqlx-sqlite` | no | `store::sql::SqliteStores`: the signing-key ring and the revocation log in SQLite, with `migrate()` creating their tables | `sqlx` (SQLite, bundled) |
+//! | `sqlx-postgres` | no | `store::sql::PgStores`: the same in PostgreSQL, shared by every instance on one database | `sqlx` (PostgreSQL) |
 //! | `testing` | no | the `testing` module: conformance suites for store backends written elsewhere | |
 //! | `fuzzing` | no | hidden hooks for the fuzz targets; not an API | |
 //!

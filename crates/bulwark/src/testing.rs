@@ -1,12 +1,14 @@
-//! Conformance suites that every store backend must pass, for backends written outside this
-//! crate (the server's SQL stores). Enabled by the `testing` feature.
+//! Conformance suites that every store backend must pass: the library runs them against its
+//! own backends (memory, Redis, SQL), and a backend written outside this crate runs them in its
+//! tests. Enabled by the `testing` feature.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{sync::Arc, time::Duration};
 
 use crate::{
     jwt::{
-        JwtAuth, JwtConfig, JwtError, KeyAlgorithm, KeyError, KeyManager, KeyRing, store::KeyStore,
+        JwtAuth, JwtConfig, JwtError, KeyAlgorithm, KeyError, KeyManager, KeyRing, KeyState,
+        store::{KeyStore, StoredKey},
     },
     revocation::{Revocation, RevocationList, RevocationStore, Revoker},
     secret::MasterSecret,
@@ -29,6 +31,20 @@ fn claims(sub: &str, jti: &str, ver: u64) -> crate::jwt::Claims {
         aud: "a".into(),
         ver,
     }
+}
+
+/// The stored key `kid` (there must be one).
+async fn stored(store: &dyn KeyStore, kid: &str) -> StoredKey {
+    let keys = store.list().await.unwrap();
+    let found: Vec<_> = keys.into_iter().filter(|k| k.kid == kid).collect();
+    assert_eq!(found.len(), 1, "key {kid} is listed once");
+    found.into_iter().next().unwrap()
+}
+
+/// How many keys are active.
+async fn active_keys(store: &dyn KeyStore) -> usize {
+    let keys = store.list().await.unwrap();
+    keys.iter().filter(|k| k.state == KeyState::Active).count()
 }
 
 fn manager(store: Arc<dyn KeyStore>, secret: &MasterSecret) -> KeyManager {
@@ -66,14 +82,57 @@ pub async fn key_store_conformance(store: Arc<dyn KeyStore>) {
     assert_eq!(header.kid.as_deref(), Some(second.as_str()));
 
     // A scheduled rotation in one slot happens once, whoever asks.
-    let key = a.test_stored_key();
-    assert!(store.rotate(&key, 0, Some(42)).await.unwrap());
-    let key = a.test_stored_key();
-    assert!(!store.rotate(&key, 0, Some(42)).await.unwrap());
+    let in_slot = a.test_stored_key();
+    assert!(store.rotate(&in_slot, 0, Some(42)).await.unwrap());
+    let refused = a.test_stored_key();
+    assert!(!store.rotate(&refused, 0, Some(42)).await.unwrap());
+    assert!(
+        !store
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == refused.kid),
+        "a refused rotation inserts nothing"
+    );
 
-    // Retirement after the grace period, then revocation.
+    // The store keeps what it was given, and the state rotation sets.
+    let kept = stored(&*store, &in_slot.kid).await;
+    assert_eq!(kept.state, KeyState::Active);
+    assert_eq!(kept.alg, in_slot.alg);
+    assert_eq!(kept.sealed, in_slot.sealed, "sealed material round-trips");
+    assert_eq!(kept.created_at, in_slot.created_at);
+    assert_eq!(
+        kept.retires_at, None,
+        "the active key has no retirement time"
+    );
+    let replaced = stored(&*store, &second).await;
+    assert_eq!(replaced.state, KeyState::Verifying);
+    assert_eq!(replaced.retires_at, Some(0), "retires when rotate said");
+    assert_eq!(active_keys(&*store).await, 1, "one active key at a time");
+    assert_eq!(stored(&*store, &first).await.state, KeyState::Verifying);
+
+    // Retirement after the grace period: only verifying keys whose time has come, each once.
+    assert_eq!(
+        store.retire_due(0).await.unwrap(),
+        1,
+        "only the key due at 0 retires"
+    );
+    assert_eq!(stored(&*store, &second).await.state, KeyState::Retired);
+    assert_eq!(stored(&*store, &first).await.state, KeyState::Verifying);
+    assert_eq!(
+        store.retire_due(0).await.unwrap(),
+        0,
+        "a retired key retires once"
+    );
     let retired = store.retire_due(now() + 3600).await.unwrap();
-    assert!(retired >= 2);
+    assert_eq!(retired, 1, "the first key's grace is over");
+    assert_eq!(stored(&*store, &first).await.state, KeyState::Retired);
+    assert_eq!(
+        stored(&*store, &in_slot.kid).await.state,
+        KeyState::Active,
+        "an active key never retires"
+    );
     a.reload().await.unwrap();
     assert!(matches!(
         auth.verify(&old_token),
@@ -89,6 +148,23 @@ pub async fn key_store_conformance(store: Arc<dyn KeyStore>) {
         "a new key replaces a revoked active one"
     );
     assert!(matches!(a.revoke("nope").await, Err(KeyError::NotFound(_))));
+    assert!(
+        !store.revoke("no-such-key").await.unwrap(),
+        "revoking an unknown key answers false"
+    );
+    assert_eq!(stored(&*store, &active).await.state, KeyState::Revoked);
+    assert!(
+        store.revoke(&first).await.unwrap(),
+        "a retired key can be revoked"
+    );
+    assert_eq!(stored(&*store, &first).await.state, KeyState::Revoked);
+    assert_eq!(
+        store.retire_due(i64::MAX / 2).await.unwrap(),
+        0,
+        "revoked and active keys are never retired"
+    );
+    assert_eq!(stored(&*store, &active).await.state, KeyState::Revoked);
+    assert_eq!(active_keys(&*store).await, 1);
 }
 
 /// The behaviour every store must have; run against each backend.
@@ -112,6 +188,25 @@ pub async fn revocation_store_conformance(store: Arc<dyn RevocationStore>) {
         a.list().is_revoked(&claims("u0", "t1", 0)),
         "applied locally at once"
     );
+    // The log gives back what was published, field for field, and its cursor only moves on.
+    let (entries, cursor) = store.since(0).await.unwrap();
+    assert!(
+        entries.contains(&Revocation::Token {
+            jti: "t1".into(),
+            expires_at: far,
+        }),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&Revocation::Subject {
+            sub: "u1".into(),
+            min_version: 3,
+        }),
+        "{entries:?}"
+    );
+    assert!(cursor > 0, "the cursor moves past what was read");
+    let (_, again) = store.since(cursor).await.unwrap();
+    assert!(again >= cursor, "the cursor never goes back");
     assert!(
         !b.list().is_revoked(&claims("u0", "t1", 0)),
         "not yet pulled"
@@ -136,14 +231,28 @@ pub async fn revocation_store_conformance(store: Arc<dyn RevocationStore>) {
 
     // Purging removes what has expired, and only that.
     let now = now();
+    // (In this order: a store may drop expired entries as new ones arrive.)
+    a.revoke(Revocation::Token {
+        jti: "edge".into(),
+        expires_at: now - 30,
+    })
+    .await
+    .unwrap();
     a.revoke(Revocation::Token {
         jti: "expired".into(),
         expires_at: now - 600,
     })
     .await
     .unwrap();
-    let kept_by_time = store.purge(now - 60, now - 3600).await.unwrap();
+    let kept_by_time = store.purge(now - 30, now - 3600).await.unwrap();
     assert!(kept_by_time >= 1, "the expired token entry goes");
+    let (entries, _) = store.since(0).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|r| matches!(r, Revocation::Token { jti, .. } if jti == "edge")),
+        "the bound is strict: an entry expiring at `expired_before` stays"
+    );
     let fresh = Revoker::new(Arc::clone(&store), Arc::new(RevocationList::new()));
     fresh.sync().await.unwrap();
     assert!(

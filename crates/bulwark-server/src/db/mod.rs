@@ -353,14 +353,6 @@ pub(crate) fn split_roles(roles: &str) -> Vec<String> {
     roles.split_whitespace().map(str::to_owned).collect()
 }
 
-pub(crate) fn store_error(err: sqlx::Error) -> bulwark::store::StoreError {
-    if is_unavailable(&err) {
-        bulwark::store::StoreError::unavailable(err.to_string())
-    } else {
-        bulwark::store::StoreError::new(err.to_string())
-    }
-}
-
 pub(crate) fn map_conflict(err: sqlx::Error) -> DbError {
     match err.as_database_error() {
         Some(db) if db.is_unique_violation() => DbError::Conflict,

@@ -5,6 +5,10 @@
 //! faster path that falls back to it) and `create_item_fast` (`pooled_create_item`, or a
 //! group-committing writer). The statements use `$N` placeholders, which both SQLite and PostgreSQL accept,
 //! and only portable SQL (`RETURNING`, `LIKE ... ESCAPE`, `LOWER`).
+//!
+//! The key ring and the revocation log are the library's SQL stores (`bulwark::store::sql`),
+//! which the store holds in a `stores` field over the same pool: the macro implements the
+//! library's `KeyStore` and `RevocationStore` by delegating to them.
 
 macro_rules! impl_repository {
     ($store:ty, $row:ty) => {
@@ -334,74 +338,11 @@ macro_rules! impl_repository {
             }
         }
 
-        impl $store {
-            fn key_from_row(row: &$row) -> Result<bulwark::jwt::store::StoredKey, sqlx::Error> {
-                use sqlx::Row as _;
-                let state: String = row.try_get("state")?;
-                Ok(bulwark::jwt::store::StoredKey {
-                    kid: row.try_get("kid")?,
-                    alg: row.try_get("alg")?,
-                    state: bulwark::jwt::KeyState::parse(&state)
-                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown key state {state:?}").into()))?,
-                    sealed: row.try_get("material")?,
-                    created_at: row.try_get("created_at")?,
-                    retires_at: row.try_get("retires_at")?,
-                })
-            }
-
-            async fn rotate_tx(
-                &self,
-                key: &bulwark::jwt::store::StoredKey,
-                retire_at: i64,
-                slot: Option<i64>,
-            ) -> Result<bool, sqlx::Error> {
-                let mut tx = self.pool.begin().await?;
-                if let Some(slot) = slot {
-                    let claimed = sqlx::query(
-                        "INSERT INTO key_rotations (slot, created_at) VALUES ($1, $2) ON CONFLICT (slot) DO NOTHING",
-                    )
-                    .bind(slot)
-                    .bind($crate::db::now())
-                    .execute(&mut *tx)
-                    .await?;
-                    if claimed.rows_affected() == 0 {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
-                }
-                sqlx::query("UPDATE signing_keys SET state = 'verifying', retires_at = $1 WHERE state = 'active'")
-                    .bind(retire_at)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, state, material, created_at, retires_at) \
-                     VALUES ($1, $2, 'active', $3, $4, NULL)",
-                )
-                .bind(&key.kid)
-                .bind(&key.alg)
-                .bind(&key.sealed)
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-        }
-
+        // The key ring and the revocation log: the library's SQL stores over the same pool
+        // (`self.stores`), whose SQL this server's migrations create the tables for.
         impl bulwark::jwt::store::KeyStore for $store {
             fn list(&self) -> bulwark::store::StoreFuture<'_, Vec<bulwark::jwt::store::StoredKey>> {
-                Box::pin(async move {
-                    let rows = sqlx::query(
-                        "SELECT kid, alg, state, material, created_at, retires_at FROM signing_keys ORDER BY created_at DESC, kid",
-                    )
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::db::store_error)?;
-                    rows.iter()
-                        .map(Self::key_from_row)
-                        .collect::<Result<_, _>>()
-                        .map_err($crate::db::store_error)
-                })
+                bulwark::jwt::store::KeyStore::list(&self.stores)
             }
 
             fn rotate<'a>(
@@ -410,35 +351,15 @@ macro_rules! impl_repository {
                 retire_at: i64,
                 slot: Option<i64>,
             ) -> bulwark::store::StoreFuture<'a, bool> {
-                Box::pin(async move {
-                    self.rotate_tx(key, retire_at, slot)
-                        .await
-                        .map_err($crate::db::store_error)
-                })
+                bulwark::jwt::store::KeyStore::rotate(&self.stores, key, retire_at, slot)
             }
 
             fn revoke<'a>(&'a self, kid: &'a str) -> bulwark::store::StoreFuture<'a, bool> {
-                Box::pin(async move {
-                    let done = sqlx::query("UPDATE signing_keys SET state = 'revoked' WHERE kid = $1")
-                        .bind(kid)
-                        .execute(&self.pool)
-                        .await
-                        .map_err($crate::db::store_error)?;
-                    Ok(done.rows_affected() == 1)
-                })
+                bulwark::jwt::store::KeyStore::revoke(&self.stores, kid)
             }
 
             fn retire_due(&self, now: i64) -> bulwark::store::StoreFuture<'_, u64> {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE signing_keys SET state = 'retired' WHERE state = 'verifying' AND retires_at IS NOT NULL AND retires_at <= $1",
-                    )
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::db::store_error)?;
-                    Ok(done.rows_affected())
-                })
+                bulwark::jwt::store::KeyStore::retire_due(&self.stores, now)
             }
         }
 
@@ -447,82 +368,14 @@ macro_rules! impl_repository {
                 &'a self,
                 revocation: &'a bulwark::revocation::Revocation,
             ) -> bulwark::store::StoreFuture<'a, ()> {
-                Box::pin(async move {
-                    use bulwark::revocation::Revocation;
-                    let (kind, subject, min_version, expires_at) = match revocation {
-                        Revocation::Token { jti, expires_at } => ("token", jti.as_str(), None, Some(*expires_at)),
-                        Revocation::Subject { sub, min_version } => (
-                            "subject",
-                            sub.as_str(),
-                            Some(i64::try_from(*min_version).unwrap_or(i64::MAX)),
-                            None,
-                        ),
-                        _ => return Err(bulwark::store::StoreError::new("unsupported revocation kind")),
-                    };
-                    sqlx::query(
-                        "INSERT INTO revocations (kind, subject, min_version, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(kind)
-                    .bind(subject)
-                    .bind(min_version)
-                    .bind(expires_at)
-                    .bind($crate::db::now())
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::db::store_error)?;
-                    Ok(())
-                })
+                bulwark::revocation::RevocationStore::publish(&self.stores, revocation)
             }
 
             fn since(
                 &self,
                 cursor: u64,
             ) -> bulwark::store::StoreFuture<'_, (Vec<bulwark::revocation::Revocation>, u64)> {
-                Box::pin(async move {
-                    use bulwark::revocation::Revocation;
-                    use sqlx::Row as _;
-                    let now = $crate::db::now();
-                    // Rows of the last few seconds are read again: an id can commit after a
-                    // larger one; applying a revocation twice is harmless.
-                    let rows = sqlx::query(
-                        "SELECT id, kind, subject, min_version, expires_at FROM revocations \
-                         WHERE (id > $1 OR created_at >= $2) AND (expires_at IS NULL OR expires_at >= $3) ORDER BY id",
-                    )
-                    .bind(i64::try_from(cursor).unwrap_or(i64::MAX))
-                    .bind(now - 5)
-                    .bind(now - 120)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::db::store_error)?;
-                    let mut next = cursor;
-                    let mut out = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        let read = || -> Result<(i64, Option<Revocation>), sqlx::Error> {
-                            let id: i64 = row.try_get("id")?;
-                            let kind: String = row.try_get("kind")?;
-                            let subject: String = row.try_get("subject")?;
-                            let r = match kind.as_str() {
-                                "token" => Some(Revocation::Token {
-                                    jti: subject,
-                                    expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0),
-                                }),
-                                "subject" => Some(Revocation::Subject {
-                                    sub: subject,
-                                    min_version: u64::try_from(
-                                        row.try_get::<Option<i64>, _>("min_version")?.unwrap_or(0),
-                                    )
-                                    .unwrap_or(0),
-                                }),
-                                _ => None,
-                            };
-                            Ok((id, r))
-                        };
-                        let (id, r) = read().map_err($crate::db::store_error)?;
-                        next = next.max(u64::try_from(id).unwrap_or(0));
-                        out.extend(r);
-                    }
-                    Ok((out, next))
-                })
+                bulwark::revocation::RevocationStore::since(&self.stores, cursor)
             }
 
             fn purge(
@@ -530,18 +383,11 @@ macro_rules! impl_repository {
                 expired_before: i64,
                 subjects_before: i64,
             ) -> bulwark::store::StoreFuture<'_, u64> {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "DELETE FROM revocations WHERE (kind = 'token' AND expires_at < $1) \
-                         OR (kind = 'subject' AND created_at < $2)",
-                    )
-                    .bind(expired_before)
-                    .bind(subjects_before)
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::db::store_error)?;
-                    Ok(done.rows_affected())
-                })
+                bulwark::revocation::RevocationStore::purge(
+                    &self.stores,
+                    expired_before,
+                    subjects_before,
+                )
             }
         }
 

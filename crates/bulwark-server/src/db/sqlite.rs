@@ -11,12 +11,16 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use bulwark::store::sql::SqliteStores;
+
 use super::{DbResult, PoolConfig, sql::impl_repository};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The key ring and the revocation log, over `pool`.
+    stores: SqliteStores,
     /// Hot readers (none for an in-memory database, which only the pool's connections see).
     readers: Option<Arc<readers::Readers>>,
     /// The group-committing writer of item creates (none for an in-memory database).
@@ -72,6 +76,7 @@ impl SqliteStore {
             .transpose()?;
         let readers = on_disk.then(|| Arc::new(readers::Readers::new(path, threads)));
         Ok(Self {
+            stores: SqliteStores::new(pool.clone()),
             pool,
             readers,
             writer,
@@ -258,5 +263,44 @@ mod tests {
         let store = SqliteStore::connect(&url).await.unwrap();
         let (_, total) = store.list_items(owner, None, 500, 0).await.unwrap();
         assert_eq!(total, 180);
+    }
+
+    /// The tables and index of the stores, as `sqlite_master` gives their SQL, with
+    /// `IF NOT EXISTS` and the layout taken out.
+    async fn store_schema(pool: &SqlitePool) -> Vec<(String, String)> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE name IN \
+             ('signing_keys', 'key_rotations', 'revocations', 'revocations_created_at') ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(name, sql)| {
+                let sql = sql.replace(" IF NOT EXISTS", "");
+                (name, sql.split_whitespace().collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    }
+
+    /// The library's `migrate()` (for applications without the server's migrations) creates the
+    /// tables exactly as the server's migrations do, and leaves a server database as it is.
+    #[tokio::test]
+    async fn the_library_stores_create_the_tables_of_the_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("server.db").display());
+        let server = SqliteStore::connect(&url).await.unwrap();
+        let migrated = store_schema(&server.pool).await;
+        assert_eq!(migrated.len(), 4);
+        assert!(migrated[1].1.contains("AUTOINCREMENT"), "{migrated:?}");
+        server.stores.migrate().await.unwrap();
+        assert_eq!(store_schema(&server.pool).await, migrated);
+
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("library.db"))
+            .create_if_missing(true);
+        let library = SqlitePool::connect_with(options).await.unwrap();
+        SqliteStores::new(library.clone()).migrate().await.unwrap();
+        assert_eq!(store_schema(&library).await, migrated);
     }
 }

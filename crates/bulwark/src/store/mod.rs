@@ -1,5 +1,21 @@
 //! What every store trait of the library shares: the error type and the boxed future its
 //! methods return (the traits are object-safe so that a backend is chosen at start-up).
+//!
+//! The backends of each trait live next to it (`jwt::store`, `revocation::store`,
+//! `rate_limit::store`); the SQL backends, which implement several traits over one database,
+//! live in `store::sql` (features `sqlx-sqlite` and `sqlx-postgres`).
+
+#[cfg(any(feature = "sqlx-sqlite", feature = "sqlx-postgres"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlx-sqlite", feature = "sqlx-postgres")))
+)]
+// Its docs link to both databases' stores; with one feature, the other's links point nowhere.
+#[cfg_attr(
+    not(all(feature = "sqlx-sqlite", feature = "sqlx-postgres")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+pub mod sql;
 
 use std::{future::Future, pin::Pin};
 

@@ -1,4 +1,5 @@
-//! Where the key ring is kept: a trait, one file per backend (the server adds SQL backends).
+//! Where the key ring is kept: a trait, one file per backend (the SQL backends, which keep
+//! revocations too, are in `store::sql`: features `sqlx-sqlite` and `sqlx-postgres`).
 
 pub mod memory;
 

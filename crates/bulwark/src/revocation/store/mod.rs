@@ -1,4 +1,6 @@
-//! Where revocations are shared between instances: a trait, one file per backend.
+//! Where revocations are shared between instances: a trait, one file per backend (the SQL
+//! backends, which keep the key ring too, are in `store::sql`: features `sqlx-sqlite` and
+//! `sqlx-postgres`).
 
 pub mod memory;
 #[cfg(feature = "redis")]
