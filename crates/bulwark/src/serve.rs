@@ -12,6 +12,12 @@
 //! [`serve_with_peers`], hands it to each connection's service), and drains in-flight requests
 //! on shutdown, for at most [`ServeOptions::shutdown_timeout`].
 //!
+//! Over plain TCP the protocol is told by the first bytes (hyper-util's `auto` builder): the
+//! HTTP/2 connection preface selects HTTP/2, anything else is HTTP/1.1. The framing guard reads
+//! those bytes first, and holds back a partial preface, so the first request's header-read timer
+//! runs from the start: a client that sends nothing, or trickles the preface, is cut at the
+//! timeout like a slow HTTP/1.1 head.
+//!
 //! With the `tls` feature and [`ServeOptions::tls`] set, every connection must complete a TLS
 //! handshake (see [`crate::tls`]) within the same header-read timeout; a client that speaks plain
 //! HTTP to the TLS port fails the handshake and its connection is closed without an HTTP answer.
@@ -27,32 +33,45 @@
 //! close them from the application when shutdown begins; they still count against the
 //! connection caps until they close.
 
-use std::{
-    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
-};
 #[cfg(feature = "tls")]
+use std::io;
 use std::{
-    io,
-    task::{Context, Poll},
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use axum::{body::Body, extract::ConnectInfo, response::Response};
 use http::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
 #[cfg(feature = "tls")]
-use tokio::{io::ReadBuf, time::Sleep};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
+use tokio::{
     net::{TcpListener, TcpStream},
-    sync::watch,
+    sync::{Notify, watch},
 };
 #[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
-use tower::Service;
+use tower::{Service, ServiceExt as _, util::Oneshot};
 
 mod framing;
 mod limits;
 
+#[cfg(feature = "tls")]
+use framing::H2_PREFACE;
 use framing::{FramingGuard, Timeouts};
 pub use limits::ConnectionLimits;
 use limits::{ConnectionCounter, ConnectionPermit};
@@ -246,46 +265,82 @@ async fn run<F, S>(
     }
 }
 
-/// The HTTP configurations, one per protocol.
-struct Protocols {
-    http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-}
-
 /// The most an HTTP/1.1 request line and headers may take: larger ones answer 431 (hyper's
 /// default, about 400 KiB, lets a client make the server buffer far more than any real request
 /// needs).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-impl Protocols {
-    fn new() -> Self {
-        let keep_alive = Some(Duration::from_secs(30));
-        let mut http1 = hyper::server::conn::http1::Builder::new();
+/// The HTTP/1.1 settings, applied to hyper's builder or to the `auto` builder's half.
+macro_rules! http1_settings {
+    ($builder:expr) => {
         // Half-closed connections are served: a client may send its last request and shut its
         // side, and when the framing guard refuses a pipelined head it ends the stream hyper
         // reads, which must not cut the answers to the requests before it.
-        http1
+        $builder
             .half_close(true)
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEADER_BYTES)
             // The framing guard times request heads instead (`FramingGuard::with_timeouts`):
             // hyper makes and drops a timer for every request.
-            .header_read_timeout(None);
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
+            .header_read_timeout(None)
+    };
+}
+
+/// The HTTP/2 settings, applied to hyper's builder or to the `auto` builder's half.
+macro_rules! http2_settings {
+    ($builder:expr) => {
+        $builder
             .timer(TokioTimer::new())
-            .keep_alive_interval(keep_alive);
-        Self { http1, http2 }
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+    };
+}
+
+/// The HTTP configurations.
+struct Protocols {
+    /// Plain TCP: HTTP/1.1 or HTTP/2, as the first bytes tell.
+    auto: auto::Builder<TokioExecutor>,
+    /// HTTPS, as negotiated by ALPN.
+    #[cfg(feature = "tls")]
+    http1: hyper::server::conn::http1::Builder,
+    #[cfg(feature = "tls")]
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new() -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(auto.http1());
+        http2_settings!(auto.http2());
+        Self {
+            auto,
+            #[cfg(feature = "tls")]
+            http1: http1_builder(),
+            #[cfg(feature = "tls")]
+            http2: {
+                let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                http2_settings!(http2);
+                http2
+            },
+        }
     }
 }
 
+/// hyper's HTTP/1.1 builder with [`serve`]'s settings.
+#[cfg(any(feature = "tls", feature = "fuzzing"))]
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1_settings!(http1);
+    http1
+}
+
 /// What [`serve`] serves: a cloneable service of axum requests that never fails (an axum
-/// `Router`, with or without layers around it). It is cloned for each request, so a clone
-/// should be cheap (a few reference counts). It must always be ready, as a `Router` is and
-/// layers that only pass readiness through are: [`serve`] calls a fresh clone without
-/// `poll_ready` (axum's own `serve` polls it first, at the cost of one more future per
-/// request), so a layer that applies backpressure there (a concurrency limit, a load shedder)
-/// does not take effect; bound concurrency inside the service's future instead.
+/// `Router`, with or without layers around it). Each request gets a fresh clone, whose
+/// readiness is awaited (`poll_ready`) before it is called, as `tower::ServiceExt::oneshot`
+/// does: a layer that applies backpressure there (a concurrency limit, a load shedder behind
+/// axum's `HandleErrorLayer`) takes effect, the request waiting until the service is ready. A
+/// clone should be cheap (a few reference counts), and since each clone is readied once, a
+/// layer should keep what it reserves in `poll_ready` (a permit) in the clone it was reserved
+/// for, as tower's layers do.
 pub trait AppService:
     Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
@@ -318,58 +373,173 @@ struct Connection<S> {
     permit: Option<ConnectionPermit>,
 }
 
-/// The application as a hyper service, with the socket peer as `ConnectInfo` (unless the
-/// service took the peer itself, [`serve_with_peers`]).
-#[derive(Clone)]
-struct PeerService<S> {
+/// A connection's protocol, as its first bytes told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+/// What a connection's idle watch ([`idle_for`]) needs to know of it: its protocol, told by its
+/// framing guard, and on HTTP/2 its requests in flight (from the call until the response head
+/// is ready), counted by its service.
+pub(crate) struct Activity {
+    protocol: AtomicU8,
+    in_flight: AtomicUsize,
+    /// Notified when the connection turns out to be HTTP/2, and when an HTTP/2 request starts or
+    /// ends; never for HTTP/1.1, which needs no watch (its timers are the framing guard's).
+    changed: Notify,
+}
+
+impl Activity {
+    fn new(protocol: Protocol) -> Arc<Self> {
+        Arc::new(Self {
+            protocol: AtomicU8::new(protocol as u8),
+            in_flight: AtomicUsize::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    fn protocol(&self) -> Protocol {
+        match self.protocol.load(Ordering::Acquire) {
+            1 => Protocol::Http1,
+            2 => Protocol::Http2,
+            _ => Protocol::Unknown,
+        }
+    }
+
+    /// The first bytes told the protocol.
+    pub(crate) fn protocol_known(&self, http2: bool) {
+        let protocol = if http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        self.protocol.store(protocol as u8, Ordering::Release);
+        if http2 {
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn add_in_flight(&self, add: bool) {
+        if add {
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// An HTTP/2 request in flight, counted until dropped.
+struct InFlightRequest(Arc<Activity>);
+
+impl InFlightRequest {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.add_in_flight(true);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.add_in_flight(false);
+    }
+}
+
+/// The application as a connection's hyper service: each request goes to a fresh clone once it
+/// is ready, with the socket peer as `ConnectInfo` (unless the service took the peer itself,
+/// [`serve_with_peers`]); HTTP/2 requests are counted in flight for the idle watch.
+struct ConnService<S> {
     service: S,
     peer: Option<SocketAddr>,
+    activity: Option<Arc<Activity>>,
 }
 
 impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>>
-    for PeerService<S>
+    for ConnService<S>
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = S::Future;
+    type Future = ServiceFuture<S>;
 
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let counted = match &self.activity {
+            Some(activity) if req.version() == http::Version::HTTP_2 => {
+                Some(InFlightRequest::new(activity))
+            }
+            _ => None,
+        };
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
         }
-        // An `AppService` is always ready (see its documentation).
-        self.service.clone().call(req.map(Body::new))
+        ServiceFuture {
+            response: self.service.clone().oneshot(req.map(Body::new)),
+            counted,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer: the service made ready, then called; an HTTP/2 request stops
+    /// counting in flight once the answer's head is ready.
+    struct ServiceFuture<S: Service<Request<Body>>> {
+        #[pin]
+        response: Oneshot<S, Request<Body>>,
+        counted: Option<InFlightRequest>,
+    }
+}
+
+impl<S: Service<Request<Body>>> Future for ServiceFuture<S> {
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.response.poll(cx));
+        *this.counted = None;
+        Poll::Ready(response)
     }
 }
 
 impl<S: AppService> Connection<S> {
-    async fn serve_plain(self, stream: TcpStream) {
-        // The header-read timer (the framing guard's) only starts once the protocol is known; a
-        // client that sends nothing (or trickles the HTTP/2 preface) would otherwise be held
-        // forever.
-        let Some(protocol) = protocol_in_time(&stream, self.timeouts.head).await else {
-            tracing::debug!(peer = %self.peer, "connection idle before its first request; closed");
-            return;
-        };
-        match protocol {
-            Protocol::Http2 => self.serve_http2(stream).await,
-            Protocol::Http1 => self.serve_http1(stream, false).await,
-        }
+    /// Plain TCP, through the `auto` builder: HTTP/2 when the stream starts with the HTTP/2
+    /// preface (the framing guard steps aside for it, see [`FramingGuard::detecting_http2`]),
+    /// closed once idle ([`idle_for`]); else HTTP/1.1, every request head checked by the guard.
+    async fn serve_plain(mut self, stream: TcpStream) {
+        let activity = Activity::new(Protocol::Unknown);
+        let stream =
+            FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, false, Some(self.timeouts))
+                .detecting_http2(Arc::clone(&activity))
+                .holding(self.permit.take());
+        let idle = idle_for(Arc::clone(&activity), self.timeouts.idle);
+        let conn = self
+            .protocols
+            .auto
+            .serve_connection_with_upgrades(TokioIo::new(stream), self.service(Some(activity)));
+        let result =
+            drain_on_shutdown(conn, self.drain.clone(), idle, |c| c.graceful_shutdown()).await;
+        self.finish(result);
     }
 
-    /// HTTP/1.1, its request heads checked by [`FramingGuard`] first (`https`: the answers it
-    /// writes itself carry `Strict-Transport-Security`).
-    async fn serve_http1<T>(mut self, stream: T, https: bool)
+    /// HTTPS without `h2`: HTTP/1.1, its request heads checked by [`FramingGuard`] first (the
+    /// answers it writes itself carry `Strict-Transport-Security`).
+    #[cfg(feature = "tls")]
+    async fn serve_https1<T>(mut self, stream: T)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let stream =
-            FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, https, Some(self.timeouts))
+            FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, true, Some(self.timeouts))
                 .holding(self.permit.take());
         let conn = self
             .protocols
             .http1
-            .serve_connection(TokioIo::new(stream), self.service())
+            .serve_connection(TokioIo::new(stream), self.service(None))
             .with_upgrades();
         let result = drain_on_shutdown(conn, self.drain.clone(), std::future::pending(), |c| {
             c.graceful_shutdown()
@@ -378,28 +548,21 @@ impl<S: AppService> Connection<S> {
         self.finish(result);
     }
 
-    /// HTTP/2: closed (with `GOAWAY`, after its streams finish) once no request has been in
-    /// flight for the idle timeout, whatever pings it answers or sends.
+    /// HTTPS with `h2` negotiated: closed (with `GOAWAY`, after its streams finish) once no
+    /// request has been in flight for the idle timeout, whatever pings it answers or sends.
+    #[cfg(feature = "tls")]
     async fn serve_http2<T>(self, stream: T)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (in_flight, watch_in_flight) = watch::channel(0usize);
-        let service = InFlightService {
-            service: self.service(),
-            in_flight: Arc::new(in_flight),
-        };
+        let activity = Activity::new(Protocol::Http2);
+        let idle = idle_for(Arc::clone(&activity), self.timeouts.idle);
         let conn = self
             .protocols
             .http2
-            .serve_connection(TokioIo::new(stream), service);
-        let result = drain_on_shutdown(
-            conn,
-            self.drain.clone(),
-            idle_for(watch_in_flight, self.timeouts.idle),
-            |c| c.graceful_shutdown(),
-        )
-        .await;
+            .serve_connection(TokioIo::new(stream), self.service(Some(activity)));
+        let result =
+            drain_on_shutdown(conn, self.drain.clone(), idle, |c| c.graceful_shutdown()).await;
         self.finish(result);
     }
 
@@ -428,14 +591,15 @@ impl<S: AppService> Connection<S> {
             );
             self.serve_http2(stream).await;
         } else {
-            self.serve_http1(stream, true).await;
+            self.serve_https1(stream).await;
         }
     }
 
-    fn service(&self) -> PeerService<S> {
-        PeerService {
+    fn service(&self, activity: Option<Arc<Activity>>) -> ConnService<S> {
+        ConnService {
             service: self.service.clone(),
             peer: self.connect_info.then_some(self.peer),
+            activity,
         }
     }
 
@@ -447,7 +611,8 @@ impl<S: AppService> Connection<S> {
 }
 
 /// Runs `conn` to its end; when `drain` turns true (or its sender is gone), or `close` completes,
-/// first asks it to finish the request in flight and close (`graceful_shutdown`).
+/// first asks it to finish the request in flight and close (`graceful_shutdown`: an idle
+/// connection closes at once, HTTP/2 sends `GOAWAY`).
 async fn drain_on_shutdown<C, E>(
     conn: C,
     mut drain: watch::Receiver<bool>,
@@ -467,60 +632,34 @@ where
     conn.await
 }
 
-/// Completes once no request has been in flight (`in_flight` at 0) for `idle` in a row.
-async fn idle_for(mut in_flight: watch::Receiver<usize>, idle: Duration) {
+/// Completes once the connection is HTTP/2 and no request has been in flight for `idle` in a
+/// row; never for HTTP/1.1 (the framing guard times it), which costs a flag check per poll.
+async fn idle_for(activity: Arc<Activity>, idle: Duration) {
     loop {
-        if in_flight.wait_for(|n| *n == 0).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(idle) => {
-                if *in_flight.borrow() == 0 {
-                    return;
-                }
-            }
-            changed = in_flight.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// An HTTP/2 connection's service, counting its requests in flight (from the call until the
-/// response head is ready) for [`idle_for`].
-#[derive(Clone)]
-struct InFlightService<S> {
-    service: PeerService<S>,
-    in_flight: Arc<watch::Sender<usize>>,
-}
-
-/// One request in flight, counted until dropped.
-struct InFlightRequest(Arc<watch::Sender<usize>>);
-
-impl Drop for InFlightRequest {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
-}
-
-impl<S: AppService> hyper::service::Service<http::Request<hyper::body::Incoming>>
-    for InFlightService<S>
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        self.in_flight.send_modify(|n| *n += 1);
-        let counted = InFlightRequest(Arc::clone(&self.in_flight));
-        let response = self.service.call(req);
-        Box::pin(async move {
-            let response = response.await;
-            drop(counted);
-            response
+        let notified = activity.changed.notified();
+        tokio::pin!(notified);
+        let http2 = std::future::poll_fn(|cx| match activity.protocol() {
+            Protocol::Http2 => Poll::Ready(true),
+            Protocol::Http1 => Poll::Pending,
+            Protocol::Unknown => notified.as_mut().poll(cx).map(|()| false),
         })
+        .await;
+        if http2 {
+            break;
+        }
+    }
+    loop {
+        let changed = activity.changed.notified();
+        if !activity.idle() {
+            changed.await;
+            continue;
+        }
+        // A request that starts (even one that ends again) within `idle` starts the wait over.
+        tokio::select! {
+            biased;
+            () = changed => {}
+            () = tokio::time::sleep(idle) => return,
+        }
     }
 }
 
@@ -606,35 +745,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
     }
 }
 
-/// The HTTP/2 connection preface, which selects HTTP/2 over HTTP/1.1.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The protocol a plain-TCP client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Http1,
-    Http2,
-}
-
-/// Waits, at most `within`, until the client has sent enough bytes to tell HTTP/1.1 from HTTP/2
-/// (a byte that departs from the HTTP/2 preface, or the whole preface). `None` when the client
-/// sent nothing in time, closed, or failed.
-async fn protocol_in_time(stream: &TcpStream, within: Duration) -> Option<Protocol> {
-    let wait = async {
-        let mut buf = [0u8; H2_PREFACE.len()];
-        loop {
-            match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) if buf[..n] != H2_PREFACE[..n] => return Some(Protocol::Http1),
-                Ok(n) if n == buf.len() => return Some(Protocol::Http2),
-                // A partial preface: poll again shortly (peek does not wait for more bytes).
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    };
-    tokio::time::timeout(within, wait).await.ok().flatten()
-}
-
 /// Hooks for the `framing` fuzz target (`fuzz/fuzz_targets/framing.rs`), which serves the same
 /// bytes through hyper with and without the framing guard and compares the requests. Not an API:
 /// hidden, only built with the `fuzzing` feature, and free to change with the fuzz target.
@@ -643,78 +753,32 @@ async fn protocol_in_time(stream: &TcpStream, within: Duration) -> Option<Protoc
 pub mod __fuzz {
     use tokio::io::{AsyncRead, AsyncWrite};
 
-    use super::{FramingGuard, MAX_HEADER_BYTES, Protocols};
+    use super::{FramingGuard, MAX_HEADER_BYTES};
 
     /// `stream` behind the framing guard as [`super::serve`] puts it on a plain-HTTP connection
     /// (32 KiB heads, no `Strict-Transport-Security` on its answers), without its head timers
-    /// (a fuzz run has no clock to race) and without a connection permit.
+    /// (a fuzz run has no clock to race), without a connection permit, and without HTTP/2
+    /// detection (the fuzz target speaks HTTP/1.1 only).
     pub fn framing_guard<T: AsyncRead + AsyncWrite + Unpin>(
         stream: T,
     ) -> impl AsyncRead + AsyncWrite + Unpin {
         FramingGuard::with_timeouts(stream, MAX_HEADER_BYTES, false, None)
     }
 
-    /// The HTTP/1.1 connection builder [`super::serve`] uses (half-close, 32 KiB buffer, hyper's
-    /// header-read timer off).
+    /// The HTTP/1.1 settings [`super::serve`] uses (half-close, 32 KiB buffer, hyper's
+    /// header-read timer off), on hyper's own builder.
     pub fn http1_builder() -> hyper::server::conn::http1::Builder {
-        Protocols::new().http1
+        super::http1_builder()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
     use super::*;
 
-    /// A connected pair: (client, server side).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
-        (client, server)
-    }
-
     const SHORT: Duration = Duration::from_millis(200);
-
-    #[tokio::test]
-    async fn a_client_that_sends_nothing_is_not_waited_for() {
-        let (_client, server) = pair().await;
-        assert_eq!(protocol_in_time(&server, SHORT).await, None);
-    }
-
-    #[tokio::test]
-    async fn one_http1_byte_is_enough() {
-        let (mut client, server) = pair().await;
-        client.write_all(b"G").await.expect("write");
-        assert_eq!(
-            protocol_in_time(&server, SHORT).await,
-            Some(Protocol::Http1)
-        );
-        // Peeking consumed nothing.
-        let mut buf = [0u8; 1];
-        assert_eq!(server.peek(&mut buf).await.expect("peek"), 1);
-    }
-
-    #[tokio::test]
-    async fn a_trickled_http2_preface_must_arrive_in_time() {
-        let (mut client, server) = pair().await;
-        client.write_all(&H2_PREFACE[..10]).await.expect("write");
-        assert_eq!(protocol_in_time(&server, SHORT).await, None);
-        client.write_all(&H2_PREFACE[10..]).await.expect("write");
-        assert_eq!(
-            protocol_in_time(&server, SHORT).await,
-            Some(Protocol::Http2)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_closed_connection_is_not_served() {
-        let (client, server) = pair().await;
-        drop(client);
-        assert_eq!(protocol_in_time(&server, SHORT).await, None);
-    }
 
     // ---- HTTPS and shutdown, over real sockets -------------------------------------------
 
@@ -1296,5 +1360,326 @@ mod tests {
                 "{answer}"
             );
         }
+    }
+
+    // ---- Protocol detection, readiness, shutdown ------------------------------------------
+
+    /// A client stream to `addr` whose first `trickled` bytes reach the server one at a time,
+    /// `gap` apart; the rest, and the server's answers, pass as they come.
+    async fn trickled(addr: SocketAddr, trickled: usize, gap: Duration) -> tokio::io::DuplexStream {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (client, proxy) = tokio::io::duplex(64 * 1024);
+        let (mut from_client, mut to_client) = tokio::io::split(proxy);
+        let (mut from_server, mut to_server) = tcp.into_split();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut at = 0;
+                while at < n && sent < trickled {
+                    tokio::time::sleep(gap).await;
+                    if to_server.write_all(&buf[at..=at]).await.is_err() {
+                        return;
+                    }
+                    at += 1;
+                    sent += 1;
+                }
+                if to_server.write_all(&buf[at..n]).await.is_err() {
+                    return;
+                }
+            }
+            let _ = to_server.shutdown().await;
+        });
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            let _ = to_client.shutdown().await;
+        });
+        client
+    }
+
+    /// An HTTP/2 client (prior knowledge) on `io`: its request sender and connection task.
+    async fn http2_client<T>(
+        io: T,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>,
+        tokio::task::JoinHandle<hyper::Result<()>>,
+    )
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .expect("http2 handshake");
+        (send, tokio::spawn(conn))
+    }
+
+    fn request_to(path: &str) -> http::Request<Full<bytes::Bytes>> {
+        http::Request::get(format!("http://localhost{path}"))
+            .body(Full::default())
+            .expect("request")
+    }
+
+    /// The HTTP/2 preface sent a byte at a time (10 ms apart) is HTTP/2: the framing guard holds
+    /// it back until whole, then steps aside, and the `auto` builder finds the whole preface.
+    #[tokio::test]
+    async fn a_trickled_http2_preface_is_served_as_http2() {
+        let server = start(false, Duration::from_secs(2), SHORT).await;
+        let stream = trickled(server.addr, H2_PREFACE_LEN, Duration::from_millis(10)).await;
+        let (mut send, _conn) = http2_client(stream).await;
+        let response = send
+            .send_request(request_to("/peer"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+    }
+
+    const H2_PREFACE_LEN: usize = framing::H2_PREFACE.len();
+
+    /// A client that sends nothing, a part of the preface, or trickles the preface slower than
+    /// the header-read timeout allows, is cut at that timeout, without an answer.
+    #[tokio::test]
+    async fn a_partial_http2_preface_is_cut_at_the_header_read_timeout() {
+        let server = start(false, SHORT, Duration::from_secs(5)).await;
+        for sent in [0, 1, 10, H2_PREFACE_LEN - 1] {
+            let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+            tcp.write_all(&framing::H2_PREFACE[..sent])
+                .await
+                .expect("write");
+            let started = std::time::Instant::now();
+            let answer = read_to_close(&mut tcp).await.unwrap_or_default();
+            let lasted = started.elapsed();
+            assert!(answer.is_empty(), "{sent} bytes: {answer:?}");
+            assert!(
+                lasted >= SHORT / 2 && lasted < Duration::from_secs(3),
+                "{sent} bytes: cut after {lasted:?}"
+            );
+        }
+        // The whole preface, 50 ms a byte: the timer runs from the first read, not per byte.
+        let mut slow = trickled(server.addr, H2_PREFACE_LEN, Duration::from_millis(50)).await;
+        slow.write_all(framing::H2_PREFACE).await.expect("write");
+        let started = std::time::Instant::now();
+        let answer = read_to_close(&mut slow).await.unwrap_or_default();
+        assert!(answer.is_empty(), "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Bytes that start like the preface and depart from it, at any byte, trickled or whole,
+    /// with or without the end of the stream after them: HTTP/1.1 for the guard and for the
+    /// `auto` builder alike, and the guard checks the head (its own JSON 400 for a malformed
+    /// one, hyper's 405 for a valid `PRI` request).
+    #[tokio::test]
+    async fn the_guard_and_the_auto_builder_agree_on_every_prefix_of_the_preface() {
+        let server = start(false, Duration::from_secs(5), Duration::from_secs(5)).await;
+        let malformed = r#"{"detail":"Malformed request"}"#;
+        for k in 0..H2_PREFACE_LEN {
+            let departing = [&framing::H2_PREFACE[..k], b"X\r\n\r\n"].concat();
+            for trickle in [false, true] {
+                let mut stream = trickled(
+                    server.addr,
+                    if trickle { departing.len() } else { 0 },
+                    Duration::from_millis(1),
+                )
+                .await;
+                stream.write_all(&departing).await.expect("write");
+                let answer =
+                    String::from_utf8_lossy(&read_to_close(&mut stream).await.expect("read"))
+                        .into_owned();
+                assert!(answer.starts_with("HTTP/1.1 400"), "{k}: {answer}");
+                assert!(answer.ends_with(malformed), "{k}: {answer}");
+            }
+            // The end of the stream after a part of the preface: an HTTP/1.1 head, checked
+            // (a whole `PRI * HTTP/2.0` head is refused), or a partial one hyper closes on.
+            let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+            stream
+                .write_all(&framing::H2_PREFACE[..k])
+                .await
+                .expect("write");
+            stream.shutdown().await.expect("shutdown");
+            let answer = String::from_utf8_lossy(&read_to_close(&mut stream).await.expect("read"))
+                .into_owned();
+            if k >= 18 {
+                assert!(answer.ends_with(malformed), "{k}: {answer}");
+            } else {
+                assert!(
+                    answer.is_empty() || answer.starts_with("HTTP/1.1 "),
+                    "{k}: {answer}"
+                );
+            }
+        }
+        let mut stream = trickled(server.addr, 64, Duration::from_millis(1)).await;
+        stream
+            .write_all(b"PRI /peer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_to_close(&mut stream).await.expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 405"), "{answer:?}");
+    }
+
+    /// A gate that keeps [`Gated`] services unready until opened.
+    #[derive(Default)]
+    struct Gate {
+        open: std::sync::atomic::AtomicBool,
+        waiting: std::sync::Mutex<Vec<std::task::Waker>>,
+    }
+
+    impl Gate {
+        fn open(&self) {
+            self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+            for waker in self.waiting.lock().expect("lock").drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The test router behind a [`Gate`]: not ready until the gate opens, and answering 500 to
+    /// a call that was not preceded by a ready `poll_ready`.
+    #[derive(Clone)]
+    struct Gated {
+        router: Router,
+        gate: Arc<Gate>,
+        readied: bool,
+    }
+
+    impl Service<Request<Body>> for Gated {
+        type Response = Response;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            let open = || self.gate.open.load(std::sync::atomic::Ordering::SeqCst);
+            if !open() {
+                self.gate
+                    .waiting
+                    .lock()
+                    .expect("lock")
+                    .push(cx.waker().clone());
+                if !open() {
+                    return Poll::Pending;
+                }
+            }
+            self.readied = true;
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<Body>) -> Self::Future {
+            if !std::mem::take(&mut self.readied) {
+                let refused = axum::response::IntoResponse::into_response(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                );
+                return Box::pin(async move { Ok(refused) });
+            }
+            Box::pin(self.router.call(request))
+        }
+    }
+
+    /// The service's readiness is awaited before each call (so a concurrency limit or a load
+    /// shedder in `poll_ready` takes effect), over HTTP/1.1 and HTTP/2.
+    #[tokio::test]
+    async fn a_service_not_ready_at_first_is_called_once_ready() {
+        for http2 in [false, true] {
+            let gate = Arc::new(Gate::default());
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let service = Gated {
+                router: app(),
+                gate: Arc::clone(&gate),
+                readied: false,
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let done = tokio::spawn(serve(listener, service, ServeOptions::default(), async {
+                let _ = stopped.await;
+            }));
+            let opener = {
+                let gate = Arc::clone(&gate);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    gate.open();
+                })
+            };
+            let started = std::time::Instant::now();
+            if http2 {
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                let (mut send, _conn) = http2_client(tcp).await;
+                let response = send
+                    .send_request(request_to("/peer"))
+                    .await
+                    .expect("response");
+                assert_eq!(response.status(), 200);
+            } else {
+                let mut tcp = TcpStream::connect(addr).await.expect("connect");
+                tcp.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    .await
+                    .expect("write");
+                let answer = read_response(&mut tcp).await;
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            }
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_millis(250),
+                "answered after {waited:?}, before the service was ready"
+            );
+            opener.await.expect("opener");
+            let _ = stop.send(());
+            done.await.expect("served");
+        }
+    }
+
+    /// At shutdown a kept-alive connection with no request in flight is closed at once.
+    #[tokio::test]
+    async fn shutdown_closes_an_idle_kept_alive_connection_at_once() {
+        let mut server = start(false, Duration::from_secs(5), Duration::from_secs(5)).await;
+        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        tcp.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        let started = std::time::Instant::now();
+        server.stop();
+        let rest = read_to_close(&mut tcp).await.unwrap_or_default();
+        assert!(rest.is_empty(), "{rest:?}");
+        tokio::time::timeout(Duration::from_secs(1), &mut server.done)
+            .await
+            .expect("serve returned at once")
+            .expect("no panic");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// At shutdown an HTTP/2 connection gets `GOAWAY`; its request in flight is answered.
+    #[tokio::test]
+    async fn shutdown_lets_an_http2_request_in_flight_finish() {
+        let mut server = start(false, Duration::from_secs(5), Duration::from_secs(5)).await;
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let (mut send, conn) = http2_client(tcp).await;
+        let slow = tokio::spawn(send.send_request(request_to("/slow")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.stop();
+        let response = slow.await.expect("task").expect("response");
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"late");
+        tokio::time::timeout(Duration::from_secs(2), conn)
+            .await
+            .expect("closed")
+            .expect("task")
+            .expect("a clean close (GOAWAY)");
+        tokio::time::timeout(Duration::from_secs(2), &mut server.done)
+            .await
+            .expect("serve returned")
+            .expect("no panic");
     }
 }

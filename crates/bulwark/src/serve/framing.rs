@@ -39,11 +39,24 @@
 //! cannot follow (an over-long or unreadable chunk line), the guard passes bytes through to
 //! hyper, whose own parser still applies, and ends the connection once hyper answers: no later
 //! request could be checked or timed.
+//!
+//! **HTTP/2 on plain TCP** ([`FramingGuard::detecting_http2`]). hyper-util's `auto` builder
+//! reads the guarded stream and picks HTTP/2 when it starts with the connection preface. The
+//! guard reads first: it holds back bytes while they match a part of the preface, steps aside
+//! for the rest of the connection once the whole preface is there (HTTP/2 frames are not
+//! HTTP/1.1 heads, and hyper's HTTP/2 server has its own limits), and otherwise guards the
+//! stream as HTTP/1.1 from its first byte. So the builder sees the whole preface or bytes that
+//! depart from it (a checked head, or the end of the stream), never a part it could read either
+//! way, and both choose the same protocol. The first head's timer runs meanwhile: a client that
+//! sends nothing, or only a part of the preface, is cut at the header-read timeout. The builder
+//! reads at most 24 bytes at a time while it decides; the guard reads the socket in 4 KiB pieces
+//! for it, so a head is not read 24 bytes per system call.
 
 use std::{
     future::Future,
     io,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -54,6 +67,14 @@ use tokio::{
 
 /// The most header fields a request may have (hyper's own limit).
 const MAX_HEADERS: usize = 100;
+
+/// The HTTP/2 connection preface, which selects HTTP/2 over HTTP/1.1 on plain TCP.
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A reader offering less room than this is served through [`FramingGuard::poll_read_to_ready`],
+/// which reads `SMALL_READ` bytes at a time from the client.
+const MIN_DIRECT_READ: usize = 512;
+const SMALL_READ: usize = 4096;
 
 /// How long a connection may wait for a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +262,12 @@ pub(crate) struct FramingGuard<T> {
     answer_prefix: Vec<u8>,
     /// The task waiting to read while the upgrade's answer is awaited.
     read_waker: Option<std::task::Waker>,
+    /// Whether the stream may start with the HTTP/2 connection preface (plain TCP, where the
+    /// protocol is told by the first bytes): while the bytes received match a part of it, they
+    /// are held back; the whole preface steps the guard aside for the rest of the connection.
+    sniffing: bool,
+    /// Told which protocol the connection speaks, once its first bytes have told it.
+    activity: Option<Arc<super::Activity>>,
     /// Held for as long as the connection lives (upgraded or not): a connection-cap permit.
     _permit: Option<super::limits::ConnectionPermit>,
 }
@@ -285,8 +312,23 @@ impl<T> FramingGuard<T> {
             upgrade_asked: None,
             answer_prefix: Vec::new(),
             read_waker: None,
+            sniffing: false,
+            activity: None,
             _permit: None,
         }
+    }
+
+    /// Lets the stream be HTTP/2 as well: a stream that starts with the HTTP/2 connection
+    /// preface is passed through untouched (the guard steps aside; the HTTP/2 server reads it),
+    /// any other is HTTP/1.1 and guarded. The choice is the one hyper-util's `auto` builder
+    /// makes from the same bytes: the guard holds back a partial preface, so the builder sees
+    /// either the whole preface, or bytes that depart from it (a checked head, or the end of the
+    /// stream). The first head's timer runs meanwhile, so a client that sends nothing, or only a
+    /// part of the preface, is cut at the header-read timeout. `activity` is told the choice.
+    pub(crate) fn detecting_http2(mut self, activity: Arc<super::Activity>) -> Self {
+        self.sniffing = true;
+        self.activity = Some(activity);
+        self
     }
 
     /// Keeps `permit` for as long as the connection lives, through an upgrade too.
@@ -327,6 +369,9 @@ impl<T> FramingGuard<T> {
     /// bytes may go to hyper now. The rest is a head in progress (to hold back), or, when a
     /// refusal was set, a refused head and whatever followed it (to drop).
     fn advance(&mut self, data: &[u8]) -> usize {
+        if self.sniffing && self.sniff(data) {
+            return 0;
+        }
         let mut at = 0;
         while at < data.len() {
             self.await_upgrade_answer();
@@ -474,6 +519,7 @@ impl<T> FramingGuard<T> {
     /// of its first bytes go to hyper as they are. The rest is kept: held back as a head in
     /// progress, moved to `ready` once a held head is whole (with what followed it), or dropped
     /// after a refusal.
+    #[inline(always)]
     fn take_in(&mut self, chunk: &[u8]) -> usize {
         if self.held.is_empty() {
             // The common case: the released bytes stay where they were read (hyper's buffer).
@@ -502,6 +548,44 @@ impl<T> FramingGuard<T> {
 
     fn step_aside(&mut self) {
         self.state = State::Off;
+    }
+
+    /// While sniffing, `data` is everything received so far: returns whether to hold it back
+    /// (a part of the HTTP/2 preface); otherwise the protocol is known (HTTP/2: the guard has
+    /// stepped aside).
+    fn sniff(&mut self, data: &[u8]) -> bool {
+        let n = data.len().min(H2_PREFACE.len());
+        if data[..n] == H2_PREFACE[..n] {
+            if n < H2_PREFACE.len() {
+                return true;
+            }
+            self.step_aside();
+        }
+        self.sniffing = false;
+        if let Some(activity) = &self.activity {
+            activity.protocol_known(self.state == State::Off);
+        }
+        false
+    }
+
+    /// The client ended its side. A part of the HTTP/2 preface held back is then an HTTP/1.1
+    /// head (checked as one); a partial head goes to hyper as it is (hyper answers an incomplete
+    /// message by closing).
+    #[cold]
+    #[inline(never)]
+    fn take_in_eof(&mut self) {
+        self.eof = true;
+        if self.sniffing {
+            self.sniffing = false;
+            if let Some(activity) = &self.activity {
+                activity.protocol_known(false);
+            }
+            let held = std::mem::take(&mut self.held);
+            let passed = self.take_in(&held);
+            self.ready.extend_from_slice(&held[..passed]);
+        }
+        let held = std::mem::take(&mut self.held);
+        self.ready.extend_from_slice(&held);
     }
 }
 
@@ -591,6 +675,50 @@ fn parse_length(value: &[u8]) -> Option<u64> {
     })
 }
 
+impl<T: AsyncRead + Unpin> FramingGuard<T> {
+    /// Reads from the client into `buf`, with the head-read timer running while it waits.
+    #[inline(always)]
+    fn poll_read_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if Pin::new(&mut self.inner).poll_read(cx, buf)?.is_pending() {
+            if self.head_timed_out(cx) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head not received in time",
+                )));
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// For a reader with little room (hyper-util's protocol detection reads at most 24 bytes):
+    /// reads a larger piece from the client and takes it in, what passes going to `ready`,
+    /// so that a head is not read from the socket 24 bytes at a time.
+    #[cold]
+    #[inline(never)]
+    fn poll_read_to_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Left uninitialized: `ReadBuf` tracks what the read filled (zeroing 4 KiB would cost
+        // more than the read).
+        let mut scratch = [const { std::mem::MaybeUninit::<u8>::uninit() }; SMALL_READ];
+        let mut read = ReadBuf::uninit(&mut scratch);
+        ready!(self.poll_read_inner(cx, &mut read))?;
+        let data = read.filled();
+        if data.is_empty() {
+            self.take_in_eof();
+            return Poll::Ready(Ok(()));
+        }
+        // `ready` is empty here; `take_in` either returns the bytes that pass at the front of
+        // `data`, or moves them to `ready` itself and returns 0.
+        let passed = self.take_in(data);
+        self.ready.extend_from_slice(&data[..passed]);
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -622,22 +750,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 this.read_waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            let start = buf.filled().len();
-            if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
-                if this.head_timed_out(cx) {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request head not received in time",
-                    )));
-                }
-                return Poll::Pending;
+            if buf.remaining() < MIN_DIRECT_READ {
+                ready!(this.poll_read_to_ready(cx))?;
+                continue;
             }
+            let start = buf.filled().len();
+            ready!(this.poll_read_inner(cx, buf))?;
             let end = buf.filled().len();
             if end == start {
-                // The client is done; a partial head goes to hyper as it is (hyper answers an
-                // incomplete message by closing).
-                this.eof = true;
-                this.ready = std::mem::take(&mut this.held);
+                this.take_in_eof();
                 continue;
             }
             let passed = this.take_in(&buf.filled()[start..end]);
@@ -1094,5 +1215,130 @@ mod tests {
             .expect("a clean end of stream, not a reset");
         assert_eq!(received, answer);
         server.await.unwrap();
+    }
+
+    /// What hyper-util's `auto` builder chooses from the bytes the guard passed on (its
+    /// `ReadVersion`, hyper-util 0.1): HTTP/2 (`true`) on the whole preface, HTTP/1.1 on a byte
+    /// that departs from it or at the end of the stream; `None` while it waits for more.
+    fn auto_chooses_http2(passed: &[u8], eof: bool) -> Option<bool> {
+        let n = passed.len().min(H2_PREFACE.len());
+        if passed[..n] != H2_PREFACE[..n] {
+            Some(false)
+        } else if n == H2_PREFACE.len() {
+            Some(true)
+        } else if eof {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The protocol the guard told its activity: `None` while it does not know.
+    fn guard_chose_http2(activity: &super::super::Activity) -> Option<bool> {
+        match activity.protocol() {
+            super::super::Protocol::Unknown => None,
+            super::super::Protocol::Http1 => Some(false),
+            super::super::Protocol::Http2 => Some(true),
+        }
+    }
+
+    /// Every way the first bytes can come (whole, byte by byte, in two pieces split anywhere;
+    /// with the end of the stream after them or not): whenever the bytes the guard passed on
+    /// let the `auto` builder choose, the guard chose the same, and it passed nothing before it
+    /// chose. HTTP/2 streams pass untouched; the rest is guarded as HTTP/1.1.
+    #[test]
+    fn the_guard_and_the_auto_builder_agree_on_every_prefix() {
+        let settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        let mut streams: Vec<Vec<u8>> = vec![
+            [H2_PREFACE, settings].concat(),
+            H2_PREFACE.to_vec(),
+            GET.to_vec(),
+            [b"\r\n".as_slice(), GET].concat(),
+            b"PRI /x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"PRI * HTTP/1.1\r\n\r\n".to_vec(),
+        ];
+        for k in 0..H2_PREFACE.len() {
+            streams.push(H2_PREFACE[..k].to_vec());
+            streams.push([&H2_PREFACE[..k], b"X\r\n\r\n"].concat());
+        }
+        for stream in &streams {
+            let mut ways: Vec<Vec<&[u8]>> = vec![vec![stream], bytewise(stream)];
+            for split in 1..stream.len() {
+                ways.push(vec![&stream[..split], &stream[split..]]);
+            }
+            for chunks in ways {
+                for eof in [false, true] {
+                    let activity = super::super::Activity::new(super::super::Protocol::Unknown);
+                    let mut guard = FramingGuard::new((), 1024, false)
+                        .detecting_http2(std::sync::Arc::clone(&activity));
+                    let mut passed = Vec::new();
+                    let check = |guard: &FramingGuard<()>, passed: &[u8], eof: bool| {
+                        let chosen = guard_chose_http2(&activity);
+                        let end = eof || guard.refusal.is_some();
+                        if let Some(auto) = auto_chooses_http2(passed, end) {
+                            assert_eq!(chosen, Some(auto), "{stream:?} passed {passed:?}");
+                        }
+                        if chosen.is_none() {
+                            assert!(passed.is_empty(), "{stream:?} passed {passed:?}");
+                        }
+                    };
+                    for chunk in &chunks {
+                        if guard.refusal.is_some() {
+                            break;
+                        }
+                        let n = guard.take_in(chunk);
+                        passed.extend_from_slice(&chunk[..n]);
+                        passed.append(&mut guard.ready);
+                        check(&guard, &passed, false);
+                    }
+                    if eof && guard.refusal.is_none() {
+                        guard.take_in_eof();
+                        passed.append(&mut guard.ready);
+                        check(&guard, &passed, true);
+                    }
+                    if stream.starts_with(H2_PREFACE) {
+                        assert_eq!(&passed, stream, "HTTP/2 passes untouched");
+                        assert_eq!(guard.state, State::Off);
+                    } else if eof {
+                        assert_eq!(guard_chose_http2(&activity), Some(false), "{stream:?}");
+                    }
+                }
+            }
+        }
+        // A head that starts like the preface is checked as any other.
+        let (passed, refusal) = {
+            let activity = super::super::Activity::new(super::super::Protocol::Unknown);
+            let mut guard = FramingGuard::new((), 1024, false).detecting_http2(activity);
+            let bad = b"PRI * HTTP/2.0\r\n\r\nSM\r\nX\r\n\r\n";
+            let n = guard.take_in(bad);
+            (bad[..n].to_vec(), guard.refusal)
+        };
+        assert_eq!((passed, refusal), (Vec::new(), Some(Refusal::Malformed)));
+    }
+
+    /// While the guard waits for the rest of the preface, the first head's timer runs: a
+    /// client that stops part-way is cut at the header-read timeout, as one that sends nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_preface_is_cut_at_the_header_read_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let timeouts = Timeouts {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        };
+        for sent in [0, 1, 23] {
+            let (mut client, server) = tokio::io::duplex(1024);
+            let activity = super::super::Activity::new(super::super::Protocol::Unknown);
+            let mut guard = FramingGuard::with_timeouts(server, 1024, false, Some(timeouts))
+                .detecting_http2(activity);
+            client.write_all(&H2_PREFACE[..sent]).await.expect("write");
+            let started = tokio::time::Instant::now();
+            // hyper-util's detection reads with a 24-byte buffer.
+            let mut buf = [0u8; 24];
+            let err = guard.read(&mut buf).await.expect_err("cut");
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+            assert_eq!(started.elapsed(), timeouts.head, "{sent}");
+            drop(client);
+        }
     }
 }
