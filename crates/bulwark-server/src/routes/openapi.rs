@@ -106,6 +106,14 @@ fn caller_security() -> Vec<utoipa::openapi::security::SecurityRequirement> {
 /// server refuses with 422 wherever text enters (contract v1.2).
 pub const NO_NUL: &str = "^[^\\u0000]*$";
 
+/// The component schemas of error answers, which echo client input (`loc`, `input`).
+const ERROR_SCHEMAS: &[&str] = &[
+    "HTTPError",
+    "HTTPValidationError",
+    "ValidationError",
+    "LocItemOut",
+];
+
 /// States the NUL rule on every string schema of the document's inputs (parameters, request
 /// bodies, component schemas) that has no pattern of its own, no enum and no format other than
 /// `password` (values that cannot hold NUL, or whose generators a pattern would confuse), so
@@ -156,7 +164,13 @@ fn forbid_nul(doc: &mut OpenApi) {
     }
 
     if let Some(components) = doc.components.as_mut() {
-        components.schemas.values_mut().for_each(schema);
+        // The error shapes are answers, not inputs: a 422 names the client's own keys in `loc`
+        // (an unknown key holding NUL among them), so the rule must not be stated on them.
+        components
+            .schemas
+            .iter_mut()
+            .filter(|(name, _)| !ERROR_SCHEMAS.contains(&name.as_str()))
+            .for_each(|(_, node)| schema(node));
     }
     for item in doc.paths.paths.values_mut() {
         for (_, op) in operations_mut(item) {
