@@ -54,39 +54,10 @@ impl DbError {
     }
 }
 
-/// See [`DbError::is_unavailable`].
+/// See [`DbError::is_unavailable`]: the library's classification, which its SQL stores use too
+/// (`bulwark::store::sql::is_unavailable`, with the PostgreSQL and SQLite codes it tests).
 pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                pg_unavailable(pg.code())
-            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                db.code()
-                    .and_then(|code| code.parse().ok())
-                    .is_some_and(sqlite_unavailable)
-            } else {
-                false
-            }
-        }
-        _ => false,
-    }
-}
-
-/// PostgreSQL SQLSTATEs of an outage: class 08 (connection exception), 53300 (too many
-/// connections), 57P01-57P03 (shutting down, crashed, starting up).
-fn pg_unavailable(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
-}
-
-/// SQLite (extended) result codes of a busy database: primary codes 5 (`SQLITE_BUSY`, after
-/// the busy timeout) and 6 (`SQLITE_LOCKED`).
-fn sqlite_unavailable(code: i32) -> bool {
-    matches!(code & 0xff, 5 | 6)
+    bulwark::store::sql::is_unavailable(err)
 }
 
 /// How the data layer pools its connections.
@@ -375,18 +346,7 @@ mod tests {
         assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
         assert!(!DbError::Sqlx(sqlx::Error::Protocol("bad".into())).is_unavailable());
         assert!(!DbError::Conflict.is_unavailable());
-        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
-            assert!(super::pg_unavailable(code), "{code}");
-        }
-        for code in ["23505", "42P01", "40001", "22P02"] {
-            assert!(!super::pg_unavailable(code), "{code}");
-        }
-        for code in [5, 517, 261, 6, 262] {
-            assert!(super::sqlite_unavailable(code), "{code}");
-        }
-        for code in [1, 19, 2067, 787, 11] {
-            assert!(!super::sqlite_unavailable(code), "{code}");
-        }
+        // The database codes are the library's to tell (bulwark::store::sql's tests).
     }
 
     #[test]

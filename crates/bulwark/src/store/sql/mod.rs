@@ -328,8 +328,9 @@ fn store_error(err: sqlx::Error) -> StoreError {
 
 /// Whether the database is down, unreachable or too busy to take the query now (no connection
 /// within the pool's acquire timeout, a connection refused or lost, the server shutting down or
-/// starting up, SQLite busy): a retry later may succeed.
-fn is_unavailable(err: &sqlx::Error) -> bool {
+/// starting up, SQLite busy): a retry later may succeed. An application's own queries can use it
+/// to answer 503 rather than 500, as these stores do.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
