@@ -2,61 +2,11 @@
 //! HTTP. `QUICKSTART_BIN` tests another build of the quickstart (CI builds it as a crate outside
 //! this workspace would, see `scripts/outside-quickstart.sh`).
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-};
+mod common;
 
-/// The example binaries cargo built for this test run: `target/<profile>/examples/<name>`.
-fn example(name: &str) -> PathBuf {
-    let mut path = std::env::current_exe().expect("test binary path");
-    path.pop(); // the test binary
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join(name)
-}
+use std::path::PathBuf;
 
-/// A running example, killed when dropped.
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `binary` on a free loopback port with `env`, and waits for its "listening on" line.
-fn start(binary: PathBuf, env: &[(&str, &str)]) -> Running {
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo test -p bulwark-axum` (it builds the examples)",
-        binary.display()
-    );
-    let mut child = Command::new(&binary)
-        .env("ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("example starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the example prints its address");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Running { child, base }
-}
+use common::{example, start};
 
 const ALICE: &str = "correct horse battery staple";
 const ADMIN: &str = "admin: a long passphrase";
@@ -187,7 +137,7 @@ async fn the_quickstart_logs_in_guards_roles_limits_logins_and_refuses_forged_wr
 #[cfg(feature = "testing")]
 #[test]
 fn the_custom_store_example_passes_the_conformance_suite() {
-    let output = Command::new(example("custom_store"))
+    let output = std::process::Command::new(example("custom_store"))
         .output()
         .expect("custom_store runs");
     assert!(

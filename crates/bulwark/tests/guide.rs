@@ -2,71 +2,12 @@
 //! process on a free port and checked over HTTP: one test per practice of the guide.
 #![cfg(feature = "sanitize")] // the example's `[[example]]` requires it
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-};
+mod common;
 
+use std::process::Command;
+
+use common::{Running, example, start};
 use serde_json::{Value, json};
-
-/// The example binaries cargo built for this test run: `target/<profile>/examples/<name>`.
-fn example(name: &str) -> PathBuf {
-    let mut path = std::env::current_exe().expect("test binary path");
-    path.pop(); // the test binary
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join(name)
-}
-
-/// A running example, killed when dropped.
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `binary` on a free loopback port with `env`, and waits for its "listening on" line.
-fn start(binary: PathBuf, env: &[(&str, &str)]) -> Running {
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo test -p bulwark-axum` (it builds the examples)",
-        binary.display()
-    );
-    let mut child = Command::new(&binary)
-        .env("ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("example starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the example prints its address");
-    if line.is_empty() {
-        let status = child.wait();
-        panic!(
-            "{} exited before listening ({status:?}): built with other features than this test? \
-             `cargo build -p bulwark-axum --examples` with the test's features rebuilds it",
-            binary.display()
-        );
-    }
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Running { child, base }
-}
 
 const USER1: &str = "correct horse battery staple";
 const ADMIN: &str = "admin: a long passphrase";
