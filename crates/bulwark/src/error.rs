@@ -135,31 +135,6 @@ fn detail_json(detail: &str) -> Vec<u8> {
     }
 }
 
-/// The bodies of the refusals a flood is made of (bad or missing tokens, rate limits, missing
-/// rights), written once: answering them then allocates no body.
-const REFUSAL_BODIES: &[(&str, &str)] = {
-    macro_rules! bodies {
-        ($($detail:literal),* $(,)?) => {
-            &[$(($detail, concat!("{\"detail\":\"", $detail, "\"}"))),*]
-        };
-    }
-    bodies!(
-        "Could not validate credentials",
-        "Not authenticated",
-        "Too Many Requests",
-        "Insufficient permissions",
-        "Not Found",
-        "CSRF token missing or invalid",
-    )
-};
-
-fn detail_body(detail: &str) -> bytes::Bytes {
-    match REFUSAL_BODIES.iter().find(|(known, _)| *known == detail) {
-        Some((_, body)) => bytes::Bytes::from_static(body.as_bytes()),
-        None => bytes::Bytes::from(detail_json(detail)),
-    }
-}
-
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut headers = http::HeaderMap::with_capacity(ERROR_RESPONSE_HEADERS);
@@ -170,7 +145,7 @@ impl IntoResponse for HttpError {
         if self.www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        let mut response = Response::new(Body::from(detail_body(&self.detail)));
+        let mut response = Response::new(Body::from(detail_json(&self.detail)));
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
         response
@@ -451,21 +426,6 @@ mod tests {
             let expected = serde_json::to_vec(&json!({ "detail": detail })).unwrap();
             assert_eq!(detail_json(detail), expected, "{detail:?}");
         }
-    }
-
-    #[test]
-    fn the_prewritten_refusal_bodies_are_what_serde_json_writes() {
-        for (detail, body) in REFUSAL_BODIES {
-            let expected = serde_json::to_vec(&json!({ "detail": detail })).unwrap();
-            assert_eq!(body.as_bytes(), expected, "{detail:?}");
-            assert_eq!(detail_body(detail), expected, "{detail:?}");
-        }
-        assert_eq!(detail_body("Item not found"), detail_json("Item not found"));
-        assert!(
-            REFUSAL_BODIES
-                .iter()
-                .any(|(d, _)| *d == crate::csrf::REFUSAL)
-        );
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, http::HeaderMap, Value) {

@@ -1,4 +1,4 @@
-use std::{hash::BuildHasherDefault, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, Header, Validation, decode, decode_header, encode};
 
@@ -211,9 +211,7 @@ struct Inner {
     revocations: Option<Arc<RevocationList>>,
     refresher: Option<Arc<dyn KeyRefresh>>,
     headers: std::sync::RwLock<std::collections::HashMap<String, Arc<ParsedHeader>>>,
-    verified: std::sync::RwLock<
-        std::collections::HashMap<String, Arc<VerifiedToken>, BuildHasherDefault<TokenTailHash>>,
-    >,
+    verified: std::sync::RwLock<std::collections::HashMap<String, Arc<VerifiedToken>>>,
     last_refresh_ms: std::sync::atomic::AtomicI64,
 }
 
@@ -231,27 +229,6 @@ struct ParsedHeader {
 struct VerifiedToken {
     kid: String,
     claims: Arc<Claims>,
-}
-
-/// The verified-token cache's hasher: the token's last 8 bytes, which are signature bytes
-/// (HMAC-SHA256 or Ed25519, base64url), mixed once. Only tokens this service issued and verified
-/// enter the cache, so no client can choose keys that collide, and a lookup of any other string
-/// is still exact (keys are compared whole). SipHash over a 200-byte token would cost more than
-/// the rest of a cache hit.
-#[derive(Debug, Default)]
-struct TokenTailHash(u64);
-
-impl std::hash::Hasher for TokenTailHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let tail = &bytes[bytes.len().saturating_sub(8)..];
-        let mut word = [0u8; 8];
-        word[..tail.len()].copy_from_slice(tail);
-        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
 }
 
 /// Verified tokens remembered. Only genuine tokens (issued by this service and verified) enter,

@@ -25,21 +25,8 @@ pub(super) struct Rest<O: Observer> {
     pub(super) decision: Option<Decision>,
 }
 
-/// The most headers the pipeline adds to a route's answer: the three rate-limit headers, the
-/// request id, and the security headers (six, and HSTS).
-const ADDED_HEADERS: usize = 11;
-
 impl<O: Observer> Rest<O> {
     pub(super) fn finish(self, mut response: Response) -> Response {
-        // Room for them at once: a handler's answer usually has one or two headers, and its map
-        // would otherwise grow twice, moving and rehashing its entries each time. An error
-        // answer already has the room (`crate::error`).
-        let headers = response.headers_mut();
-        // `capacity` counts names, as `keys_len` does (`len` also counts a name's extra values,
-        // e.g. several `Set-Cookie`).
-        if headers.capacity().saturating_sub(headers.keys_len()) < ADDED_HEADERS {
-            headers.reserve(ADDED_HEADERS);
-        }
         if let Some(decision) = self.decision {
             decision.apply_headers(response.headers_mut());
         }

@@ -192,13 +192,9 @@ impl Decision {
     /// when refused) — unless the headers already describe a limit with fewer requests
     /// remaining, so that where two limits apply, the tighter one is shown.
     pub fn apply_headers(&self, headers: &mut HeaderMap) {
-        // Looked for along the map rather than by hash: a response has a handful of headers,
-        // each compared by its name's kind first, and a name that is not a standard header's
-        // would be hashed byte by byte.
         let existing = headers
-            .iter()
-            .find(|(name, _)| **name == RATELIMIT_REMAINING)
-            .and_then(|(_, v)| v.to_str().ok())
+            .get(&RATELIMIT_REMAINING)
+            .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         if existing.is_some_and(|r| r <= self.remaining) {
             return;
