@@ -23,9 +23,14 @@ pub mod checks;
 pub mod config;
 pub mod context;
 pub mod generate;
+pub mod objects;
+pub mod openapi;
+pub mod output;
 pub mod probe;
 pub mod report;
 pub mod target;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::time::Instant;
 
@@ -108,7 +113,7 @@ pub async fn run(config: AuditConfig, progress: &dyn Progress) -> Result<Report,
         return Err(AuditError::Unreachable(format!("{}: {e}", target.base())));
     }
 
-    cx.api = discover_api(&cx, config.openapi.as_deref()).await?;
+    cx.api = openapi::discover(&cx, config.openapi.as_deref()).await?;
     cx.token_url = config
         .credentials
         .token_url
@@ -227,12 +232,4 @@ fn mask_finding(mut f: Finding, secrets: &Secrets) -> Finding {
     f.evidence.request = secrets.mask(&f.evidence.request);
     f.evidence.response = secrets.mask(&f.evidence.response);
     f
-}
-
-/// The API's document: `--openapi` (a URL on the target or a file), else the first of the
-/// usual places that answers one. `None` when there is none.
-async fn discover_api(cx: &Context, given: Option<&str>) -> Result<Option<api::Api>, AuditError> {
-    let _ = (cx, given);
-    // Parsing the document is the `openapi` module's (to come).
-    Ok(None)
 }

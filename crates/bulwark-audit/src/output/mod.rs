@@ -1,0 +1,1 @@
+//! The report as people and tools read it: text, JSON, SARIF 2.1.0.
