@@ -12,6 +12,8 @@ const ALICE: &str = "correct horse battery staple";
 const ADMIN: &str = "admin: a long passphrase";
 
 fn client() -> reqwest::Client {
+    // The workspace's one TLS provider; reqwest brings none (crates/bulwark-audit/Cargo.toml).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

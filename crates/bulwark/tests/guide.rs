@@ -21,6 +21,8 @@ fn guide() -> Running {
 }
 
 fn client() -> reqwest::Client {
+    // The workspace's one TLS provider; reqwest brings none (crates/bulwark-audit/Cargo.toml).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

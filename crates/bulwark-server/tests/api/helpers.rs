@@ -134,6 +134,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 
 /// The HTTP client of the tests: no proxy, a 30 s timeout, and redirects followed or not.
 pub fn client(follow_redirects: bool) -> Client {
+    // The workspace's one TLS provider; reqwest brings none (crates/bulwark-audit/Cargo.toml).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut builder = Client::builder().no_proxy();
     if !follow_redirects {
         builder = builder.redirect(reqwest::redirect::Policy::none());

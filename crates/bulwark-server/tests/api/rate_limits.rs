@@ -778,6 +778,7 @@ async fn users_have_their_own_budgets_and_anonymous_requests_share_the_ip(backen
     assert_too_many(response).await;
     // Another address has a budget of its own: the limiter keys on each connection's peer
     // (the pipeline takes it from the connection, not from the request).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let other_address = reqwest::Client::builder()
         .no_proxy()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
