@@ -67,15 +67,21 @@ pub trait Progress: Sync {
 
 impl Progress for () {}
 
-/// The order checks run in: the catalogue's, but the login flood last, so that a lock-out it
-/// causes cannot spoil the others.
+/// The order checks run in: the catalogue's, except that the checks that log in again (CSRF
+/// through a browser login, user enumeration) come first, while the target's login limit still
+/// has room, and the login flood comes last, so that a lock-out it causes cannot spoil the others.
+/// Probes of other checks may reach the login too (a login form is read-like).
 fn run_order() -> Vec<CheckId> {
-    let mut order: Vec<CheckId> = CheckId::ALL
-        .iter()
-        .copied()
-        .filter(|id| *id != CheckId::LoginNoRateLimit)
-        .collect();
-    order.push(CheckId::LoginNoRateLimit);
+    const FIRST: [CheckId; 2] = [CheckId::Csrf, CheckId::UserEnumeration];
+    const LAST: [CheckId; 1] = [CheckId::LoginNoRateLimit];
+    let mut order: Vec<CheckId> = FIRST.to_vec();
+    order.extend(
+        CheckId::ALL
+            .iter()
+            .copied()
+            .filter(|id| !FIRST.contains(id) && !LAST.contains(id)),
+    );
+    order.extend(LAST);
     order
 }
 

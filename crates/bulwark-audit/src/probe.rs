@@ -327,6 +327,7 @@ impl Probe {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.timeout)
             .user_agent(concat!("bulwark-audit/", env!("CARGO_PKG_VERSION")))
+            .use_preconfigured_tls(tls_config(target.is_loopback())?)
             .build()
             .map_err(|e| AuditError::Usage(format!("HTTP client: {e}")))?;
         Ok(Probe {
@@ -417,6 +418,87 @@ impl Probe {
             slot
         };
         tokio::time::sleep_until(wait_until.into()).await;
+    }
+}
+
+/// The TLS client configuration of `https://` targets, with its own aws-lc-rs provider (the
+/// process needs no default provider installed).
+///
+/// A loopback target's certificate is not verified: `bulwark serve --self-signed` and other
+/// development servers on this machine use self-signed certificates, and a connection to
+/// 127.0.0.1 or ::1 cannot be intercepted off the machine, so verification buys nothing there
+/// (handshake signatures are still checked). Every other target is verified against the
+/// Mozilla root store (webpki-roots), as a browser would. Only HTTP/1.1 is offered by ALPN (the
+/// client speaks nothing else).
+fn tls_config(loopback: bool) -> Result<rustls::ClientConfig, AuditError> {
+    use rustls::{ClientConfig, RootCertStore};
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| AuditError::Usage(format!("TLS client: {e}")))?;
+    let mut config = if loopback {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(LoopbackVerifier(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts any certificate of a loopback target (see [`tls_config`]), but checks the handshake's
+/// signatures with the provider's algorithms.
+#[derive(Debug)]
+struct LoopbackVerifier(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for LoopbackVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The command line: raw arguments, kept apart from the resolved [`Settings`].
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -38,6 +38,10 @@ pub enum Command {
     Migrate,
     /// Audit the configuration: critical / warning / ok findings; exit 1 on a critical one.
     Check,
+    /// Black-box security audit of an HTTP API (this one or any other with an OpenAPI document):
+    /// exit 0 when no finding reaches --fail-on, 1 when one does, 2 when the target could not be
+    /// scanned. Needs no configuration file or database.
+    Audit(Box<AuditArgs>),
 }
 
 /// `bulwark serve` flags (they override the file and the environment).
@@ -73,6 +77,100 @@ pub struct ServeArgs {
     /// error). Without it such a configuration stops start-up.
     #[arg(long)]
     pub allow_insecure: bool,
+}
+
+/// `bulwark audit` arguments (the contract's "Security audit").
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:8000. Only loopback and private-network hosts
+    /// unless --allow-remote.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The OpenAPI document (a URL or a file); discovered at the usual paths when left out.
+    #[arg(long, value_name = "URL|FILE")]
+    pub openapi: Option<String>,
+    /// Accounts, tokens or headers to authenticate with (TOML or JSON): `users = [{username,
+    /// password}, ...]`, `token_url`, `tokens = [...]`, `headers = {...}`. Passwords may come from
+    /// BULWARK_AUDIT_PASSWORD_<n> instead.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// The report's format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when a finding of this severity or worse is found.
+    #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = parse_severity)]
+    pub fail_on: bulwark_audit::Severity,
+    /// The most requests the audit sends.
+    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: u64,
+    /// The most requests per second.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rps: u32,
+    /// How long one request may take, e.g. 10s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Run only these checks (finding IDs, comma-separated).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', value_parser = parse_check_id)]
+    pub only: Vec<bulwark_audit::CheckId>,
+    /// Leave these checks out (finding IDs, comma-separated).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', value_parser = parse_check_id)]
+    pub skip: Vec<bulwark_audit::CheckId>,
+    /// Scan a host that is neither loopback nor on a private network (you must be allowed to
+    /// test it).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// `bulwark audit --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// A table for people, with a progress bar on a terminal.
+    Text,
+    /// The report as JSON.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+}
+
+fn parse_severity(s: &str) -> Result<bulwark_audit::Severity, String> {
+    s.parse()
+}
+
+fn parse_check_id(s: &str) -> Result<bulwark_audit::CheckId, String> {
+    s.trim().parse().map_err(|e: String| {
+        let known: Vec<&str> = bulwark_audit::CheckId::ALL
+            .iter()
+            .map(|id| id.as_str())
+            .collect();
+        format!("{e}; the finding IDs are: {}", known.join(", "))
+    })
+}
+
+/// A duration such as `10s`, `500ms`, `2m` or `1h` (a whole number and a unit), more than zero.
+///
+/// # Errors
+/// A message for anything else.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let usage =
+        || format!("{s:?} is not a duration: a whole number and a unit (ms, s, m, h), e.g. 10s");
+    let n: u64 = digits.parse().map_err(|_| usage())?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(usage()),
+    };
+    if duration.is_zero() {
+        return Err(format!("{s:?}: the duration must be more than zero"));
+    }
+    Ok(duration)
 }
 
 /// `bulwark users ...`.
@@ -130,6 +228,100 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    #[test]
+    fn audit_defaults_follow_the_contract() {
+        let cli =
+            Cli::try_parse_from(["bulwark", "audit", "http://127.0.0.1:8000"]).expect("parses");
+        let Command::Audit(args) = cli.command else {
+            panic!("not audit");
+        };
+        assert_eq!(args.url, "http://127.0.0.1:8000");
+        assert_eq!(args.format, AuditFormat::Text);
+        assert_eq!(args.fail_on, bulwark_audit::Severity::High);
+        assert_eq!(args.max_requests, 5000);
+        assert_eq!(args.rps, 50);
+        assert_eq!(args.timeout, Duration::from_secs(10));
+        assert!(args.only.is_empty() && args.skip.is_empty() && !args.allow_remote);
+        assert!(args.openapi.is_none() && args.credentials.is_none() && args.output.is_none());
+    }
+
+    #[test]
+    fn audit_takes_every_option() {
+        let cli = Cli::try_parse_from([
+            "bulwark",
+            "audit",
+            "https://10.0.0.5/api",
+            "--openapi",
+            "spec.yaml",
+            "--credentials",
+            "c.toml",
+            "--format",
+            "sarif",
+            "--output",
+            "r.sarif",
+            "--fail-on",
+            "low",
+            "--max-requests",
+            "100",
+            "--rps",
+            "5",
+            "--timeout",
+            "500ms",
+            "--only",
+            "bola,ssti",
+            "--skip",
+            "tls",
+            "--allow-remote",
+        ])
+        .expect("parses");
+        let Command::Audit(args) = cli.command else {
+            panic!("not audit");
+        };
+        assert_eq!(args.format, AuditFormat::Sarif);
+        assert_eq!(args.fail_on, bulwark_audit::Severity::Low);
+        assert_eq!(args.timeout, Duration::from_millis(500));
+        assert_eq!(
+            args.only,
+            [bulwark_audit::CheckId::Bola, bulwark_audit::CheckId::Ssti]
+        );
+        assert_eq!(args.skip, [bulwark_audit::CheckId::Tls]);
+        assert!(args.allow_remote);
+    }
+
+    #[test]
+    fn audit_refuses_bad_usage() {
+        for bad in [
+            &["--only", "bola,no-such-check"][..],
+            &["--skip", "sqli"],
+            &["--rps", "0"],
+            &["--max-requests", "0"],
+            &["--timeout", "10"],
+            &["--timeout", "0s"],
+            &["--timeout", "fast"],
+            &["--fail-on", "severe"],
+            &["--format", "xml"],
+        ] {
+            let mut argv = vec!["bulwark", "audit", "http://127.0.0.1:1"];
+            argv.extend_from_slice(bad);
+            let err = Cli::try_parse_from(&argv).expect_err(&format!("{bad:?} is refused"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        let err = Cli::try_parse_from(["bulwark", "audit", "http://x", "--only", "nope"])
+            .expect_err("unknown ID");
+        assert!(err.to_string().contains("jwt-alg-none"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "10", "1.5s", "-1s", "0ms", "10 parsecs"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_key_id_that_starts_with_a_hyphen_is_a_key_id_not_a_flag() {

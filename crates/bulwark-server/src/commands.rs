@@ -53,6 +53,16 @@ fn default_log_filter(command: &Command, verbose: u8) -> &'static str {
 /// # Errors
 /// Any failure, with context for the user.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The security audit of another API needs none of the server's settings, variables or
+    // database: it runs before they are loaded.
+    let cli = match cli {
+        Cli {
+            command: Command::Audit(args),
+            verbose,
+            ..
+        } => return Ok(crate::audit_cli::run(*args, verbose)),
+        cli => cli,
+    };
     if let Command::Openapi = cli.command {
         let doc = crate::routes::openapi()
             .to_pretty_json()
@@ -92,7 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out!("migrations applied");
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Openapi | Command::Check => Ok(ExitCode::SUCCESS),
+            Command::Openapi | Command::Check | Command::Audit(_) => Ok(ExitCode::SUCCESS),
         }
     })
 }

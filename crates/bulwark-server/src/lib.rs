@@ -2,6 +2,7 @@
 //! `bulwark` library, with its command line.
 
 pub mod audit;
+pub mod audit_cli;
 pub mod auth;
 pub mod checks;
 pub mod cli;

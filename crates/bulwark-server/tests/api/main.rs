@@ -7,6 +7,7 @@
 )]
 #![allow(unreachable_pub)] // test helpers are `pub` for the test modules only
 
+mod audit_self;
 mod cli;
 mod csrf;
 mod docs;
