@@ -28,10 +28,16 @@ pub(crate) fn fixtures_dir() -> PathBuf {
 
 /// Makes (once) the fixtures' virtualenv and returns its path.
 pub(crate) fn venv() -> PathBuf {
+    venv_of(None)
+}
+
+/// Makes (once) the virtualenv of `requirements` (the fixtures' when `None`) and returns its path.
+pub(crate) fn venv_of(requirements: Option<&Path>) -> PathBuf {
     let script = fixtures_dir().join("venv.sh");
     let started = Instant::now();
     let output = Command::new("bash")
         .arg(&script)
+        .args(requirements)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
@@ -77,14 +83,25 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// Starts `fixtures/<name>/app.py` and waits until `/openapi.json` answers 200.
     pub(crate) async fn start(name: &str) -> Fixture {
-        let venv = venv();
+        Self::start_app(name, Path::new(name), &venv(), &[]).await
+    }
+
+    /// Starts the `app.py` of `app` (a fixture's name, or a folder) from `venv`, with `env`
+    /// added, and waits until `/openapi.json` answers 200.
+    pub(crate) async fn start_app(
+        name: &str,
+        app: &Path,
+        venv: &Path,
+        env: &[(&str, &Path)],
+    ) -> Fixture {
         let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("audit-fixture-{name}-{}.log", std::process::id()));
         let log_file =
             File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let mut child = Command::new(venv.join("bin/python"))
             .arg(fixtures_dir().join("serve.py"))
-            .arg(name)
+            .arg(app)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
