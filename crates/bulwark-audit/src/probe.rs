@@ -18,6 +18,8 @@ use crate::{AuditError, report::Evidence, target::Target};
 
 /// The most of an answer's body that is read (the rest is dropped).
 const MAX_BODY: usize = 1 << 20;
+/// How long an idle connection is kept for the next request.
+const IDLE_CONNECTION: Duration = Duration::from_secs(2);
 /// The most of a body shown in evidence.
 const EXCERPT: usize = 600;
 
@@ -326,6 +328,10 @@ impl Probe {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.timeout)
+            // Idle connections are dropped well before the servers' own keep-alive timeouts
+            // (uvicorn's is 5 s): a request on a connection the server is closing that instant
+            // fails with a reset, which would skip a check for nothing.
+            .pool_idle_timeout(IDLE_CONNECTION)
             .user_agent(concat!("bulwark-audit/", env!("CARGO_PKG_VERSION")))
             .use_preconfigured_tls(tls_config(target.is_loopback())?)
             .build()

@@ -66,6 +66,8 @@ pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
+        // uvicorn closes idle connections after 5 s; a request sent on one as it closes is reset.
+        .pool_idle_timeout(Duration::from_secs(1))
         .build()
         .expect("HTTP client")
 }
