@@ -108,6 +108,7 @@
 //! | `dev-certs` | no | `tls::self_signed`: self-signed development certificates; implies `tls` | `rcgen` |
 //! | `sqlx-sqlite` | no | `store::sql::SqliteStores`: the signing-key ring and the revocation log in SQLite, with `migrate()` creating their tables | `sqlx` (SQLite, bundled) |
 //! | `sqlx-postgres` | no | `store::sql::PgStores`: the same in PostgreSQL, shared by every instance on one database | `sqlx` (PostgreSQL) |
+//! | `mail` | no | the `mail` module: a `Mailer` over SMTP (`smtp://`, STARTTLS, implicit TLS; rustls) or to an `.eml` outbox folder, a durable queue and its worker | `lettre` |
 //! | `testing` | no | the `testing` module: conformance suites for store backends written elsewhere | |
 //! | `fuzzing` | no | hidden hooks for the fuzz targets; not an API | |
 //!
@@ -138,6 +139,9 @@ pub mod csrf;
 pub mod error;
 pub mod headers;
 pub mod jwt;
+#[cfg(feature = "mail")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mail")))]
+pub mod mail;
 pub mod password;
 pub mod pipeline;
 pub mod prelude;

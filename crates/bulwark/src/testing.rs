@@ -274,3 +274,189 @@ pub async fn revocation_store_conformance(store: Arc<dyn RevocationStore>) {
         "the token entry still stays"
     );
 }
+
+#[cfg(feature = "mail")]
+pub use mail_queue::mail_queue_conformance;
+
+/// The suite of mail queues (feature `mail`).
+#[cfg(feature = "mail")]
+mod mail_queue {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Arc, Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    use super::now;
+    use crate::mail::{Mail, MailQueue, QueuedMail};
+
+    fn mail(n: usize) -> Mail {
+        Mail {
+            to: format!("user{n}@example.com"),
+            subject: format!("Message {n} — ünïcode"),
+            text: format!("Line one of {n}\r\nline two: https://example.com/reset?token=t{n}\n"),
+            html: format!(
+                "<p>Message <b>{n}</b> &amp; 'quotes' \"too\"</p>\n{}",
+                "x".repeat(10_000)
+            ),
+        }
+    }
+
+    async fn claim(queue: &dyn MailQueue, at: i64, lease: i64) -> Option<QueuedMail> {
+        queue.claim(at, lease).await.unwrap()
+    }
+
+    async fn counts(queue: &dyn MailQueue) -> (u64, u64) {
+        let c = queue.counts().await.unwrap();
+        (c.queued, c.failed)
+    }
+
+    /// The behaviour every mail queue must have; run against each backend, on a multi-threaded
+    /// runtime (its last part claims from 8 tasks at once). The queue must be empty.
+    pub async fn mail_queue_conformance(queue: Arc<dyn MailQueue>) {
+        let q = &*queue;
+        assert_eq!(counts(q).await, (0, 0), "the suite expects an empty queue");
+        assert_eq!(claim(q, now() + 10_000, 60).await, None, "nothing to claim");
+
+        // Enqueued messages round-trip, due at once, oldest first; a claim holds its lease.
+        let before = now();
+        let ids = [
+            q.enqueue(&mail(1)).await.unwrap(),
+            q.enqueue(&mail(2)).await.unwrap(),
+            q.enqueue(&mail(3)).await.unwrap(),
+        ];
+        let t = now();
+        assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids grow: {ids:?}");
+        assert_eq!(counts(q).await, (3, 0));
+        assert_eq!(
+            claim(q, before - 10, 60).await,
+            None,
+            "not due before it was enqueued"
+        );
+        for (n, id) in ids.iter().enumerate() {
+            let got = claim(q, t, 60).await.expect("a due message");
+            assert_eq!(got.id, *id, "oldest first");
+            assert_eq!(got.mail, mail(n + 1), "the message round-trips");
+            assert_eq!(got.attempts, 0);
+        }
+        assert_eq!(claim(q, t, 60).await, None, "every message is leased");
+        assert_eq!(
+            claim(q, t + 59, 60).await,
+            None,
+            "leases hold until they expire"
+        );
+        assert_eq!(counts(q).await, (3, 0), "leased messages are still queued");
+
+        // Completed: gone for good.
+        q.complete(ids[1]).await.unwrap();
+        assert_eq!(counts(q).await, (2, 0));
+        q.complete(ids[1]).await.unwrap();
+        q.complete(-1).await.unwrap();
+
+        // A worker that died (kill -9): its lease expires and the message is claimed again,
+        // oldest first, its attempts unchanged.
+        let again = claim(q, t + 60, 30).await.expect("the lease expired");
+        assert_eq!((again.id, again.attempts), (ids[0], 0));
+        assert_eq!(again.mail, mail(1));
+        let third = claim(q, t + 60, 30).await.expect("the other expired lease");
+        assert_eq!(third.id, ids[2]);
+        assert_eq!(claim(q, t + 89, 30).await, None, "the new leases hold");
+
+        // Retry: attempts counted, lease freed, due at the time given (and not before).
+        q.retry(ids[0], t + 200, "transient: connection refused")
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(q, t + 199, 30).await.map(|m| m.id),
+            Some(ids[2]),
+            "not due yet; the other message's lease expired at t + 90"
+        );
+        assert_eq!(claim(q, t + 199, 30).await, None);
+        let retried = claim(q, t + 200, 30).await.expect("due now");
+        assert_eq!((retried.id, retried.attempts), (ids[0], 1));
+        assert_eq!(retried.mail, mail(1));
+        q.retry(ids[0], t, "transient: timed out").await.unwrap();
+        let early = claim(q, t + 200, 30)
+            .await
+            .expect("a retry frees the lease");
+        assert_eq!((early.id, early.attempts), (ids[0], 2));
+
+        // Fail: final, kept, counted.
+        q.fail(ids[0], "permanent: 550 no such user").await.unwrap();
+        assert_eq!(counts(q).await, (1, 1));
+        q.retry(ids[0], t, "late retry").await.unwrap();
+        q.fail(ids[0], "again").await.unwrap();
+        assert_eq!(counts(q).await, (1, 1), "failing twice counts once");
+        assert_ne!(
+            claim(q, i64::MAX / 4, 30).await.map(|m| m.id),
+            Some(ids[0]),
+            "a failed message is never claimed, not even by a late retry"
+        );
+        assert_eq!(claim(q, i64::MAX / 4, 30).await, None);
+        q.complete(ids[2]).await.unwrap();
+        assert_eq!(counts(q).await, (0, 1));
+        assert_eq!(claim(q, i64::MAX / 4, 30).await, None);
+
+        // An error of any length and content is accepted (kept short by the queue).
+        let id = q.enqueue(&mail(4)).await.unwrap();
+        let t = now();
+        claim(q, t, 30).await.expect("due");
+        q.retry(id, t, &"é'\"; --".repeat(500)).await.unwrap();
+        assert_eq!(claim(q, t, 30).await.map(|m| m.attempts), Some(1));
+        q.complete(id).await.unwrap();
+        assert_eq!(counts(q).await, (0, 1));
+
+        concurrent_claims(&queue).await;
+        assert_eq!(counts(q).await, (0, 1));
+    }
+
+    /// 8 tasks claim 50 messages at once: each message is claimed exactly once.
+    async fn concurrent_claims(queue: &Arc<dyn MailQueue>) {
+        const MESSAGES: usize = 50;
+        let mut ids = Vec::with_capacity(MESSAGES);
+        for n in 0..MESSAGES {
+            ids.push(queue.enqueue(&mail(100 + n)).await.unwrap());
+        }
+        let t = now();
+        let claimed = Arc::new(Mutex::new(HashMap::<i64, usize>::new()));
+        let total = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (queue, claimed, total) =
+                (Arc::clone(queue), Arc::clone(&claimed), Arc::clone(&total));
+            tasks.spawn(async move {
+                loop {
+                    match queue.claim(t, 600).await.unwrap() {
+                        Some(m) => {
+                            *claimed.lock().unwrap().entry(m.id).or_default() += 1;
+                            total.fetch_add(1, Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                        }
+                        None if total.load(Ordering::SeqCst) >= MESSAGES => break,
+                        None => {
+                            assert!(Instant::now() < deadline, "claims stalled");
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        let claimed = claimed.lock().unwrap().clone();
+        let twice: Vec<_> = claimed.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "claimed more than once: {twice:?}");
+        let mut got: Vec<i64> = claimed.keys().copied().collect();
+        got.sort_unstable();
+        assert_eq!(got, ids, "every message claimed exactly once");
+        assert_eq!(claim(&**queue, t, 600).await, None, "all leased");
+        for id in ids {
+            queue.complete(id).await.unwrap();
+        }
+    }
+}

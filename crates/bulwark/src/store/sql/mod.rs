@@ -23,6 +23,7 @@
 //! | `signing_keys` | the key ring: id, algorithm, state, material sealed with the master secret, creation and retirement times |
 //! | `key_rotations` | the rotation slots already claimed, so a scheduled rotation happens once per interval however many instances try |
 //! | `revocations` | the revocation log, with an index on its creation time |
+//! | `mail_queue` | with the `mail` feature: the durable mail queue (`bulwark::mail::MailQueue`): recipient, subject, text and HTML bodies, attempts, next attempt time, lease, failure time and last error |
 //!
 //! The columns are those of the server's own migrations (`crates/bulwark-server/migrations`).
 //! An application with a migration tool of its own may create them there instead and never call
@@ -298,6 +299,8 @@ macro_rules! impl_stores {
     };
 }
 
+#[cfg(feature = "mail")]
+mod mail;
 #[cfg(feature = "sqlx-postgres")]
 mod postgres;
 #[cfg(feature = "sqlx-sqlite")]

@@ -71,7 +71,8 @@ impl PgStores {
     }
 
     /// Creates the tables `signing_keys`, `key_rotations` and `revocations` and the index
-    /// `revocations_created_at`, each only when it does not exist, in one transaction (under an
+    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`), each only
+    /// when it does not exist, in one transaction (under an
     /// advisory lock, so that instances starting together do not race). Existing tables and
     /// their rows are left as they are, so calling it at every start is harmless. The tables go
     /// into the connection's current schema (the first of its `search_path`).
@@ -93,6 +94,12 @@ impl PgStores {
                 .await
                 .map_err(store_error)?;
         }
+        #[cfg(feature = "mail")]
+        sqlx::query(super::mail::PG_TABLE)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
 }

@@ -69,7 +69,8 @@ impl SqliteStores {
     }
 
     /// Creates the tables `signing_keys`, `key_rotations` and `revocations` and the index
-    /// `revocations_created_at`, each only when it does not exist, in one transaction. Existing
+    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`), each only
+    /// when it does not exist, in one transaction. Existing
     /// tables and their rows are left as they are, so calling it at every start is harmless.
     ///
     /// # Errors
@@ -83,6 +84,12 @@ impl SqliteStores {
                 .await
                 .map_err(store_error)?;
         }
+        #[cfg(feature = "mail")]
+        sqlx::query(super::mail::SQLITE_TABLE)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
 }

@@ -150,6 +150,8 @@ mod sqlite {
             tables,
             [
                 "key_rotations",
+                #[cfg(feature = "mail")]
+                "mail_queue",
                 "revocations",
                 "revocations_created_at",
                 "signing_keys"
@@ -312,6 +314,8 @@ mod postgres {
             tables,
             [
                 "key_rotations",
+                #[cfg(feature = "mail")]
+                "mail_queue",
                 "revocations",
                 "revocations_created_at",
                 "signing_keys"
