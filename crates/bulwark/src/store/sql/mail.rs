@@ -269,82 +269,14 @@ mod tests {
 
     #[cfg(feature = "sqlx-postgres")]
     mod postgres {
-        use std::str::FromStr as _;
-
-        use sqlx::postgres::{PgConnectOptions, PgPool};
-
         use super::*;
-        use crate::store::sql::PgStores;
+        use crate::store::sql::tests::postgres::Database;
 
-        /// A fresh database `bulwark_mail_<random>` on the server of
-        /// `BULWARK_TEST_DATABASE_URL`, dropped with the guard.
-        struct Database {
-            admin: PgConnectOptions,
-            name: String,
-        }
-
-        impl Database {
-            /// `None` (with a message) when `BULWARK_TEST_DATABASE_URL` is not set.
-            async fn create() -> Option<Self> {
-                let Some(url) = std::env::var("BULWARK_TEST_DATABASE_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-                else {
-                    eprintln!("BULWARK_TEST_DATABASE_URL is not set: PostgreSQL variant skipped");
-                    return None;
-                };
-                let admin = PgConnectOptions::from_str(&url).expect("a PostgreSQL URL");
-                let name = format!(
-                    "bulwark_mail_{}",
-                    crate::secret::random_bytes(8)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>()
-                );
-                let pool = PgPool::connect_with(admin.clone())
-                    .await
-                    .expect("PostgreSQL reachable");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&pool)
-                    .await
-                    .expect("create the test database");
-                pool.close().await;
-                Some(Self { admin, name })
-            }
-
-            /// A migrated store over the database (a new pool: another instance).
-            async fn open(&self) -> Arc<dyn MailQueue> {
-                let options = self.admin.clone().database(&self.name);
-                let stores = PgStores::new(PgPool::connect_with(options).await.unwrap());
-                stores.migrate().await.unwrap();
-                Arc::new(stores)
-            }
-        }
-
-        impl Drop for Database {
-            fn drop(&mut self) {
-                let (admin, name) = (self.admin.clone(), self.name.clone());
-                // A runtime of its own: the test's may be shutting down.
-                let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
-                        return;
-                    };
-                    rt.block_on(async move {
-                        if let Ok(pool) = PgPool::connect_with(admin).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                            )))
-                            .execute(&pool)
-                            .await;
-                            pool.close().await;
-                        }
-                    });
-                })
-                .join();
-            }
+        /// A migrated store over the test database (a new pool: another instance).
+        async fn open(db: &Database) -> Arc<dyn MailQueue> {
+            let stores = db.stores().await;
+            stores.migrate().await.unwrap();
+            Arc::new(stores)
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -352,7 +284,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            crate::testing::mail_queue_conformance(db.open().await).await;
+            crate::testing::mail_queue_conformance(open(&db).await).await;
         }
 
         /// Instances sharing the database claim from 8 tasks each: every message once.
@@ -361,7 +293,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            let (a, b) = (db.open().await, db.open().await);
+            let (a, b) = (open(&db).await, open(&db).await);
             let mut ids = Vec::new();
             for n in 0..60 {
                 ids.push(a.enqueue(&worker::mail(n)).await.unwrap());
@@ -391,7 +323,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            worker::sends_once(db.open().await).await;
+            worker::sends_once(open(&db).await).await;
         }
 
         #[tokio::test]
@@ -399,7 +331,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            worker::retries_and_failures(db.open().await).await;
+            worker::retries_and_failures(open(&db).await).await;
         }
 
         #[tokio::test]
@@ -407,7 +339,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            worker::dropped_worker_loses_nothing(db.open().await, db.open().await).await;
+            worker::dropped_worker_loses_nothing(open(&db).await, open(&db).await).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -415,7 +347,7 @@ mod tests {
             let Some(db) = Database::create().await else {
                 return;
             };
-            let queues = vec![db.open().await, db.open().await, db.open().await];
+            let queues = vec![open(&db).await, open(&db).await, open(&db).await];
             worker::several_workers_send_each_once(queues).await;
         }
     }

@@ -196,7 +196,7 @@ mod sqlite {
 }
 
 #[cfg(feature = "sqlx-postgres")]
-mod postgres {
+pub(super) mod postgres {
     use std::str::FromStr as _;
 
     use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -205,8 +205,8 @@ mod postgres {
     use crate::store::sql::PgStores;
 
     /// A fresh database `bulwark_lib_<random>` on the server of `BULWARK_TEST_DATABASE_URL`,
-    /// dropped with the guard.
-    struct Database {
+    /// dropped with the guard (also the mail queue's tests, `super::mail`).
+    pub(in crate::store::sql) struct Database {
         admin: PgConnectOptions,
         name: String,
         options: PgConnectOptions,
@@ -214,7 +214,7 @@ mod postgres {
 
     impl Database {
         /// `None` (with a message) when `BULWARK_TEST_DATABASE_URL` is not set.
-        async fn create() -> Option<Self> {
+        pub(in crate::store::sql) async fn create() -> Option<Self> {
             let Some(url) = std::env::var("BULWARK_TEST_DATABASE_URL")
                 .ok()
                 .filter(|u| !u.is_empty())
@@ -246,8 +246,8 @@ mod postgres {
             })
         }
 
-        /// Stores over the database (not migrated).
-        async fn stores(&self) -> PgStores {
+        /// Stores over the database (not migrated); each call a new pool: another instance.
+        pub(in crate::store::sql) async fn stores(&self) -> PgStores {
             PgStores::new(PgPool::connect_with(self.options.clone()).await.unwrap())
         }
     }
