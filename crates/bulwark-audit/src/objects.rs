@@ -225,7 +225,7 @@ fn id_from_location(location: &str, collection: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BodyKind, Param, RequestBody};
+    use crate::api::{BodyKind, RequestBody};
     use axum::{
         Json, Router,
         extract::Path,
@@ -235,25 +235,9 @@ mod tests {
     use serde_json::json;
 
     fn op(method: Method, path: &str) -> Operation {
-        let params = path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| Param {
-                name: name.into(),
-                location: ParamIn::Path,
-                required: true,
-                schema: json!({"type": "integer"}),
-                example: None,
-            })
-            .collect();
         Operation {
-            method,
-            path: path.into(),
-            operation_id: None,
-            params,
-            body: None,
             secured: true,
-            responses: Vec::new(),
+            ..crate::testing::op(method, path, None, &[])
         }
     }
 

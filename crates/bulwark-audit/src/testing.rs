@@ -1,7 +1,10 @@
 //! Test helpers: a minimal axum app on a loopback port and a context aimed at it.
 
+use http::Method;
+use serde_json::{Value, json};
+
 use crate::{
-    api::Api,
+    api::{Api, BodyKind, Operation, Param, ParamIn, RequestBody},
     context::{Context, Session},
     probe::{Auth, Probe, ProbeLimits, Secrets},
     target::Target,
@@ -46,6 +49,57 @@ pub(crate) fn context(url: &str, api: Option<Api>, tokens: &[&str]) -> Context {
         });
     }
     cx
+}
+
+/// An operation for a test document: path parameters from the template (integers), the body
+/// given, `responses` documented.
+pub(crate) fn op(
+    method: Method,
+    path: &str,
+    body: Option<(BodyKind, Value)>,
+    responses: &[&str],
+) -> Operation {
+    let params = path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| Param {
+            name: name.to_owned(),
+            location: ParamIn::Path,
+            required: true,
+            schema: json!({"type": "integer"}),
+            example: None,
+        })
+        .collect();
+    Operation {
+        method,
+        path: path.to_owned(),
+        operation_id: None,
+        params,
+        body: body.map(|(kind, schema)| RequestBody {
+            kind,
+            schema,
+            required: true,
+            example: None,
+        }),
+        secured: false,
+        responses: responses
+            .iter()
+            .map(|s| crate::api::Response {
+                status: (*s).to_owned(),
+                schema: None,
+            })
+            .collect(),
+    }
+}
+
+/// A document of `operations`.
+pub(crate) fn api(operations: Vec<Operation>) -> Api {
+    Api {
+        title: "test".into(),
+        operations,
+        token_url: Some("/token".into()),
+        base_path: String::new(),
+    }
 }
 
 #[cfg(test)]

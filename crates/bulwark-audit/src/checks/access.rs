@@ -396,16 +396,21 @@ fn on_item(op: &Operation, objects: &BTreeMap<String, Object>) -> Option<String>
         .cloned()
 }
 
-/// Session `index`'s own record, from a documented `GET …/me` (or `/user`), if any.
-async fn me_of(cx: &Context, index: usize) -> Option<Value> {
-    let api = cx.api.as_ref()?;
-    let session = cx.sessions.get(index)?;
-    let me = api.operations.iter().find(|o| {
+/// The documented `GET …/me` (or `/user`): the caller's own record.
+fn me_operation(api: &Api) -> Option<&Operation> {
+    api.operations.iter().find(|o| {
         o.method == Method::GET
             && o.path_params().next().is_none()
             && (o.path.trim_end_matches('/').ends_with("/me")
                 || o.path.trim_end_matches('/') == "/user")
-    })?;
+    })
+}
+
+/// Session `index`'s own record, from [`me_operation`], if any.
+async fn me_of(cx: &Context, index: usize) -> Option<Value> {
+    let api = cx.api.as_ref()?;
+    let session = cx.sessions.get(index)?;
+    let me = me_operation(api)?;
     let x = cx
         .send(request_for(me, &Fill::default()).with_auth(&session.auth))
         .await
@@ -1094,14 +1099,9 @@ async fn signup_as_admin(cx: &Context, api: &Api) -> Result<Option<Finding>, Pro
     else {
         return Ok(None);
     };
-    let has_me = api.operations.iter().any(|o| {
-        o.method == Method::GET
-            && o.path_params().next().is_none()
-            && o.path.trim_end_matches('/').ends_with("/me")
-    });
-    if !has_me {
+    let Some(me) = me_operation(api) else {
         return Ok(None);
-    }
+    };
     let account = format!("bwkaudit{}", super::login::nonce());
     let password = format!("Bwk-{}-Aa9!", super::login::nonce());
     cx.secrets.add(&password);
@@ -1135,20 +1135,10 @@ async fn signup_as_admin(cx: &Context, api: &Api) -> Result<Option<Finding>, Pro
         }
         return Ok(None);
     };
-    let me = api.operations.iter().find(|o| {
-        o.method == Method::GET
-            && o.path_params().next().is_none()
-            && o.path.trim_end_matches('/').ends_with("/me")
-    });
-    let read = match me {
-        Some(me) => Some(
-            cx.send(request_for(me, &Fill::default()).bearer(&token))
-                .await?,
-        ),
-        None => None,
-    };
-    let admitted = read
-        .as_ref()
+    let read = cx
+        .send(request_for(me, &Fill::default()).bearer(&token))
+        .await?;
+    let admitted = Some(&read)
         .filter(|x| x.status.is_success())
         .and_then(Exchange::json)
         .is_some_and(|v| is_admin(&v));
@@ -1163,17 +1153,14 @@ async fn signup_as_admin(cx: &Context, api: &Api) -> Result<Option<Finding>, Pro
         )),
         None => {}
     }
-    Ok(match (admitted, read) {
-        (true, Some(read)) => Some(
-            Finding::new(
-                CheckId::MassAssignment,
-                op.label(),
-                combined(cx, &created, &read),
-            )
-            .titled(title),
-        ),
-        _ => None,
-    })
+    Ok(admitted.then(|| {
+        Finding::new(
+            CheckId::MassAssignment,
+            op.label(),
+            combined(cx, &created, &read),
+        )
+        .titled(title)
+    }))
 }
 
 async fn mass_assignment_in(
@@ -1402,7 +1389,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::api::{BodyKind, Param, ParamIn, RequestBody, Response as ApiResponse};
+    use crate::api::{BodyKind, RequestBody, Response as ApiResponse};
 
     /// What the test API gets wrong.
     #[derive(Clone, Copy, Default)]
@@ -1582,25 +1569,9 @@ mod tests {
     }
 
     fn op(method: Method, path: &str, secured: bool) -> Operation {
-        let params = path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| Param {
-                name: name.into(),
-                location: ParamIn::Path,
-                required: true,
-                schema: json!({"type": "integer"}),
-                example: None,
-            })
-            .collect();
         Operation {
-            method,
-            path: path.into(),
-            operation_id: None,
-            params,
-            body: None,
             secured,
-            responses: Vec::new(),
+            ..crate::testing::op(method, path, None, &[])
         }
     }
 

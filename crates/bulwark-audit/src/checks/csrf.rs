@@ -17,6 +17,7 @@ use crate::{
     catalog::CheckId,
     context::{Context, Outcome},
     generate::{self, Fill},
+    objects,
     probe::{Auth, Exchange, ProbeRequest},
     report::Finding,
 };
@@ -282,23 +283,15 @@ async fn browser_login(cx: &Context, api: &Api) -> Result<CookieSession, String>
     })
 }
 
-/// The item operation on `collection` (`{collection}/{param}`) with this method, and its
-/// parameter.
+/// The item operation on `collection` (`{collection}/{param}`, see
+/// [`objects::item_path_of`]) with this method, and its parameter.
 fn item_operation<'a>(
     api: &'a Api,
     collection: &str,
     method: &Method,
 ) -> Option<(&'a Operation, String)> {
-    let base = normal_path(collection);
-    api.operations.iter().find_map(|o| {
-        if o.method != *method {
-            return None;
-        }
-        let p = normal_path(&o.path);
-        let (parent, last) = p.rsplit_once('/')?;
-        let param = last.strip_prefix('{')?.strip_suffix('}')?;
-        (parent == base && o.path_params().count() == 1).then(|| (o, param.to_owned()))
-    })
+    let (item_path, param) = objects::item_path_of(api, collection)?;
+    Some((api.find(method, &item_path)?, param))
 }
 
 /// The creates to try: a `POST` with a JSON or form body whose object is reachable at an item
@@ -328,19 +321,6 @@ fn item_base(api: &Api, op: &Operation) -> Option<String> {
     let (parent, _) = op.path.trim_end_matches('/').rsplit_once('/')?;
     (form && !parent.is_empty() && item_operation(api, parent, &Method::GET).is_some())
         .then(|| parent.to_owned())
-}
-
-/// The id of a created object in an answer: under the item parameter's name, `id`, `uuid`,
-/// `_id`, or one level down.
-fn id_in(answer: &Value, param: &str) -> Option<String> {
-    let pick = |o: &serde_json::Map<String, Value>| {
-        [param, "id", "uuid", "_id"]
-            .iter()
-            .find_map(|k| o.get(*k).filter(|v| v.is_string() || v.is_number()))
-            .map(generate::scalar_text)
-    };
-    let o = answer.as_object()?;
-    pick(o).or_else(|| o.values().filter_map(Value::as_object).find_map(pick))
 }
 
 /// `request` as a foreign page makes a browser send it.
@@ -417,7 +397,7 @@ pub async fn csrf(cx: &Context) -> Outcome {
         };
         if control.status.is_success() {
             if let (Some(id), Some((delete, _))) = (
-                control.json().and_then(|v| id_in(&v, &param)),
+                control.json().and_then(|v| objects::id_in(&v, &param)),
                 item_operation(api, &base, &Method::DELETE),
             ) {
                 let mut fill = Fill::default();
@@ -448,7 +428,7 @@ pub async fn csrf(cx: &Context) -> Outcome {
         if !forged.status.is_success() {
             continue;
         }
-        let Some(id) = forged.json().and_then(|v| id_in(&v, &param)) else {
+        let Some(id) = forged.json().and_then(|v| objects::id_in(&v, &param)) else {
             notes.push(format!(
                 "{} accepted the forged request but named no object to check",
                 op.label()
@@ -512,7 +492,7 @@ async fn forged_delete(
     if !created.status.is_success() {
         return None;
     }
-    let id = created.json().and_then(|v| id_in(&v, &param))?;
+    let id = created.json().and_then(|v| objects::id_in(&v, &param))?;
     let mut fill = Fill::default();
     fill.path.insert(param, id);
     cx.created(generate::request_for(delete, &fill).with_auth(&bearer.auth));

@@ -17,62 +17,12 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::*;
+pub(crate) use crate::testing::{api, op};
 use crate::{
-    api::{Api, BodyKind, Operation, Param, ParamIn, RequestBody},
+    api::BodyKind,
     config::UserCredential,
     testing::{context, serve},
 };
-
-/// An operation for a test document: path parameters from the template (integers), the body
-/// given, `responses` documented.
-pub(crate) fn op(
-    method: Method,
-    path: &str,
-    body: Option<(BodyKind, Value)>,
-    responses: &[&str],
-) -> Operation {
-    let params = path
-        .split('/')
-        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| Param {
-            name: name.to_owned(),
-            location: ParamIn::Path,
-            required: true,
-            schema: json!({"type": "integer"}),
-            example: None,
-        })
-        .collect();
-    Operation {
-        method,
-        path: path.to_owned(),
-        operation_id: None,
-        params,
-        body: body.map(|(kind, schema)| RequestBody {
-            kind,
-            schema,
-            required: true,
-            example: None,
-        }),
-        secured: false,
-        responses: responses
-            .iter()
-            .map(|s| crate::api::Response {
-                status: (*s).to_owned(),
-                schema: None,
-            })
-            .collect(),
-    }
-}
-
-/// A document of `operations`.
-pub(crate) fn api(operations: Vec<Operation>) -> Api {
-    Api {
-        title: "test".into(),
-        operations,
-        token_url: Some("/token".into()),
-        base_path: String::new(),
-    }
-}
 
 fn alice() -> UserCredential {
     UserCredential {
