@@ -1,7 +1,11 @@
 //! What every check works with: the probe, the API model, the logged-in sessions, the secrets to
 //! mask, and the objects the audit created (removed at the end).
 
-use std::sync::Mutex;
+use std::{
+    any::Any,
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use http::Method;
 
@@ -46,7 +50,11 @@ pub struct Context {
     /// Every secret to mask.
     pub secrets: Secrets,
     created: Mutex<Vec<Created>>,
+    memo: Mutex<HashMap<&'static str, Remembered>>,
 }
+
+/// A result one check left for the next, and the request count when it was made.
+type Remembered = (u64, Arc<dyn Any + Send + Sync>);
 
 /// How a check ended.
 #[derive(Debug)]
@@ -87,6 +95,7 @@ impl Context {
             token_url: "/token".into(),
             secrets,
             created: Mutex::new(Vec::new()),
+            memo: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,6 +107,29 @@ impl Context {
     /// The evidence of an exchange, secrets masked.
     pub fn evidence(&self, exchange: &Exchange) -> Evidence {
         exchange.evidence(&self.secrets)
+    }
+
+    /// Leaves `value` under `key` for the next check of this audit (e.g. the crafted answers
+    /// that `verbose-errors` and `server-error` both read), see [`Context::recall`].
+    pub fn remember<T: Any + Send + Sync>(&self, key: &'static str, value: Arc<T>) {
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (self.probe.sent(), value));
+    }
+
+    /// Takes what [`Context::remember`] left under `key`, if no request was sent since (the
+    /// target may have changed after one).
+    pub fn recall<T: Any + Send + Sync>(&self, key: &'static str) -> Option<Arc<T>> {
+        let (sent, value) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)?;
+        if sent != self.probe.sent() {
+            return None;
+        }
+        value.downcast::<T>().ok()
     }
 
     /// Remembers an object to remove at the end.

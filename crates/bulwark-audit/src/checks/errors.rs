@@ -6,7 +6,7 @@
 //! that cannot create one (a malformed or non-object body). The answers are gathered once when
 //! both checks run one after the other.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::Method;
 use serde_json::json;
@@ -37,35 +37,17 @@ struct Probed {
     crafted: Vec<(String, Exchange)>,
 }
 
-/// What was gathered, and for which audit (the target, the context, the request count after).
-type Gathered = (String, usize, u64, Arc<Vec<Probed>>);
-
-static LAST: Mutex<Option<Gathered>> = Mutex::new(None);
-
-fn key(cx: &Context) -> (String, usize) {
-    (
-        cx.probe.target().base().to_string(),
-        std::ptr::from_ref(cx) as usize,
-    )
-}
+/// Where the crafted answers wait in the context for the other check.
+const MEMO: &str = "errors::crafted";
 
 /// The crafted answers: those the other check just gathered in this audit (nothing was sent
 /// since), else gathered now. `Err` with a reason when there is nothing to probe.
 async fn crafted(cx: &Context) -> Result<Arc<Vec<Probed>>, String> {
-    let (target, at) = key(cx);
-    {
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((t, a, sent, probed)) = last.take()
-            && t == target
-            && a == at
-            && sent == cx.probe.sent()
-        {
-            return Ok(probed);
-        }
+    if let Some(probed) = cx.recall::<Vec<Probed>>(MEMO) {
+        return Ok(probed);
     }
     let probed = Arc::new(gather(cx).await?);
-    *LAST.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((target, at, cx.probe.sent(), probed.clone()));
+    cx.remember(MEMO, Arc::clone(&probed));
     Ok(probed)
 }
 
