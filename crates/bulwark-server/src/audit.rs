@@ -40,6 +40,19 @@ pub enum AuditKind {
     CsrfRejected,
     /// A login was refused by a rate limit.
     LoginRateLimited,
+    /// A user was deleted (the trail keeps the event, with the user's id and name).
+    UserDeleted,
+    /// A user set or changed their e-mail address.
+    EmailChanged,
+    /// A verification mail was queued.
+    VerificationSent,
+    /// An address was verified through its link.
+    EmailVerified,
+    /// A password reset was asked for (recorded for known and unknown addresses alike; the
+    /// detail says which, the answer never does).
+    PasswordResetRequested,
+    /// A password was set through a reset link.
+    PasswordReset,
 }
 
 impl AuditKind {
@@ -59,6 +72,12 @@ impl AuditKind {
             AuditKind::KeyRevoked => "key.revoked",
             AuditKind::CsrfRejected => "csrf.rejected",
             AuditKind::LoginRateLimited => "login.rate_limited",
+            AuditKind::UserDeleted => "user.deleted",
+            AuditKind::EmailChanged => "user.email_changed",
+            AuditKind::VerificationSent => "user.verification_sent",
+            AuditKind::EmailVerified => "user.email_verified",
+            AuditKind::PasswordResetRequested => "password_reset.requested",
+            AuditKind::PasswordReset => "password_reset.completed",
         }
     }
 }

@@ -226,7 +226,7 @@ fn print_banner(
         .map(|r| format!(" (plain HTTP on {r} redirects)"))
         .unwrap_or_default();
     eprintln!(
-        "bulwark {version}\n  listening  {scheme}://{addr}{redirect}\n  TLS        {tls}\n  database   {db}\n  stores     rate limits: {stores}, revocations: {rev}, events: {events}\n  docs       {docs}\n  checks     {crit} critical, {warn} warning(s) (run `bulwark check` for details)",
+        "bulwark {version}\n  listening  {scheme}://{addr}{redirect}\n  TLS        {tls}\n  database   {db}\n  stores     rate limits: {stores}, revocations: {rev}, events: {events}\n  docs       {docs}\n  mail       {mail}\n  checks     {crit} critical, {warn} warning(s) (run `bulwark check` for details)",
         version = env!("CARGO_PKG_VERSION"),
         tls = if settings.tls_enabled() { "on" } else { "off" },
         db = state.repo.backend(),
@@ -238,6 +238,14 @@ fn print_banner(
         events = state.events.name(),
         crit = count(Severity::Critical),
         warn = count(Severity::Warning),
+        mail = if settings.smtp_url.is_some() {
+            state.mail_transport.clone()
+        } else {
+            format!(
+                "{} (no smtp_url: each mail is written there as an .eml file)",
+                state.mail_transport
+            )
+        },
     );
     Ok(())
 }
@@ -261,6 +269,7 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings) -> anyhow::Resul
         "admin",
         password.clone(),
         vec!["admin".to_owned()],
+        None,
     )
     .await
     {
@@ -299,7 +308,17 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             password_stdin,
         } => {
             let password = read_password(password_stdin).await?;
-            match create_user(repo, &state.hasher, &state.policy, &name, password, roles).await {
+            match create_user(
+                repo,
+                &state.hasher,
+                &state.policy,
+                &name,
+                password,
+                roles,
+                None,
+            )
+            .await
+            {
                 Ok(user) => {
                     cli_audit(
                         &state,
@@ -466,6 +485,8 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
             password_hash: entry.hashed_password,
             roles: entry.roles,
             disabled: entry.disabled,
+            email: None,
+            email_verified: false,
         };
         match state.repo.create_user(user).await {
             Ok(_) => imported += 1,

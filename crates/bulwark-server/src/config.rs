@@ -103,6 +103,27 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// How long audit events are kept.
     pub audit_retention: DurationSetting,
+    /// The base of links in mails (`{public_url}/password-reset?token=...`); unset:
+    /// `http://<bind>` (or `https://` with TLS).
+    pub public_url: Option<PublicUrl>,
+    /// `smtp://`, `smtp+starttls://` or `smtps://` URL of the mail server; unset: mails are
+    /// written to `<data_dir>/outbox/` as `.eml` files.
+    #[serde(deserialize_with = "smtp_url")]
+    pub smtp_url: Option<bulwark::mail::smtp::SmtpUrl>,
+    /// A file holding the SMTP password (the URL's user logs in with it).
+    pub smtp_password_file: Option<PathBuf>,
+    /// The sender of mails: an address or `Name <address>`; unset:
+    /// `bulwark@<host of public_url>`.
+    pub mail_from: Option<String>,
+    /// How long after a failed delivery a mail is tried again the first time (doubling up to
+    /// an hour, eight attempts in all).
+    pub mail_retry_delay: DurationSetting,
+    /// Lifetime of password-reset links (default 30 minutes).
+    pub password_reset_ttl: DurationSetting,
+    /// Lifetime of e-mail verification links (default 24 hours).
+    pub email_verification_ttl: DurationSetting,
+    /// Refuse `POST /token` and `POST /login` (403) to users whose address is not verified.
+    pub require_verified_email: bool,
 }
 
 impl Default for Settings {
@@ -144,6 +165,14 @@ impl Default for Settings {
             shutdown_timeout: DurationSetting(Duration::from_secs(10)),
             audit_retention: DurationSetting::mins(90 * 24 * 60),
             metrics_bind: None,
+            public_url: None,
+            smtp_url: None,
+            smtp_password_file: None,
+            mail_from: None,
+            mail_retry_delay: DurationSetting(Duration::from_secs(30)),
+            password_reset_ttl: DurationSetting::mins(30),
+            email_verification_ttl: DurationSetting::mins(24 * 60),
+            require_verified_email: false,
         }
     }
 }
@@ -178,6 +207,14 @@ impl Default for PasswordHashing {
 /// one proxy address), and cheap, revealing nothing. `rate_limits.routes` may not name them.
 pub const UNLIMITED_ROUTES: &[&str] = &["/health", "/ready"];
 
+/// The account-recovery routes: limited per client IP whoever calls, with these quotas unless
+/// `rate_limits.routes` names the route.
+pub const ACCOUNT_ROUTES: &[(&str, u32, u64)] = &[
+    ("POST /password-reset/request", 5, 3600),
+    ("POST /password-reset/confirm", 10, 60),
+    ("POST /verify-email/confirm", 10, 60),
+];
+
 /// Rate-limit settings, as the contract writes them (`"N/unit"` quotas).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -190,6 +227,9 @@ pub struct RateLimits {
     pub login_per_username: Quota,
     /// Everything else, per user or per client IP.
     pub default: Quota,
+    /// `POST /password-reset/request` per e-mail address (counted whether or not the address
+    /// is known); its per-IP limit is the route's (see [`ACCOUNT_ROUTES`]).
+    pub password_reset_per_address: Quota,
     /// Overrides: `"METHOD /path/template" = "N/unit"`. Two keys naming the same route (the
     /// method in another letter case) are an error, not one silently replacing the other.
     #[serde(deserialize_with = "distinct_routes")]
@@ -203,6 +243,7 @@ impl Default for RateLimits {
             login_per_ip: Quota::new(5, Duration::from_secs(60)),
             login_per_username: Quota::new(5, Duration::from_secs(60)),
             default: Quota::new(600, Duration::from_secs(60)),
+            password_reset_per_address: Quota::new(3, Duration::from_secs(3600)),
             routes: HashMap::new(),
         }
     }
@@ -316,6 +357,87 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
+/// The base URL of links in mails: `http(s)://host[:port][/prefix]`, without a trailing slash,
+/// query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    origin: Origin,
+    path: String,
+}
+
+impl PublicUrl {
+    /// The URL of `path` (which starts with `/`) under this base.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{}{path}", self.origin, self.path)
+    }
+
+    /// The host, without port or brackets.
+    pub fn host(&self) -> &str {
+        let authority = self
+            .origin
+            .as_str()
+            .split_once("://")
+            .map_or("", |(_, a)| a);
+        match authority.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.origin, self.path)
+    }
+}
+
+impl FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "{text:?} is not a base URL such as \"https://api.example.com\": expected http(s)://host[:port] and an optional path, without query or fragment"
+            )
+        };
+        let trimmed = text.trim();
+        let after_scheme = trimmed.find("://").map_or(0, |i| i + 3);
+        let (origin, path) = match trimmed[after_scheme..].find('/') {
+            Some(i) => trimmed.split_at(after_scheme + i),
+            None => (trimmed, ""),
+        };
+        let origin: Origin = origin.parse().map_err(|_| bad())?;
+        let path = path.trim_end_matches('/');
+        if !path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+            || path.contains("//")
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            origin,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `smtp_url`, parsed once (the error says what is wrong, never the password).
+fn smtp_url<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bulwark::mail::smtp::SmtpUrl>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.map(|t| t.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -421,6 +543,14 @@ const KEYS: &[&str] = &[
     "shutdown_timeout",
     "audit_retention",
     "metrics_bind",
+    "public_url",
+    "smtp_url",
+    "smtp_password_file",
+    "mail_from",
+    "mail_retry_delay",
+    "password_reset_ttl",
+    "email_verification_ttl",
+    "require_verified_email",
 ];
 
 impl Settings {
@@ -587,7 +717,56 @@ impl Settings {
                 bail!("redirect_http: must differ from bind");
             }
         }
+        if let Some(from) = &self.mail_from
+            && let Err(err) = bulwark::mail::check_mailbox(from)
+        {
+            bail!("mail_from: {from:?} is not an address or \"Name <address>\" ({err})");
+        }
+        if self.smtp_password_file.is_some()
+            && self.smtp_url.as_ref().and_then(|u| u.user()).is_none()
+        {
+            bail!("smtp_password_file: needs a user in smtp_url (smtp://USER@host:port)");
+        }
+        if self.mail_retry_delay.0 < Duration::from_secs(1) {
+            bail!("mail_retry_delay: must be at least 1s");
+        }
+        for (key, d) in [
+            ("password_reset_ttl", self.password_reset_ttl),
+            ("email_verification_ttl", self.email_verification_ttl),
+        ] {
+            if d.0 < Duration::from_secs(60) || d.0 > Duration::from_secs(7 * 86_400) {
+                bail!("{key}: must be between 1m and 7d");
+            }
+        }
         Ok(())
+    }
+
+    /// The base of links in mails: `public_url`, else `http(s)://<bind>`.
+    pub fn public_url(&self) -> PublicUrl {
+        self.public_url.clone().unwrap_or_else(|| {
+            format!("{}://{}", self.scheme(), self.bind)
+                .parse()
+                .unwrap_or_else(|_| PublicUrl {
+                    origin: Origin(format!("{}://localhost", self.scheme())),
+                    path: String::new(),
+                })
+        })
+    }
+
+    /// The sender of mails: `mail_from`, else `bulwark@<host of public_url>` (`localhost` for
+    /// an IP address, which no mail server takes as a domain).
+    pub fn mail_from(&self) -> String {
+        if let Some(from) = &self.mail_from {
+            return from.clone();
+        }
+        let url = self.public_url();
+        let host = url.host();
+        let domain = if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+            "localhost"
+        } else {
+            host
+        };
+        format!("bulwark@{domain}")
     }
 
     /// Whether this server terminates TLS itself (certificate files or a self-signed

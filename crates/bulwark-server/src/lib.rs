@@ -1,6 +1,7 @@
 //! The `bulwark` server: the users/items API of the FastAPI security guide, built on the
 //! `bulwark` library, with its command line.
 
+pub mod accounts;
 pub mod audit;
 pub mod audit_cli;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod https;
 pub mod layers;
 pub mod login;
+pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod refusals;

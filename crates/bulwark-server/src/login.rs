@@ -31,6 +31,15 @@ use crate::{
 /// The one answer to a refused login, whatever the reason.
 pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
+/// The 403 of a good login refused by `require_verified_email`.
+pub const EMAIL_NOT_VERIFIED: &str = "Email not verified";
+
+/// Whether `user` may log in under `require_verified_email`: a verified address, or the `admin`
+/// role (the first admin, created without an address, must never be locked out).
+fn verified_enough(user: &User) -> bool {
+    user.email_verified || user.roles.iter().any(|r| r == "admin")
+}
+
 /// 401 for a bad login.
 pub fn bad_credentials() -> HttpError {
     HttpError::unauthorized(BAD_CREDENTIALS)
@@ -61,6 +70,8 @@ pub struct Login {
     pub csrf: Arc<Csrf>,
     /// The scheme browsers use to reach this server, for same-origin checks.
     pub scheme: &'static str,
+    /// Refuse (403) a good login of a user without a verified address (admins excepted).
+    pub require_verified_email: bool,
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -145,6 +156,10 @@ impl Login {
             Err(response) => return response,
         };
         let mut response = match self.authenticate(username, password, ip).await {
+            Ok(Some(user)) if self.require_verified_email && !verified_enough(&user) => {
+                HttpError::new(axum::http::StatusCode::FORBIDDEN, EMAIL_NOT_VERIFIED)
+                    .into_response()
+            }
             Ok(Some(user)) => match answer(user).await {
                 Ok(response) => response,
                 Err(response) => return response,

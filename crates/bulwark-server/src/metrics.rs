@@ -154,6 +154,8 @@ pub struct Metrics {
     pub rate_limited: Family<KindLabels, Counter>,
     /// CSRF refusals.
     pub csrf_rejected: Counter,
+    /// Mails by outcome: `queued`, `sent`, `retried`, `failed`.
+    pub mails: Family<KindLabels, Counter>,
     store_errors: Counter<u64, AtomicU64>,
     key_rotations: Counter<u64, AtomicU64>,
     websockets: Gauge,
@@ -202,6 +204,12 @@ impl Default for Metrics {
             "Requests refused by the CSRF check",
             csrf_rejected.clone(),
         );
+        let mails = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "mails",
+            "Mails queued, sent, retried and given up",
+            mails.clone(),
+        );
         let store_errors = Counter::<u64, AtomicU64>::default();
         registry.register(
             "rate_limit_store_errors",
@@ -228,6 +236,7 @@ impl Default for Metrics {
             refreshes,
             rate_limited,
             csrf_rejected,
+            mails,
             store_errors,
             key_rotations,
             websockets,
@@ -252,6 +261,11 @@ impl Metrics {
     /// Counts a refresh outcome.
     pub fn refresh(&self, outcome: &str) {
         self.refreshes.get_or_create(&kind(outcome)).inc();
+    }
+
+    /// Counts one mail event: `queued`, `sent`, `retried` or `failed`.
+    pub fn mail(&self, outcome: &str) {
+        self.mails.get_or_create(&kind(outcome)).inc();
     }
 
     /// Counts a rate-limit refusal.

@@ -42,3 +42,43 @@ pub fn login_page(csrf: &Csrf, headers: &HeaderMap) -> Response {
     let (token, set_cookie) = csrf.issue(headers);
     with_cookie(html_page(&LoginPage { csrf_token: &token }), set_cookie)
 }
+
+#[derive(Template)]
+#[template(path = "password_reset.html")]
+struct PasswordResetPage<'a> {
+    csrf_token: &'a str,
+    token: &'a str,
+}
+
+/// The page of a reset link: a form for the new password that posts the link's token to
+/// `/password-reset/confirm`, with a hidden CSRF token (the cookie set when missing).
+pub fn password_reset_page(csrf: &Csrf, headers: &HeaderMap, token: &str) -> Response {
+    let (csrf_token, set_cookie) = csrf.issue(headers);
+    with_cookie(
+        html_page(&PasswordResetPage {
+            csrf_token: &csrf_token,
+            token,
+        }),
+        set_cookie,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+struct VerifyEmailPage<'a> {
+    csrf_token: &'a str,
+    token: &'a str,
+}
+
+/// The page of a verification link: a button that posts the link's token to
+/// `/verify-email/confirm` (never confirmed by the GET alone), with a hidden CSRF token.
+pub fn verify_email_page(csrf: &Csrf, headers: &HeaderMap, token: &str) -> Response {
+    let (csrf_token, set_cookie) = csrf.issue(headers);
+    with_cookie(
+        html_page(&VerifyEmailPage {
+            csrf_token: &csrf_token,
+            token,
+        }),
+        set_cookie,
+    )
+}

@@ -149,7 +149,26 @@ pub async fn build_state_logged(
         settings.access_token_ttl.0,
         settings.refresh_token_ttl.0,
     ));
+    let policy = Arc::new(PasswordPolicy::default());
+    let (mail_worker, mail_transport) = crate::mail::worker(&settings, &repo, &metrics)?;
+    let accounts = Arc::new(crate::accounts::Accounts {
+        repo: repo.clone(),
+        hasher: hasher.clone(),
+        policy: Arc::clone(&policy),
+        sessions: Arc::clone(&sessions),
+        mail: mail_worker.sender(),
+        limits: Arc::clone(&limits),
+        reset_per_address: settings.rate_limits.password_reset_per_address,
+        metrics: Arc::clone(&metrics),
+        public_url: settings.public_url(),
+        reset_ttl: settings.password_reset_ttl.0,
+        verify_ttl: settings.email_verification_ttl.0,
+        pending_resets: Arc::new(tokio::sync::Semaphore::new(
+            crate::accounts::MAX_PENDING_RESETS,
+        )),
+    });
     let login = crate::login::Login {
+        require_verified_email: settings.require_verified_email,
         repo: repo.clone(),
         hasher: hasher.clone(),
         limits: Arc::clone(&limits),
@@ -171,11 +190,14 @@ pub async fn build_state_logged(
         refusals,
         sessions,
         login,
+        accounts,
+        mail_worker: std::sync::Mutex::new(Some(mail_worker)),
+        mail_transport,
         redis,
         repo,
         jwt,
         hasher,
-        policy: Arc::new(PasswordPolicy::default()),
+        policy,
         keys,
         revoker,
         settings,
@@ -224,13 +246,27 @@ fn rate_limits(
         .iter()
         .map(|(method, path)| RouteKey::new(method.clone(), *path))
         .collect();
+    // The account-recovery routes: per client IP whoever calls, with the contract's quotas
+    // unless `rate_limits.routes` names them.
+    let mut routes = limits.routes.clone();
+    let mut ip_routes = std::collections::HashSet::new();
+    for (route, n, secs) in crate::config::ACCOUNT_ROUTES {
+        let route: RouteKey = route
+            .parse()
+            .map_err(|e| anyhow::anyhow!("account route: {e}"))?;
+        routes
+            .entry(route.clone())
+            .or_insert_with(|| bulwark::rate_limit::Quota::new(*n, Duration::from_secs(*secs)));
+        ip_routes.insert(route);
+    }
     let policy = RateLimitPolicy {
         enabled: limits.enabled,
         default: limits.default,
         login_per_ip: limits.login_per_ip,
         login_per_username: limits.login_per_username,
         login_routes,
-        routes: limits.routes.clone(),
+        routes,
+        ip_routes,
         limiter: Arc::new(RateLimiter::new(store)),
         ipv6_prefix: settings.ipv6_prefix,
         unlimited: crate::config::UNLIMITED_ROUTES
@@ -331,11 +367,19 @@ impl Application {
             shutdown_timeout: settings.shutdown_timeout.0,
             tls: tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         };
-        let state = build_state_logged(settings, access_log).await?;
-        let router = build_router(state.clone())?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
+        let mut settings = settings;
+        if settings.public_url.is_none()
+            && bind.port() == 0
+            && let Ok(local) = listener.local_addr()
+        {
+            // Links in mails name the port really bound (`bind` with port 0: tests, embedding).
+            settings.public_url = format!("{}://{local}", settings.scheme()).parse().ok();
+        }
+        let state = build_state_logged(settings, access_log).await?;
+        let router = build_router(state.clone())?;
         let redirect = match redirect_http {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -415,6 +459,18 @@ impl Application {
         );
         let refusals =
             crate::refusals::spawn(Arc::clone(&self.state.refusals), self.state.repo.clone());
+        let mail_worker = self
+            .state
+            .mail_worker
+            .lock()
+            .ok()
+            .and_then(|mut worker| worker.take())
+            .map(|worker| {
+                let mut down = self.state.shutdown.clone();
+                worker.spawn(async move {
+                    let _ = down.wait_for(|down| *down).await;
+                })
+            });
         let signal = Arc::clone(&self.state.shutdown_sender);
         let shutdown = async move {
             shutdown.await;
@@ -457,6 +513,15 @@ impl Application {
         revocations.abort();
         retention.abort();
         refusals.abort();
+        // The worker finishes the mail it is sending (bounded by its send timeout); a mail
+        // not sent stays queued for the next start or another instance.
+        if let Some(worker) = mail_worker
+            && tokio::time::timeout(Duration::from_secs(5), worker)
+                .await
+                .is_err()
+        {
+            tracing::warn!("mail worker still sending at shutdown; its mail stays queued");
+        }
         // The refusals counted in the last window still get their rows.
         crate::refusals::write(&state.refusals, state.repo.as_ref(), true).await;
         if let Some(metrics) = metrics {

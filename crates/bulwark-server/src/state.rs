@@ -64,6 +64,12 @@ pub struct Services {
     pub sessions: Arc<crate::sessions::Sessions>,
     /// Logging in, by the password flow or from a browser.
     pub login: crate::login::Login,
+    /// Self-service accounts: password change and reset, e-mail verification, deletion.
+    pub accounts: Arc<crate::accounts::Accounts>,
+    /// The mail worker, taken and run by `Application::run_until_stopped`.
+    pub mail_worker: std::sync::Mutex<Option<bulwark::mail::worker::MailWorker>>,
+    /// Where mails go, for the start-up banner: `smtp://host:port` or the outbox folder.
+    pub mail_transport: String,
     /// Becomes `true` when the server begins shutting down (WebSockets close with 1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Flips [`AppState::shutdown`].

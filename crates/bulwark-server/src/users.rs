@@ -23,6 +23,9 @@ pub enum CreateUserError {
     /// The username is taken (409).
     #[error("username already exists")]
     Conflict,
+    /// Another user has the e-mail address (409).
+    #[error("email already registered")]
+    EmailConflict,
     /// Database or hasher failure (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -84,6 +87,7 @@ pub async fn create_user(
     username: &str,
     password: String,
     roles: Vec<String>,
+    email: Option<String>,
 ) -> Result<User, CreateUserError> {
     let mut errors = ValidationErrors::new();
     let name = match Username::parse(username, &["body", "username"]) {
@@ -93,7 +97,14 @@ pub async fn create_user(
             None
         }
     };
-    if let Err(violation) = policy.check(&password, &[username]) {
+    if let Some(email) = &email
+        && let Err(detail) = crate::accounts::check_email(email, "email")
+    {
+        errors.push(detail);
+    }
+    let mut inputs = vec![username];
+    inputs.extend(email.as_deref());
+    if let Err(violation) = policy.check(&password, &inputs) {
         errors.push(violation.to_error_detail(["body", "password"]));
     }
     check_roles(&roles, &mut errors);
@@ -112,6 +123,15 @@ pub async fn create_user(
     {
         return Err(CreateUserError::Conflict);
     }
+    if let Some(email) = &email
+        && repo
+            .find_by_email(email)
+            .await
+            .map_err(anyhow::Error::from)?
+            .is_some()
+    {
+        return Err(CreateUserError::EmailConflict);
+    }
     let hash = hasher
         .hash(SecretString::from(password))
         .await
@@ -121,6 +141,8 @@ pub async fn create_user(
         password_hash: hash.into_string(),
         roles,
         disabled: false,
+        email,
+        email_verified: false,
     };
     match repo.create_user(user).await {
         Ok(user) => Ok(user),

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use models::{Item, ItemFields, NewUser, User, UserCredentials};
+pub use models::{AccountToken, Item, ItemFields, NewUser, TokenPurpose, User, UserCredentials};
 
 /// A data-layer failure.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +100,44 @@ pub trait UserRepo: Send + Sync {
     async fn list_users(&self) -> DbResult<Vec<User>>;
     /// How many users exist.
     async fn count_users(&self) -> DbResult<i64>;
-    /// Replaces a password hash.
+    /// Replaces a password hash, and deletes every password-reset token of the user.
     async fn set_password_hash(&self, id: i64, hash: &str) -> DbResult<()>;
+    /// A user by e-mail address, compared case-insensitively.
+    async fn find_by_email(&self, email: &str) -> DbResult<Option<User>>;
+    /// Sets (or removes) the address, unverified, and deletes the user's verification tokens.
+    /// False when no such user; [`DbError::Conflict`] when another user has the address.
+    async fn set_email(&self, id: i64, email: Option<&str>) -> DbResult<bool>;
+    /// Marks the address verified, only while it is still `email` (case-insensitively).
+    async fn mark_email_verified(&self, id: i64, email: &str) -> DbResult<bool>;
+    /// Deletes a user with their items, refresh tokens and account tokens. False when no such
+    /// user.
+    async fn delete_user(&self, id: i64) -> DbResult<bool>;
+    /// Stores a single-use token (its hash) for `purpose`, replacing the user's older ones of
+    /// the same purpose.
+    async fn insert_account_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        user_id: i64,
+        email: Option<&str>,
+        expires_at: i64,
+    ) -> DbResult<()>;
+    /// A live (unexpired) token by its hash, left in place.
+    async fn find_account_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> DbResult<Option<AccountToken>>;
+    /// Spends a live token: deleted and answered once, whatever the concurrency.
+    async fn spend_account_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> DbResult<Option<AccountToken>>;
+    /// Deletes expired account tokens; answers how many.
+    async fn purge_account_tokens(&self, now: i64) -> DbResult<u64>;
     /// Replaces a password hash only while it is still `expected` (a re-hash of the password
     /// just verified); answers whether it did. A password changed meanwhile stays changed.
     async fn upgrade_password_hash(&self, id: i64, expected: &str, hash: &str) -> DbResult<bool>;
@@ -270,6 +306,8 @@ pub trait Repository:
     async fn ping(&self) -> DbResult<()>;
     /// The backend's name: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// The durable mail queue in this database (the library's SQL queue over the same pool).
+    fn mail_queue(&self) -> Arc<dyn bulwark::mail::MailQueue>;
 }
 
 /// Opens the database named by `url`, creating an SQLite file (and its folder) when needed, and

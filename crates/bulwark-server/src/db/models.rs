@@ -15,6 +15,10 @@ pub struct User {
     pub created_at: i64,
     /// Token version: tokens carrying a lower `ver` are revoked.
     pub token_version: u64,
+    /// E-mail address as given (compared case-insensitively), if any.
+    pub email: Option<String>,
+    /// Whether the address was verified (a verification link followed).
+    pub email_verified: bool,
 }
 
 /// A user with the stored password hash, for login only.
@@ -35,6 +39,38 @@ pub struct NewUser {
     pub roles: Vec<String>,
     /// Whether disabled.
     pub disabled: bool,
+    /// E-mail address (validated).
+    pub email: Option<String>,
+    /// Whether the address counts as verified (imports only; new addresses are unverified).
+    pub email_verified: bool,
+}
+
+/// What a single-use account token (in a mail link) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// `POST /password-reset/confirm`.
+    PasswordReset,
+    /// `POST /verify-email/confirm`.
+    VerifyEmail,
+}
+
+impl TokenPurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "reset",
+            Self::VerifyEmail => "verify",
+        }
+    }
+}
+
+/// A live account token, as found by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountToken {
+    /// Its user.
+    pub user_id: i64,
+    /// For a verification token: the address it was sent to.
+    pub email: Option<String>,
 }
 
 /// The writable fields of an item, already validated and sanitized.

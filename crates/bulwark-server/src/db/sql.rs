@@ -23,6 +23,8 @@ macro_rules! impl_repository {
                     created_at: row.try_get("created_at")?,
                     token_version: u64::try_from(row.try_get::<i64, _>("token_version")?)
                         .unwrap_or(0),
+                    email: row.try_get("email")?,
+                    email_verified: row.try_get("email_verified")?,
                 })
             }
 
@@ -97,8 +99,8 @@ macro_rules! impl_repository {
             ) -> $crate::db::DbResult<$crate::db::User> {
                 let now = $crate::db::now();
                 let row = sqlx::query(
-                    "INSERT INTO users (username, username_key, password_hash, roles, disabled, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id, username, roles, disabled, created_at, token_version",
+                    "INSERT INTO users (username, username_key, password_hash, roles, disabled, created_at, updated_at, email, email_key, email_verified) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) RETURNING id, username, roles, disabled, created_at, token_version, email, email_verified",
                 )
                 .bind(&user.username)
                 .bind(user.username.to_lowercase())
@@ -106,6 +108,9 @@ macro_rules! impl_repository {
                 .bind($crate::db::join_roles(&user.roles))
                 .bind(user.disabled)
                 .bind(now)
+                .bind(&user.email)
+                .bind(user.email.as_deref().map(str::to_lowercase))
+                .bind(user.email.is_some() && user.email_verified)
                 .fetch_one(&self.pool)
                 .await
                 .map_err($crate::db::map_conflict)?;
@@ -118,7 +123,7 @@ macro_rules! impl_repository {
             ) -> $crate::db::DbResult<Option<$crate::db::UserCredentials>> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at, token_version, password_hash FROM users WHERE username_key = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version, email, email_verified, password_hash FROM users WHERE username_key = $1",
                 )
                 .bind(username.to_lowercase())
                 .fetch_optional(&self.pool)
@@ -134,7 +139,7 @@ macro_rules! impl_repository {
 
             async fn get_user(&self, id: i64) -> $crate::db::DbResult<Option<$crate::db::User>> {
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at, token_version FROM users WHERE id = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version, email, email_verified FROM users WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -147,7 +152,7 @@ macro_rules! impl_repository {
                 username: &str,
             ) -> $crate::db::DbResult<Option<$crate::db::User>> {
                 let row = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at, token_version FROM users WHERE username_key = $1",
+                    "SELECT id, username, roles, disabled, created_at, token_version, email, email_verified FROM users WHERE username_key = $1",
                 )
                 .bind(username.to_lowercase())
                 .fetch_optional(&self.pool)
@@ -157,7 +162,7 @@ macro_rules! impl_repository {
 
             async fn list_users(&self) -> $crate::db::DbResult<Vec<$crate::db::User>> {
                 let rows = sqlx::query(
-                    "SELECT id, username, roles, disabled, created_at, token_version FROM users ORDER BY id",
+                    "SELECT id, username, roles, disabled, created_at, token_version, email, email_verified FROM users ORDER BY id",
                 )
                 .fetch_all(&self.pool)
                 .await?;
@@ -176,13 +181,173 @@ macro_rules! impl_repository {
             }
 
             async fn set_password_hash(&self, id: i64, hash: &str) -> $crate::db::DbResult<()> {
+                // One transaction: a password set by any path kills every reset token of the
+                // user, so no link mailed before the change can set it again.
+                let mut tx = self.pool.begin().await?;
                 sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                     .bind(hash)
                     .bind($crate::db::now())
                     .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                    .bind(id)
+                    .bind($crate::db::TokenPurpose::PasswordReset.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_by_email(
+                &self,
+                email: &str,
+            ) -> $crate::db::DbResult<Option<$crate::db::User>> {
+                let row = sqlx::query(
+                    "SELECT id, username, roles, disabled, created_at, token_version, email, email_verified FROM users WHERE email_key = $1",
+                )
+                .bind(email.to_lowercase())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map(Self::user_from_row).transpose()?)
+            }
+
+            async fn set_email(&self, id: i64, email: Option<&str>) -> $crate::db::DbResult<bool> {
+                // A new address is unverified; verification tokens sent to the old one die.
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE users SET email = $1, email_key = $2, email_verified = FALSE, updated_at = $3 WHERE id = $4",
+                )
+                .bind(email)
+                .bind(email.map(str::to_lowercase))
+                .bind($crate::db::now())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::db::map_conflict)?;
+                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                    .bind(id)
+                    .bind($crate::db::TokenPurpose::VerifyEmail.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_user(&self, id: i64) -> $crate::db::DbResult<bool> {
+                // Items, refresh tokens and account tokens go with the user (ON DELETE CASCADE).
+                let done = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
                     .execute(&self.pool)
                     .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_account_token(
+                &self,
+                token_hash: &str,
+                purpose: $crate::db::TokenPurpose,
+                user_id: i64,
+                email: Option<&str>,
+                expires_at: i64,
+            ) -> $crate::db::DbResult<()> {
+                // A newer token replaces every older one of the same purpose: only the last
+                // link mailed works.
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                    .bind(user_id)
+                    .bind(purpose.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .bind(user_id)
+                .bind(email)
+                .bind($crate::db::now())
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn find_account_token(
+                &self,
+                token_hash: &str,
+                purpose: $crate::db::TokenPurpose,
+                now: i64,
+            ) -> $crate::db::DbResult<Option<$crate::db::AccountToken>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT user_id, email FROM account_tokens \
+                     WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok($crate::db::AccountToken {
+                        user_id: row.try_get("user_id")?,
+                        email: row.try_get("email")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e: sqlx::Error| e.into())
+            }
+
+            async fn spend_account_token(
+                &self,
+                token_hash: &str,
+                purpose: $crate::db::TokenPurpose,
+                now: i64,
+            ) -> $crate::db::DbResult<Option<$crate::db::AccountToken>> {
+                use sqlx::Row as _;
+                // One statement: of two requests spending one token, one gets the row.
+                let row = sqlx::query(
+                    "DELETE FROM account_tokens \
+                     WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
+                     RETURNING user_id, email",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok($crate::db::AccountToken {
+                        user_id: row.try_get("user_id")?,
+                        email: row.try_get("email")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e: sqlx::Error| e.into())
+            }
+
+            async fn purge_account_tokens(&self, now: i64) -> $crate::db::DbResult<u64> {
+                let done = sqlx::query("DELETE FROM account_tokens WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn mark_email_verified(&self, id: i64, email: &str) -> $crate::db::DbResult<bool> {
+                // Only while the address is still the one the link was sent to.
+                let done = sqlx::query(
+                    "UPDATE users SET email_verified = TRUE, updated_at = $1 WHERE id = $2 AND email_key = $3",
+                )
+                .bind($crate::db::now())
+                .bind(id)
+                .bind(email.to_lowercase())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn upgrade_password_hash(
@@ -621,6 +786,10 @@ macro_rules! impl_repository {
 
             fn backend(&self) -> &'static str {
                 Self::BACKEND
+            }
+
+            fn mail_queue(&self) -> std::sync::Arc<dyn bulwark::mail::MailQueue> {
+                std::sync::Arc::new(self.stores.clone())
             }
         }
     };

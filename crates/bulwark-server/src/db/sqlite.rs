@@ -181,6 +181,8 @@ mod tests {
             password_hash: "x".to_owned(),
             roles: Vec::new(),
             disabled: false,
+            email: None,
+            email_verified: false,
         };
         let owner = store.create_user(user("owner")).await.unwrap().id;
         let other = store.create_user(user("other")).await.unwrap().id;
@@ -223,6 +225,8 @@ mod tests {
                 password_hash: "x".to_owned(),
                 roles: Vec::new(),
                 disabled: false,
+                email: None,
+                email_verified: false,
             })
             .await
             .unwrap()

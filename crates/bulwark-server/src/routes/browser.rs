@@ -25,12 +25,17 @@ use crate::{
 /// The stylesheet's path (not in the OpenAPI document).
 pub const STYLESHEET: &str = "/static/bulwark.css";
 
+/// The script of the account pages (not in the OpenAPI document): posts their forms and shows
+/// the answer in the page.
+pub const ACCOUNT_SCRIPT: &str = "/static/account.js";
+
 /// The browser routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(csrf_token))
         .routes(routes!(login_page, login))
         .route(STYLESHEET, axum::routing::get(stylesheet))
+        .route(ACCOUNT_SCRIPT, axum::routing::get(account_script))
 }
 
 /// A CSRF token.
@@ -107,6 +112,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../static/bulwark.css"),
+    )
+        .into_response()
+}
+
+async fn account_script() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/account.js"),
     )
         .into_response()
 }

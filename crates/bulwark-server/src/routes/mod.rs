@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource, and the OpenAPI document they make together.
 
+pub mod accounts;
 pub mod audit;
 pub mod browser;
 pub mod docs;
@@ -86,6 +87,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(browser::router())
         .merge(token::router())
         .merge(users::router())
+        .merge(accounts::router())
         .merge(items::router())
         .merge(keys::router())
         .merge(audit::router())
@@ -125,6 +127,9 @@ pub const AUTHENTICATED: &[(&str, &[Method])] = &[
     ("/protected", &[Method::GET]),
     ("/logout", &[Method::POST]),
     ("/users/me", &[Method::GET]),
+    ("/users/me/password", &[Method::POST]),
+    ("/users/me/email", &[Method::POST]),
+    ("/users/me/verify-email", &[Method::POST]),
     ("/items/", &[Method::GET, Method::POST]),
     (
         "/items/{item_id}",
@@ -132,7 +137,7 @@ pub const AUTHENTICATED: &[(&str, &[Method])] = &[
     ),
     ("/items/{item_id}/view", &[Method::GET]),
     ("/admin/users", &[Method::GET, Method::POST]),
-    ("/admin/users/{user_id}", &[Method::PATCH]),
+    ("/admin/users/{user_id}", &[Method::PATCH, Method::DELETE]),
     ("/admin/keys", &[Method::GET]),
     ("/admin/keys/rotate", &[Method::POST]),
     ("/admin/audit", &[Method::GET]),
@@ -169,7 +174,10 @@ pub fn router(state: AppState) -> (Router, Vec<Template>) {
             (path.clone(), methods)
         })
         .collect();
-    templates.extend([browser::STYLESHEET, ws::PATH].map(|p| (p.to_owned(), Vec::new())));
+    templates.extend(
+        [browser::STYLESHEET, browser::ACCOUNT_SCRIPT, ws::PATH]
+            .map(|p| (p.to_owned(), Vec::new())),
+    );
     let mut router = api_router.merge(ws::router());
     if docs {
         // What `SwaggerUi` routes for a path without a trailing slash, and our own files.

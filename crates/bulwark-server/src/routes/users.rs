@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(signup))
         .routes(routes!(list_users, admin_create_user))
-        .routes(routes!(patch_user))
+        .routes(routes!(patch_user, delete_user))
 }
 
 /// A user as answered: never a password hash.
@@ -47,6 +47,11 @@ pub struct UserOut {
     pub roles: Vec<String>,
     /// Whether disabled.
     pub disabled: bool,
+    /// E-mail address, as given.
+    #[schema(format = Email)]
+    pub email: Option<String>,
+    /// Whether the address was verified through a mailed link.
+    pub email_verified: bool,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -58,10 +63,15 @@ impl From<User> for UserOut {
             username: u.username,
             roles: u.roles,
             disabled: u.disabled,
+            email: u.email,
+            email_verified: u.email_verified,
             created_at: rfc3339(u.created_at),
         }
     }
 }
+
+/// The 409 of an address another user has.
+pub const EMAIL_CONFLICT: &str = "Email already registered";
 
 /// A message.
 #[derive(Serialize, ToSchema)]
@@ -80,6 +90,10 @@ pub struct SignupBody {
     /// 12-128 characters, not common, not weak.
     #[schema(format = Password, min_length = 12, max_length = 128)]
     pub password: String,
+    /// E-mail address (optional): at most 254 characters, one `@`; unique, case-insensitively.
+    #[schema(format = Email, max_length = 254)]
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Body of `POST /admin/users`.
@@ -96,6 +110,10 @@ pub struct AdminCreateUserBody {
     #[serde(default)]
     #[schema(schema_with = role_names)]
     pub roles: Vec<String>,
+    /// E-mail address (optional): at most 254 characters, one `@`; unique, case-insensitively.
+    #[schema(format = Email, max_length = 254)]
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Body of `PATCH /admin/users/{user_id}`: any of the fields.
@@ -110,6 +128,9 @@ pub struct PatchUserBody {
     /// New password: 12-128 characters, not common, not weak.
     #[schema(format = Password, min_length = 12, max_length = 128)]
     pub password: Option<String>,
+    /// New e-mail address (unverified until its owner follows a verification link).
+    #[schema(format = Email, max_length = 254)]
+    pub email: Option<String>,
 }
 
 /// A list of role names, as the contract writes them (`admin` is built in).
@@ -132,6 +153,7 @@ fn create_error(err: CreateUserError) -> Response {
     match err {
         CreateUserError::Invalid(errors) => errors.into_response(),
         CreateUserError::Conflict => HttpError::conflict("Username already exists").into_response(),
+        CreateUserError::EmailConflict => HttpError::conflict(EMAIL_CONFLICT).into_response(),
         CreateUserError::Internal(err) => internal(err),
     }
 }
@@ -179,6 +201,7 @@ async fn signup(
         &body.username,
         body.password,
         Vec::new(),
+        body.email,
     )
     .await
     .map_err(create_error)?;
@@ -221,6 +244,7 @@ async fn admin_create_user(
         &body.username,
         body.password,
         body.roles,
+        body.email,
     )
     .await
     .map_err(create_error)?;
@@ -239,7 +263,7 @@ async fn admin_create_user(
 /// Change a user's roles, disabled flag or password (admin only).
 #[utoipa::path(patch, path = "/admin/users/{user_id}", tag = "admin", request_body = PatchUserBody,
     params(("user_id" = i64, Path, description = "User id")),
-    responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 200, body = UserOut), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn patch_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -262,11 +286,28 @@ async fn patch_user(
     {
         errors.push(v.to_error_detail(["body", "password"]));
     }
+    if let Some(email) = &body.email
+        && let Err(detail) = crate::accounts::check_email(email, "email")
+    {
+        errors.push(detail);
+    }
     errors
         .into_result(())
         .map_err(IntoResponse::into_response)?;
+    if let Some(email) = &body.email {
+        match state.repo.set_email(user_id, Some(email)).await {
+            Ok(_) => {}
+            Err(crate::db::DbError::Conflict) => {
+                return Err(HttpError::conflict(EMAIL_CONFLICT).into_response());
+            }
+            Err(err) => return Err(internal(err)),
+        }
+    }
     let changes = body.password.is_some() || body.roles.is_some() || body.disabled.is_some();
     let mut audit = Vec::new();
+    if body.email.is_some() {
+        audit.push(AuditKind::EmailChanged);
+    }
     if body.password.is_some() {
         audit.push(AuditKind::PasswordChanged);
     }
@@ -326,9 +367,27 @@ async fn patch_user(
     Ok(axum::Json(user.into()))
 }
 
+/// Delete a user with their items, tokens, API keys and second-factor data (admin only; the
+/// audit trail keeps the event). An admin cannot delete themself.
+#[utoipa::path(delete, path = "/admin/users/{user_id}", tag = "admin",
+    params(("user_id" = i64, Path, description = "User id")),
+    responses((status = 204), (status = 401), (status = 403), (status = 404),
+        (status = 409, description = "An admin cannot delete themself")))]
+async fn delete_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(user_id): Path<i64>,
+) -> Response {
+    match state.accounts.delete_user(&admin, user_id, ip).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
 /// Records a user-administration event: the user concerned, who acted (an admin, when one
 /// did) and from which client IP.
-async fn audit_user(
+pub(crate) async fn audit_user(
     state: &AppState,
     kind: AuditKind,
     user: &User,

@@ -179,6 +179,18 @@ impl TestApp {
 
     /// Creates a user directly (as the CLI does) and returns its id.
     pub async fn create_user(&self, name: &str, password: &str, roles: &[&str]) -> i64 {
+        self.create_user_with_email(name, password, roles, None)
+            .await
+    }
+
+    /// [`TestApp::create_user`] with an (unverified) e-mail address.
+    pub async fn create_user_with_email(
+        &self,
+        name: &str,
+        password: &str,
+        roles: &[&str],
+        email: Option<&str>,
+    ) -> i64 {
         create_user(
             self.state.repo.as_ref(),
             &self.state.hasher,
@@ -186,6 +198,7 @@ impl TestApp {
             name,
             password.to_owned(),
             roles.iter().map(|r| (*r).to_owned()).collect(),
+            email.map(str::to_owned),
         )
         .await
         .expect("user created")

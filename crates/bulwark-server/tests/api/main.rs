@@ -7,6 +7,7 @@
 )]
 #![allow(unreachable_pub)] // test helpers are `pub` for the test modules only
 
+mod accounts;
 mod audit_self;
 mod cli;
 mod csrf;
@@ -18,6 +19,7 @@ mod helpers;
 mod instances;
 mod items;
 mod lifecycle;
+mod mailbox;
 mod openapi_answers;
 mod operations;
 mod process;

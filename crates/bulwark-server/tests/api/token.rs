@@ -599,6 +599,8 @@ async fn insert_legacy_user(app: &TestApp, name: &str, hash: &str) -> i64 {
             password_hash: hash.to_owned(),
             roles: Vec::new(),
             disabled: false,
+            email: None,
+            email_verified: false,
         })
         .await
         .expect("user inserted")

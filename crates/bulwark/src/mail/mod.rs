@@ -66,5 +66,48 @@ pub trait Mailer: Send + Sync + std::fmt::Debug {
     fn send<'a>(&'a self, from: &'a str, mail: &'a Mail) -> MailFuture<'a>;
 }
 
+/// Checks that `text` is one e-mail address (`local@domain`, no display name) that a message
+/// can be sent to.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_address(text: &str) -> Result<(), String> {
+    text.parse::<lettre::Address>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a sender: an address, or `Name <address>`.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_mailbox(text: &str) -> Result<(), String> {
+    text.parse::<lettre::message::Mailbox>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// A boxed future of a [`MailQueue`].
 pub type QueueFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_and_senders_are_checked() {
+        assert!(super::check_address("ada@example.com").is_ok());
+        assert!(super::check_address("Ada <ada@example.com>").is_err());
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "a b@example.com",
+            "a@b@c",
+        ] {
+            assert!(super::check_address(bad).is_err(), "{bad:?}");
+        }
+        assert!(super::check_mailbox("Bulwark <bulwark@example.com>").is_ok());
+        assert!(super::check_mailbox("bulwark@example.com").is_ok());
+        assert!(super::check_mailbox("bulwark").is_err());
+    }
+}

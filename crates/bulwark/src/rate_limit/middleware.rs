@@ -95,6 +95,10 @@ pub struct RateLimitPolicy {
     pub login_routes: HashSet<RouteKey>,
     /// Per-route overrides.
     pub routes: HashMap<RouteKey, Quota>,
+    /// Routes limited per client IP whoever calls, authenticated or not (account recovery and
+    /// other routes whose callers are anonymous by nature: a token must not buy a fresh
+    /// budget). Their quota is the route's override, else the default.
+    pub ip_routes: HashSet<RouteKey>,
     /// The limiter and its store.
     pub limiter: Arc<RateLimiter>,
     /// IPv6 clients share one per-IP budget per network of this prefix length (see
@@ -130,6 +134,7 @@ impl RateLimitPolicy {
             login_per_username: Quota::new(5, std::time::Duration::from_secs(60)),
             login_routes: HashSet::new(),
             routes: HashMap::new(),
+            ip_routes: HashSet::new(),
             limiter: Arc::new(RateLimiter::new(store)),
             ipv6_prefix: 64,
             unlimited: Vec::new(),
@@ -182,6 +187,15 @@ impl RateLimitPolicy {
         self
     }
 
+    /// A quota of its own for `route`, per client IP even when the caller is authenticated
+    /// ([`RateLimitPolicy::ip_routes`]).
+    #[must_use]
+    pub fn route_quota_per_ip(mut self, route: RouteKey, quota: Quota) -> Self {
+        self.ip_routes.insert(route.clone());
+        self.routes.insert(route, quota);
+        self
+    }
+
     /// Never limit the route template `template` (health and readiness probes).
     #[must_use]
     pub fn unlimited(mut self, template: impl Into<String>) -> Self {
@@ -216,6 +230,29 @@ impl RateLimitPolicy {
             .check(&key, &self.login_per_username, FailMode::Closed)
             .await
         {
+            Ok(Some(d)) if !d.allowed => Err(d.too_many_requests()),
+            Ok(decision) => Ok(decision),
+            Err(unavailable) => Err(unavailable.into_response()),
+        }
+    }
+
+    /// Checks a limit of your own, counted under `key` (for instance per e-mail address on an
+    /// account-recovery route, once the handler has parsed the body). Keys share the store with
+    /// the policy's own: prefix them with what they count (`reset-address:`).
+    ///
+    /// # Errors
+    /// The response to send: 429 when over the limit; 503 when the store is down and `mode` is
+    /// [`FailMode::Closed`].
+    pub async fn check_key(
+        &self,
+        key: &str,
+        quota: &Quota,
+        mode: FailMode,
+    ) -> Result<Option<super::Decision>, Response> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        match self.limiter.check(key, quota, mode).await {
             Ok(Some(d)) if !d.allowed => Err(d.too_many_requests()),
             Ok(decision) => Ok(decision),
             Err(unavailable) => Err(unavailable.into_response()),
@@ -278,12 +315,17 @@ impl RateLimitPolicy {
                 self.default
             }
         };
+        let per_ip = !self.ip_routes.is_empty()
+            && self
+                .ip_routes
+                .iter()
+                .any(|r| r.method == *method && r.path == path);
         match request.extensions().get::<Arc<Claims>>() {
-            Some(claims) => {
+            Some(claims) if !per_ip => {
                 key.push_str("user:");
                 key.push_str(&claims.sub);
             }
-            None => {
+            _ => {
                 key.push_str("ip:");
                 push_ip(&mut key, ip);
             }
@@ -440,6 +482,42 @@ pub async fn enforce(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(path: &str, sub: Option<&str>) -> http::Request<()> {
+        let mut request = http::Request::post(path).body(()).unwrap();
+        if let Some(sub) = sub {
+            request.extensions_mut().insert(Arc::new(Claims {
+                sub: sub.to_owned(),
+                name: None,
+                roles: Vec::new(),
+                iat: 0,
+                nbf: 0,
+                exp: 0,
+                jti: String::new(),
+                iss: String::new(),
+                aud: String::new(),
+                ver: 1,
+            }));
+        }
+        request
+    }
+
+    #[test]
+    fn ip_routes_count_per_client_ip_whoever_calls() {
+        let quota = Quota::new(2, std::time::Duration::from_secs(60));
+        let policy = RateLimitPolicy::in_memory()
+            .route_quota_per_ip("POST /reset".parse().unwrap(), quota)
+            .route_quota("POST /items/".parse().unwrap(), quota);
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let key = |path: &str, sub: Option<&str>| policy.resolve(&request(path, sub), path, ip).2;
+        // A token buys no budget of its own on a per-IP route ...
+        assert_eq!(key("/reset", Some("1")), key("/reset", None));
+        assert_eq!(key("/reset", Some("2")), key("/reset", None));
+        assert!(key("/reset", None).ends_with(":ip:203.0.113.9"));
+        // ... while other routes stay per user.
+        assert!(key("/items/", Some("1")).ends_with(":user:1"));
+        assert_ne!(key("/items/", Some("1")), key("/items/", Some("2")));
+    }
 
     #[test]
     fn ips_are_written_as_display_writes_them() {

@@ -1,0 +1,65 @@
+//! Self-service accounts over HTTP (contract: "Accounts (self-service)", "Mail"): password
+//! change, e-mail address and verification, password reset, user deletion. Mails are read from
+//! the outbox (the default without `smtp_url`); the SMTP path is in `mail.rs`.
+
+use serde_json::json;
+
+use crate::{
+    helpers::{Backend, PASSWORD, detail, json_with_status, spawn_app},
+    mailbox, test_both,
+};
+
+const NEW_PASSWORD: &str = "quiet-Lantern-48-orbit";
+
+async fn a_forgotten_password_is_reset_through_the_mailed_link(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    app.create_user_with_email("alice", PASSWORD, &[], Some("Alice@Example.com"))
+        .await;
+    let old = app.access_token("alice", PASSWORD).await;
+
+    // Act: ask with another letter case, follow the link's token.
+    let response = app
+        .post_json(
+            "/password-reset/request",
+            None,
+            &json!({"email": "alice@example.COM"}),
+        )
+        .await;
+    let body = json_with_status(response, 202).await;
+    assert_eq!(
+        body,
+        json!({"detail": "If the address is known, a reset link is on its way"})
+    );
+    let mail = mailbox::mails(&app, 1).await.remove(0);
+    assert_eq!(mail.to, "Alice@Example.com");
+    let token = mail.token("/password-reset");
+    let page = app
+        .get(&format!("/password-reset?token={token}"), None)
+        .await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&token));
+    let response = app
+        .post_json(
+            "/password-reset/confirm",
+            None,
+            &json!({"token": token, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.login("alice", PASSWORD).await.status(), 401);
+    assert_eq!(app.login("alice", NEW_PASSWORD).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/users/me", Some(&old)).await.status(), 401);
+    let again = app
+        .post_json(
+            "/password-reset/confirm",
+            None,
+            &json!({"token": token, "new_password": "another-Strong-93-pass"}),
+        )
+        .await;
+    assert_eq!(detail(again, 400).await, "Invalid or expired token");
+}
+test_both!(a_forgotten_password_is_reset_through_the_mailed_link);
