@@ -194,6 +194,7 @@ fn checks(settings: &Settings) -> Vec<Finding> {
     } else {
         finding(Ok, "database_url", if sqlite { "embedded SQLite (one instance)" } else { "PostgreSQL" })
     });
+    out.extend(mail(settings, public));
     out.push(if settings.key_rotation_interval.0.as_secs() > 30 * 86_400 {
         finding(
             Warning,
@@ -202,6 +203,68 @@ fn checks(settings: &Settings) -> Vec<Finding> {
         )
     } else {
         finding(Ok, "key_rotation_interval", "signing keys rotate at least every 30 days")
+    });
+    out
+}
+
+/// Mail links and their delivery: where links point, how mail travels, where the SMTP password
+/// is kept.
+fn mail(settings: &Settings, public: bool) -> Vec<Finding> {
+    use Severity::{Ok, Warning};
+    use bulwark::mail::smtp::SmtpSecurity;
+    let mut out = Vec::new();
+    let url = settings.public_url();
+    let link_host_loopback =
+        matches!(url.host(), "localhost") || url.host().parse::<IpAddr>().is_ok_and(is_loopback);
+    out.push(match &settings.public_url {
+        None if public => finding(
+            Warning,
+            "public_url",
+            format!(
+                "public_url is not set: links in password-reset and verification mails point at {url}, which users may not reach; set public_url to the address they use"
+            ),
+        ),
+        Some(_) if url.to_string().starts_with("http://") && !link_host_loopback => finding(
+            Warning,
+            "public_url",
+            format!(
+                "public_url {url} is plain HTTP: password-reset links would open over an unencrypted connection; use https://"
+            ),
+        ),
+        _ => finding(Ok, "public_url", format!("links in mails point at {url}")),
+    });
+    out.push(match &settings.smtp_url {
+        None if public => finding(
+            Warning,
+            "smtp_url",
+            "smtp_url is not set: mails are only written to the outbox folder, so users never receive reset or verification links; set smtp_url",
+        ),
+        None => finding(
+            Ok,
+            "smtp_url",
+            "no smtp_url: mails are written to the outbox folder (development)",
+        ),
+        Some(smtp) if smtp.has_password() => finding(
+            Warning,
+            "smtp_url",
+            "the SMTP password is written in smtp_url: keep it in smtp_password_file (mode 0600) instead",
+        ),
+        Some(smtp)
+            if smtp.security() == SmtpSecurity::Opportunistic
+                && !smtp.host().parse::<IpAddr>().is_ok_and(is_loopback)
+                && smtp.host() != "localhost" =>
+        {
+            finding(
+                Warning,
+                "smtp_url",
+                format!(
+                    "smtp://{}:{} sends in clear when the server does not offer STARTTLS, and reset links could be read on the way: use smtp+starttls:// or smtps://",
+                    smtp.host(),
+                    smtp.port()
+                ),
+            )
+        }
+        Some(smtp) => finding(Ok, "smtp_url", format!("mails go to {smtp}")),
     });
     out
 }
@@ -350,6 +413,34 @@ mod tests {
             "2001:db8::/32".parse().unwrap(),
         ];
         assert_eq!(severity_of(&run(&s), "trusted_proxies"), Severity::Ok);
+    }
+
+    #[test]
+    fn mail_settings_that_leak_links_are_reported() {
+        let mut s = Settings::default();
+        assert_eq!(severity_of(&run(&s), "smtp_url"), Severity::Ok);
+        assert_eq!(severity_of(&run(&s), "public_url"), Severity::Ok);
+        s.bind = "0.0.0.0:8000".parse().unwrap();
+        assert_eq!(severity_of(&run(&s), "smtp_url"), Severity::Warning);
+        assert_eq!(severity_of(&run(&s), "public_url"), Severity::Warning);
+        s.public_url = Some("http://api.example.com".parse().unwrap());
+        assert_eq!(severity_of(&run(&s), "public_url"), Severity::Warning);
+        s.public_url = Some("https://api.example.com".parse().unwrap());
+        assert_eq!(severity_of(&run(&s), "public_url"), Severity::Ok);
+        s.smtp_url = Some("smtp://mail.example.com".parse().unwrap());
+        assert_eq!(severity_of(&run(&s), "smtp_url"), Severity::Warning);
+        s.smtp_url = Some(
+            "smtps://bulwark:hunter2-secret@mail.example.com"
+                .parse()
+                .unwrap(),
+        );
+        let f = run(&s);
+        assert_eq!(severity_of(&f, "smtp_url"), Severity::Warning);
+        assert!(f.iter().all(|f| !f.message.contains("hunter2")));
+        s.smtp_url = Some("smtp+starttls://bulwark@mail.example.com".parse().unwrap());
+        assert_eq!(severity_of(&run(&s), "smtp_url"), Severity::Ok);
+        s.smtp_url = Some("smtp://127.0.0.1:2525".parse().unwrap());
+        assert_eq!(severity_of(&run(&s), "smtp_url"), Severity::Ok);
     }
 
     #[test]

@@ -1099,6 +1099,59 @@ mod tests {
     }
 
     #[test]
+    fn mail_settings_load_with_their_defaults_and_checks() {
+        let s = from_toml("").unwrap();
+        assert_eq!(s.public_url().to_string(), "http://127.0.0.1:8000");
+        assert_eq!(s.mail_from(), "bulwark@localhost");
+        assert_eq!(s.password_reset_ttl.0, Duration::from_secs(1800));
+        assert_eq!(s.email_verification_ttl.0, Duration::from_secs(86_400));
+        assert!(!s.require_verified_email);
+        assert_eq!(
+            s.rate_limits.password_reset_per_address,
+            Quota::new(3, Duration::from_secs(3600))
+        );
+        let s = from_toml(
+            "public_url = \"https://API.example.com/base/\"\n\
+             smtp_url = \"smtps://bulwark:s3cret-pass@mail.example.com\"\n\
+             password_reset_ttl = \"10m\"\n\
+             require_verified_email = true\n\
+             [rate_limits]\npassword_reset_per_address = \"1/hour\"",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        let url = s.public_url();
+        assert_eq!(
+            url.join("/password-reset"),
+            "https://api.example.com/base/password-reset"
+        );
+        assert_eq!(url.host(), "api.example.com");
+        assert_eq!(s.mail_from(), "bulwark@api.example.com");
+        let smtp = s.smtp_url.as_ref().unwrap();
+        assert!(smtp.has_password());
+        assert!(!format!("{s:?}").contains("s3cret-pass"));
+        for (toml, needle) in [
+            ("public_url = \"ftp://x\"", "public_url"),
+            ("public_url = \"https://x/a?b=c\"", "public_url"),
+            ("smtp_url = \"http://mail\"", "smtp_url"),
+            ("smtp_url = \"smtp://bulwark:hunter2@\"", "smtp_url"),
+        ] {
+            let err = from_toml(toml).unwrap_err();
+            assert!(err.contains(needle), "{toml}: {err}");
+            assert!(!err.contains("hunter2"), "{toml}: {err}");
+        }
+        for (toml, needle) in [
+            ("mail_from = \"not an address\"", "mail_from"),
+            ("password_reset_ttl = \"10s\"", "password_reset_ttl"),
+            ("email_verification_ttl = \"30d\"", "email_verification_ttl"),
+            ("mail_retry_delay = 0", "mail_retry_delay"),
+            ("smtp_password_file = \"/tmp/x\"", "smtp_password_file"),
+        ] {
+            let err = from_toml(toml).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn typed_values_are_parsed_once_when_loaded() {
         let s = from_toml(
             r#"

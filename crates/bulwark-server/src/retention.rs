@@ -8,6 +8,7 @@
 //! | revoked-family marks | every token of the family has expired |
 //! | token revocations (database or Redis) | the token expires, plus the clock leeway |
 //! | subject revocations (a user's tokens ended) | the longest access-token lifetime allowed (24 h), plus the leeway |
+//! | password-reset and verification tokens | they expire (`password_reset_ttl`, `email_verification_ttl`) |
 
 use std::{sync::Arc, time::Duration};
 
@@ -28,10 +29,12 @@ pub struct Purged {
     pub refresh: u64,
     /// Expired revocations in the shared store.
     pub revocations: u64,
+    /// Expired password-reset and verification tokens.
+    pub account_tokens: u64,
 }
 
-/// Purges everything that has expired: audit events older than `audit_retention` and expired
-/// refresh tokens from `repo`, expired revocations from `revoker`'s store; each part is tried
+/// Purges everything that has expired: audit events older than `audit_retention`, expired
+/// refresh tokens and account tokens from `repo`, expired revocations from `revoker`'s store; each part is tried
 /// even when another fails.
 ///
 /// # Errors
@@ -46,10 +49,12 @@ pub async fn purge_expired(
     let audit = repo.purge_audit(now - keep).await;
     let refresh = repo.purge_refresh(now).await;
     let revocations = revoker.purge(now, LONGEST_ACCESS_TOKEN).await;
+    let account_tokens = repo.purge_account_tokens(now).await;
     Ok(Purged {
         audit: audit?,
         refresh: refresh?,
         revocations: revocations?,
+        account_tokens: account_tokens?,
     })
 }
 
@@ -71,6 +76,7 @@ pub fn spawn(
                     audit = purged.audit,
                     refresh = purged.refresh,
                     revocations = purged.revocations,
+                    account_tokens = purged.account_tokens,
                     "expired entries purged"
                 ),
                 Err(err) => {

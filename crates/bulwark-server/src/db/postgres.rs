@@ -109,7 +109,7 @@ mod tests {
                 "SELECT table_name::TEXT, column_name::TEXT, data_type::TEXT, is_nullable::TEXT, \
                  column_default::TEXT, is_identity::TEXT FROM information_schema.columns \
                  WHERE table_schema = $1 \
-                 AND table_name IN ('signing_keys', 'key_rotations', 'revocations') \
+                 AND table_name IN ('signing_keys', 'key_rotations', 'revocations', 'mail_queue') \
                  ORDER BY table_name, ordinal_position",
             )
             .bind(schema)
@@ -118,7 +118,8 @@ mod tests {
             .unwrap();
         let indexes: Vec<(String,)> = sqlx::query_as(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 \
-             AND tablename IN ('signing_keys', 'key_rotations', 'revocations') ORDER BY indexname",
+             AND tablename IN ('signing_keys', 'key_rotations', 'revocations', 'mail_queue') \
+             ORDER BY indexname",
         )
         .bind(schema)
         .fetch_all(pool)
@@ -184,8 +185,8 @@ mod tests {
         }
         let (migrated, again, library) =
             outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        // 14 columns, and 4 indexes (3 primary keys and `revocations_created_at`).
-        assert_eq!(migrated.len(), 18, "{migrated:#?}");
+        // 25 columns, and 5 indexes (4 primary keys and `revocations_created_at`).
+        assert_eq!(migrated.len(), 30, "{migrated:#?}");
         assert_eq!(
             again, migrated,
             "migrate() leaves the server's tables as they are"

@@ -274,7 +274,8 @@ mod tests {
     async fn store_schema(pool: &SqlitePool) -> Vec<(String, String)> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT name, sql FROM sqlite_master WHERE name IN \
-             ('signing_keys', 'key_rotations', 'revocations', 'revocations_created_at') ORDER BY name",
+             ('signing_keys', 'key_rotations', 'revocations', 'revocations_created_at', 'mail_queue') \
+             ORDER BY name",
         )
         .fetch_all(pool)
         .await
@@ -295,8 +296,10 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("server.db").display());
         let server = SqliteStore::connect(&url).await.unwrap();
         let migrated = store_schema(&server.pool).await;
-        assert_eq!(migrated.len(), 4);
+        assert_eq!(migrated.len(), 5);
+        // `mail_queue` and `revocations`.
         assert!(migrated[1].1.contains("AUTOINCREMENT"), "{migrated:?}");
+        assert!(migrated[2].1.contains("AUTOINCREMENT"), "{migrated:?}");
         server.stores.migrate().await.unwrap();
         assert_eq!(store_schema(&server.pool).await, migrated);
 
