@@ -1,6 +1,7 @@
 //! The server's mail delivery: the mailer the settings name (SMTP, or the outbox folder when
 //! `smtp_url` is unset) behind the database's durable queue, drained by one worker per instance
-//! (instances sharing a PostgreSQL database share the queue; each mail is claimed by one).
+//! (instances sharing a PostgreSQL database share the queue; each mail is claimed by one). Bodies
+//! are sealed in the queue (`SealedMailQueue`): a copy of the database yields no reset link.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use anyhow::Context as _;
 use bulwark::mail::{
     Mailer,
     outbox::OutboxMailer,
+    sealed::SealedMailQueue,
     smtp::{SmtpMailer, SmtpOptions},
     worker::{MailOutcome, MailWorker},
 };
@@ -23,6 +25,7 @@ pub fn worker(
     settings: &Settings,
     repo: &Arc<dyn Repository>,
     metrics: &Arc<Metrics>,
+    secret: &bulwark::secret::MasterSecret,
 ) -> anyhow::Result<(MailWorker, String)> {
     let (mailer, transport): (Arc<dyn Mailer>, String) = match &settings.smtp_url {
         Some(url) => {
@@ -47,7 +50,12 @@ pub fn worker(
         }
     };
     let delay = settings.mail_retry_delay.0;
-    let worker = MailWorker::new(repo.mail_queue(), mailer, settings.mail_from())
+    // Bodies hold single-use links until delivered: sealed at rest under the master secret.
+    let queue = Arc::new(SealedMailQueue::new(
+        repo.mail_queue(),
+        secret.sealer_for("mail-queue"),
+    ));
+    let worker = MailWorker::new(queue, mailer, settings.mail_from())
         .backoff(delay, std::time::Duration::from_secs(3600).max(delay))
         .observer({
             let metrics = Arc::clone(metrics);

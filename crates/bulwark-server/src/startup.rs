@@ -150,7 +150,7 @@ pub async fn build_state_logged(
         settings.refresh_token_ttl.0,
     ));
     let policy = Arc::new(PasswordPolicy::default());
-    let (mail_worker, mail_transport) = crate::mail::worker(&settings, &repo, &metrics)?;
+    let (mail_worker, mail_transport) = crate::mail::worker(&settings, &repo, &metrics, &secret)?;
     let accounts = Arc::new(crate::accounts::Accounts {
         repo: repo.clone(),
         hasher: hasher.clone(),

@@ -147,6 +147,12 @@ impl MasterSecret {
     pub fn sealer(&self) -> Sealer {
         Sealer::new(&self.derive_key("sealed-key-material"))
     }
+
+    /// A [`Sealer`] under a key of its own for `purpose` (e.g. `"mail-queue"`), so that what
+    /// one use seals no other use can open.
+    pub fn sealer_for(&self, purpose: &str) -> Sealer {
+        Sealer::new(&self.derive_key(&format!("sealed:{purpose}")))
+    }
 }
 
 fn check_strength(bytes: &[u8]) -> Result<(), WeakSecret> {

@@ -63,3 +63,45 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link(backend: Backend)
     assert_eq!(detail(again, 400).await, "Invalid or expired token");
 }
 test_both!(a_forgotten_password_is_reset_through_the_mailed_link);
+
+async fn queued_mails_hold_no_usable_link(backend: Backend) {
+    // Arrange: a mail server that refuses connections, so the mail stays in the queue.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}").parse().unwrap());
+    })
+    .await;
+    app.create_user_with_email("alice", PASSWORD, &[], Some("alice@example.com"))
+        .await;
+
+    // Act
+    let response = app
+        .post_json(
+            "/password-reset/request",
+            None,
+            &json!({"email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+
+    // Assert: the row as stored (read past any retry time and lease) has the recipient and
+    // subject, and sealed bodies without the link.
+    let queue = app.state.repo.mail_queue();
+    let mut stored = None;
+    for _ in 0..50 {
+        stored = queue.claim(crate::helpers::now() + 7200, 1).await.unwrap();
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stored = stored.expect("the mail is queued");
+    assert_eq!(stored.mail.to, "alice@example.com");
+    for body in [&stored.mail.text, &stored.mail.html] {
+        assert!(body.starts_with("sealed:v1:"), "{body}");
+        assert!(!body.contains("token="), "{body}");
+    }
+}
+test_both!(queued_mails_hold_no_usable_link);

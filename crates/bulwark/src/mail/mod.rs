@@ -8,6 +8,7 @@
 //! | [`smtp::SmtpMailer`] (`smtp://`, `smtp+starttls://`, `smtps://`) | `smtp.rs` |
 //! | [`outbox::OutboxMailer`] (RFC 5322 `.eml` files, mode 0600) | `outbox.rs` |
 //! | [`MailQueue`], [`QueuedMail`], [`queue::MemoryMailQueue`] | `queue.rs` |
+//! | [`sealed::SealedMailQueue`] (bodies sealed at rest under the master secret) | `sealed.rs` |
 //! | SQL queues (`SqliteStores`, `PgStores`) | `crate::store::sql` |
 //! | [`worker::MailWorker`] | `worker.rs` |
 
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 
 pub mod outbox;
 pub mod queue;
+pub mod sealed;
 pub mod smtp;
 pub mod worker;
 
