@@ -9,7 +9,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -341,6 +341,146 @@ export async function startSiteServer(pages) {
     close: () => new Promise((resolve) => {
       server.closeAllConnections?.();
       server.close(() => resolve());
+    }),
+  };
+}
+
+// ---- Mail (the outbox) -------------------------------------------------------------------------
+// With no `smtp_url` the server writes each mail as an RFC 5322 `.eml` file to
+// `<data dir>/outbox/`, named `<unix-millis>-<random>.eml` (a listing sorts oldest first).
+
+/** The `.eml` file names of the server's outbox, oldest first (none yet: `[]`). */
+export function outboxFiles(server) {
+  const dir = path.join(server.dir, 'outbox');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith('.eml')).sort().map((n) => path.join(dir, n));
+}
+
+/**
+ * Waits until the outbox holds more than `seen` mails (`seen`: the count before the action that
+ * sends one) and answers the newest, parsed (see `parseEml`).
+ */
+export async function waitForMail(server, seen, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const files = outboxFiles(server);
+    if (files.length > seen) return parseEml(readFileSync(files[files.length - 1], 'utf8'));
+    if (Date.now() > deadline) throw new Error(`no new mail in ${server.dir}/outbox after ${timeoutMs} ms (${files.length} there)`);
+    await sleep(50);
+  }
+}
+
+function decodeQuotedPrintable(body) {
+  const bytes = [];
+  const text = body.replace(/=\r?\n/g, ''); // soft line breaks
+  for (let i = 0; i < text.length; i += 1) {
+    if (text[i] === '=' && /^[0-9A-Fa-f]{2}$/.test(text.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(text[i], 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+function splitMessage(raw) {
+  const m = /\r?\n\r?\n/.exec(raw);
+  const head = m ? raw.slice(0, m.index) : raw;
+  const body = m ? raw.slice(m.index + m[0].length) : '';
+  const headers = {};
+  for (const line of head.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { headers, body };
+}
+
+function decodePart({ headers, body }) {
+  const encoding = (headers['content-transfer-encoding'] || '7bit').toLowerCase();
+  if (encoding === 'quoted-printable') return decodeQuotedPrintable(body);
+  if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  return body;
+}
+
+/**
+ * A small RFC 5322 / MIME reader for the server's mails: `{headers, to, from, subject, text,
+ * html}` (`text` and `html`: the decoded text/plain and text/html parts of a
+ * multipart/alternative message, or the single body).
+ */
+export function parseEml(raw) {
+  const top = splitMessage(raw);
+  const out = {
+    headers: top.headers,
+    to: top.headers.to ?? '',
+    from: top.headers.from ?? '',
+    subject: top.headers.subject ?? '',
+    text: '',
+    html: '',
+  };
+  const type = top.headers['content-type'] ?? 'text/plain';
+  const boundary = /boundary="?([^";]+)"?/i.exec(type)?.[1];
+  const parts = [];
+  if (/^multipart\//i.test(type) && boundary) {
+    const chunks = raw.slice(raw.length - top.body.length).split(`--${boundary}`);
+    // chunks[0]: the preamble; the last: the epilogue after the closing `--boundary--`.
+    for (const chunk of chunks.slice(1)) {
+      if (chunk.startsWith('--')) break;
+      parts.push(splitMessage(chunk.replace(/^\r?\n/, '').replace(/\r?\n$/, '')));
+    }
+  } else {
+    parts.push(top);
+  }
+  for (const part of parts) {
+    const partType = (part.headers['content-type'] ?? 'text/plain').toLowerCase();
+    if (partType.startsWith('text/plain') && !out.text) out.text = decodePart(part);
+    if (partType.startsWith('text/html') && !out.html) out.html = decodePart(part);
+  }
+  return out;
+}
+
+/**
+ * The link to `page` (e.g. `/password-reset`) in a mail's text part, checking that the HTML
+ * part links to the very same URL. Answers `{link, token}`.
+ */
+export function mailLink(mail, page) {
+  const match = new RegExp(`https?://\\S+?${page.replace(/[/-]/g, '\\$&')}\\?token=([A-Za-z0-9_-]+)`).exec(mail.text);
+  if (!match) throw new Error(`no ${page}?token= link in the mail's text: ${JSON.stringify(mail.text)}`);
+  const [link, token] = match;
+  const hrefs = [...mail.html.matchAll(/href="([^"]*)"/g)].map((h) => h[1].replaceAll('&amp;', '&'));
+  if (!hrefs.includes(link)) throw new Error(`the HTML part does not link to ${link}: ${JSON.stringify(hrefs)}`);
+  return { link, token };
+}
+
+/**
+ * Records, for `page`, every CSP violation (`securitypolicyviolation` events, installed before
+ * any script of the page runs) and every console message about the CSP, plus page errors.
+ * `read()` answers `{violations, cspConsole, errors}` (let events arrive before reading).
+ */
+export async function watchCsp(page) {
+  await page.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__cspViolations.push({
+        violatedDirective: e.violatedDirective,
+        blockedURI: e.blockedURI,
+        source: `${e.sourceFile}:${e.lineNumber}:${e.columnNumber}`,
+        sample: e.sample,
+      });
+    });
+  });
+  const cspConsole = [];
+  const errors = [];
+  page.on('console', (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) cspConsole.push(`${m.type()}: ${m.text()}`);
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  return {
+    read: async () => ({
+      violations: await page.evaluate(() => window.__cspViolations ?? null),
+      cspConsole: [...cspConsole],
+      errors: [...errors],
     }),
   };
 }

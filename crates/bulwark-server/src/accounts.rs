@@ -133,6 +133,9 @@ pub struct Accounts {
     pub limits: Arc<RateLimitPolicy>,
     /// `POST /password-reset/request` per address.
     pub reset_per_address: Quota,
+    /// Verification mails per user (an address change or a resend): the server must not become
+    /// a way to mail an arbitrary address over and over.
+    pub verification_mails_per_user: Quota,
     /// Mail counters.
     pub metrics: Arc<Metrics>,
     /// The base of links in mails.
@@ -265,6 +268,7 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         check_email(email, "email").map_err(one_error)?;
         let user = self.live_user(user_id).await?;
+        self.check_verification_limit(&user).await?;
         match self.repo.set_email(user.id, Some(email)).await {
             Ok(true) => {}
             Ok(false) => return Err(AccountError::Response(not_authenticated())),
@@ -293,7 +297,38 @@ impl Accounts {
         match (&user.email, user.email_verified) {
             (None, _) => Err(AccountError::BadRequest("No email address to verify")),
             (Some(_), true) => Err(AccountError::BadRequest("Email already verified")),
-            (Some(_), false) => self.send_verification_mail(&user, ip).await,
+            (Some(_), false) => {
+                self.check_verification_limit(&user).await?;
+                self.send_verification_mail(&user, ip).await
+            }
+        }
+    }
+
+    /// The per-user limit of verification mails.
+    async fn check_verification_limit(&self, user: &User) -> Result<(), AccountError> {
+        let key = format!("verify-mail:{}", user.id);
+        self.limits
+            .check_key(&key, &self.verification_mails_per_user, FailMode::Open)
+            .await
+            .map(drop)
+            .map_err(|response| {
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    self.metrics.rate_limited("verification_mail");
+                }
+                AccountError::Response(response)
+            })
+    }
+
+    /// Mails a verification link to a new user's address (signup, admin creation), so that a
+    /// user who cannot log in before verifying (`require_verified_email`) can verify. A failure
+    /// to queue is logged: the user exists, and can ask again once logged in.
+    pub async fn welcome(&self, user: &User, ip: IpAddr) {
+        if user.email.is_none() {
+            return;
+        }
+        if let Err(err) = self.send_verification_mail(user, ip).await {
+            let status = err.into_response().status();
+            tracing::error!(user_id = user.id, %status, "verification mail of a new user not queued");
         }
     }
 

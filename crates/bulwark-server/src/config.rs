@@ -230,6 +230,8 @@ pub struct RateLimits {
     /// `POST /password-reset/request` per e-mail address (counted whether or not the address
     /// is known); its per-IP limit is the route's (see [`ACCOUNT_ROUTES`]).
     pub password_reset_per_address: Quota,
+    /// Verification mails per user (`POST /users/me/email`, `POST /users/me/verify-email`).
+    pub verification_mails_per_user: Quota,
     /// Overrides: `"METHOD /path/template" = "N/unit"`. Two keys naming the same route (the
     /// method in another letter case) are an error, not one silently replacing the other.
     #[serde(deserialize_with = "distinct_routes")]
@@ -244,6 +246,7 @@ impl Default for RateLimits {
             login_per_username: Quota::new(5, Duration::from_secs(60)),
             default: Quota::new(600, Duration::from_secs(60)),
             password_reset_per_address: Quota::new(3, Duration::from_secs(3600)),
+            verification_mails_per_user: Quota::new(10, Duration::from_secs(3600)),
             routes: HashMap::new(),
         }
     }

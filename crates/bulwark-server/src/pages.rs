@@ -82,3 +82,49 @@ pub fn verify_email_page(csrf: &Csrf, headers: &HeaderMap, token: &str) -> Respo
         set_cookie,
     )
 }
+
+#[derive(Template)]
+#[template(path = "password_reset_request.html")]
+struct PasswordResetRequestPage<'a> {
+    csrf_token: &'a str,
+}
+
+/// `/password-reset` without a token: a form asking for a reset link, with a hidden CSRF token.
+pub fn password_reset_request_page(csrf: &Csrf, headers: &HeaderMap) -> Response {
+    let (csrf_token, set_cookie) = csrf.issue(headers);
+    with_cookie(
+        html_page(&PasswordResetRequestPage {
+            csrf_token: &csrf_token,
+        }),
+        set_cookie,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "account_result.html")]
+struct ResultPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    next_href: &'a str,
+    next_label: &'a str,
+}
+
+/// What a browser's own form post (no script) gets: a short page saying what happened, with
+/// the status the API answers (200 in place of 204, which a browser cannot show).
+pub fn result_page(
+    status: axum::http::StatusCode,
+    title: &str,
+    message: &str,
+    next: (&str, &str),
+) -> Response {
+    let mut response = html_page(&ResultPage {
+        title,
+        message,
+        next_href: next.0,
+        next_label: next.1,
+    });
+    if response.status().is_success() {
+        *response.status_mut() = status;
+    }
+    response
+}

@@ -159,6 +159,7 @@ pub async fn build_state_logged(
         mail: mail_worker.sender(),
         limits: Arc::clone(&limits),
         reset_per_address: settings.rate_limits.password_reset_per_address,
+        verification_mails_per_user: settings.rate_limits.verification_mails_per_user,
         metrics: Arc::clone(&metrics),
         public_url: settings.public_url(),
         reset_ttl: settings.password_reset_ttl.0,

@@ -1,6 +1,6 @@
 // The account pages (/password-reset, /verify-email): posts the form where it stands and says
-// what the server answered, in the page. Without this script the form still posts (the browser
-// then shows the server's answer as it is).
+// what the server answered, in the page. Without this script the form still posts, and the
+// server answers a browser's form post with a page of its own.
 "use strict";
 
 for (const form of document.querySelectorAll("form[data-account-form]")) {

@@ -64,13 +64,25 @@ pub struct ChangePasswordBody {
     pub new_password: String,
 }
 
-/// Body of `POST /users/me/email` and `POST /password-reset/request`.
+/// Body of `POST /users/me/email`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailBody {
     /// At most 254 characters, one `@`.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
+}
+
+/// Body of `POST /password-reset/request` (JSON, or the `/password-reset` page's form).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequestBody {
+    /// At most 254 characters, one `@`.
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    /// Form posts only: the page's CSRF token.
+    #[schema(nullable = false)]
+    pub csrf_token: Option<String>,
 }
 
 /// Body of `POST /verify-email/confirm` (JSON, or the page's form).
@@ -111,6 +123,31 @@ fn no_store(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// A browser's own submission of a page's form (no script): a form body, and `Accept` naming
+/// HTML (`fetch` sends `*/*`). It gets a page saying what happened instead of the API's answer.
+fn from_browser_form(headers: &HeaderMap) -> bool {
+    is_form(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The result page of a refused browser form post: the API's status, and its message.
+fn refused_page(response: Response, retry: (&str, &str)) -> Response {
+    let status = response.status();
+    let message = match status {
+        StatusCode::FORBIDDEN => "This page has expired. Go back, reload it and try again.",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts. Wait a little and try again.",
+        StatusCode::BAD_REQUEST => "This link is invalid or has expired. Ask for a new one.",
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            "The new password is too short, too common or too easy to guess. Go back and choose a stronger one."
+        }
+        _ => "Something went wrong. Try again later.",
+    };
+    pages::result_page(status, "Not done", message, retry)
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -224,11 +261,15 @@ async fn verify_email_page(
     headers: HeaderMap,
     Query(query): Query<LinkQuery>,
 ) -> Response {
-    no_store(pages::verify_email_page(
-        &state.csrf,
-        &headers,
-        query.token.as_deref().unwrap_or_default(),
-    ))
+    match query.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => no_store(pages::verify_email_page(&state.csrf, &headers, token)),
+        None => no_store(pages::result_page(
+            StatusCode::BAD_REQUEST,
+            "Incomplete link",
+            "This link is incomplete: open it from the mail again, or ask for a new one once signed in.",
+            ("/login", "Sign in"),
+        )),
+    }
 }
 
 /// Verify an address with the token of its mailed link.
@@ -246,6 +287,8 @@ async fn confirm_email(
     headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<ConfirmEmailBody>,
 ) -> Response {
+    let browser = from_browser_form(&headers);
+    let back = ("/login", "Sign in");
     if let Err(refused) = check_form_csrf(
         &state,
         &headers,
@@ -255,24 +298,62 @@ async fn confirm_email(
     )
     .await
     {
-        return refused;
+        return if browser {
+            refused_page(refused, back)
+        } else {
+            refused
+        };
     }
     match state.accounts.confirm_email(&body.token, ip).await {
+        Ok(_) if browser => pages::result_page(
+            StatusCode::OK,
+            "Address confirmed",
+            "Your email address is confirmed.",
+            back,
+        ),
         Ok(user) => no_store(axum::Json(UserOut::from(user)).into_response()),
+        Err(err) if browser => refused_page(err.into_response(), back),
         Err(err) => err.into_response(),
     }
 }
 
 /// Ask for a password-reset link. The answer is the same whether or not the address is known,
 /// verified, or a disabled user's; only a known, enabled user gets a mail.
-#[utoipa::path(post, path = "/password-reset/request", tag = "users", request_body = EmailBody,
+#[utoipa::path(post, path = "/password-reset/request", tag = "users",
+    request_body(content(
+        (ResetRequestBody = "application/json"),
+        (ResetRequestBody = "application/x-www-form-urlencoded"))),
     responses((status = 202, body = Detail), (status = 422), (status = 429)))]
 async fn request_reset(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Json(body): Json<EmailBody>,
+    headers: HeaderMap,
+    JsonOrForm(body): JsonOrForm<ResetRequestBody>,
 ) -> Response {
+    let browser = from_browser_form(&headers);
+    let again = ("/password-reset", "Try again");
+    if let Err(refused) = check_form_csrf(
+        &state,
+        &headers,
+        body.csrf_token.as_deref(),
+        ip,
+        "POST /password-reset/request",
+    )
+    .await
+    {
+        return if browser {
+            refused_page(refused, again)
+        } else {
+            refused
+        };
+    }
     match state.accounts.request_reset(&body.email, ip).await {
+        Ok(_) if browser => pages::result_page(
+            StatusCode::ACCEPTED,
+            "Check your mail",
+            RESET_REQUESTED,
+            ("/login", "Sign in"),
+        ),
         Ok(decision) => {
             let mut response = (
                 StatusCode::ACCEPTED,
@@ -291,12 +372,17 @@ async fn request_reset(
             if response.status() == StatusCode::TOO_MANY_REQUESTS {
                 state.metrics.rate_limited("password_reset_address");
             }
-            response
+            if browser {
+                refused_page(response, again)
+            } else {
+                response
+            }
         }
     }
 }
 
-/// The page a reset link opens: a form for the new password.
+/// The page a reset link opens: a form for the new password; without a token, a form asking
+/// for a link.
 #[utoipa::path(get, path = "/password-reset", tag = "browser", params(LinkQuery),
     responses((status = 200, content_type = "text/html", body = String)))]
 async fn reset_page(
@@ -304,11 +390,11 @@ async fn reset_page(
     headers: HeaderMap,
     Query(query): Query<LinkQuery>,
 ) -> Response {
-    no_store(pages::password_reset_page(
-        &state.csrf,
-        &headers,
-        query.token.as_deref().unwrap_or_default(),
-    ))
+    // Without a token (or a link cut short by a mail client): the form asking for a link.
+    match query.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => no_store(pages::password_reset_page(&state.csrf, &headers, token)),
+        None => no_store(pages::password_reset_request_page(&state.csrf, &headers)),
+    }
 }
 
 /// Set a new password with the token of a reset link: every token, session and refresh family
@@ -328,6 +414,8 @@ async fn confirm_reset(
     headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<ConfirmResetBody>,
 ) -> Response {
+    let browser = from_browser_form(&headers);
+    let again = ("/password-reset", "Ask for a new link");
     if let Err(refused) = check_form_csrf(
         &state,
         &headers,
@@ -337,14 +425,25 @@ async fn confirm_reset(
     )
     .await
     {
-        return refused;
+        return if browser {
+            refused_page(refused, again)
+        } else {
+            refused
+        };
     }
     match state
         .accounts
         .confirm_reset(&body.token, body.new_password, ip)
         .await
     {
+        Ok(()) if browser => pages::result_page(
+            StatusCode::OK,
+            "Password changed",
+            "Your password has been changed. Every session of your account was signed out: sign in again with the new password.",
+            ("/login", "Sign in"),
+        ),
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) if browser => refused_page(err.into_response(), again),
         Err(err) => err.into_response(),
     }
 }

@@ -194,6 +194,16 @@ async fn signup(
         return Err(HttpError::not_found().into_response());
     }
     let Json(body) = body.map_err(IntoResponse::into_response)?;
+    if state.settings.require_verified_email && body.email.is_none() {
+        // Without an address such a user could never log in.
+        let mut errors = ValidationErrors::new();
+        errors.push(bulwark::error::ErrorDetail::new(
+            "missing",
+            ["body", "email"],
+            "Field required (require_verified_email is on)",
+        ));
+        return Err(errors.into_response());
+    }
     let user = create_user(
         state.repo.as_ref(),
         &state.hasher,
@@ -214,6 +224,7 @@ async fn signup(
         Some("signup"),
     )
     .await;
+    state.accounts.welcome(&user, ip).await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -257,6 +268,7 @@ async fn admin_create_user(
         None,
     )
     .await;
+    state.accounts.welcome(&user, ip).await;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
