@@ -183,9 +183,9 @@ struct VerifyHtml<'a> {
 /// `30 minutes`, `24 hours`, `2 days`.
 fn describe(d: Duration) -> String {
     let secs = d.as_secs();
-    let (n, unit) = if secs % 86_400 == 0 && secs >= 86_400 && secs / 86_400 != 1 {
+    let (n, unit) = if secs.is_multiple_of(86_400) && secs >= 86_400 && secs / 86_400 != 1 {
         (secs / 86_400, "day")
-    } else if secs % 3600 == 0 && secs >= 3600 {
+    } else if secs.is_multiple_of(3600) && secs >= 3600 {
         (secs / 3600, "hour")
     } else {
         (secs.div_ceil(60), "minute")

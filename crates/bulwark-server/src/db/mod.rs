@@ -104,7 +104,8 @@ pub trait UserRepo: Send + Sync {
     async fn set_password_hash(&self, id: i64, hash: &str) -> DbResult<()>;
     /// A user by e-mail address, compared case-insensitively.
     async fn find_by_email(&self, email: &str) -> DbResult<Option<User>>;
-    /// Sets (or removes) the address, unverified, and deletes the user's verification tokens.
+    /// Sets (or removes) the address, unverified, and deletes the user's account tokens (reset
+    /// and verification links mailed to the old address).
     /// False when no such user; [`DbError::Conflict`] when another user has the address.
     async fn set_email(&self, id: i64, email: Option<&str>) -> DbResult<bool>;
     /// Marks the address verified, only while it is still `email` (case-insensitively).

@@ -213,7 +213,8 @@ macro_rules! impl_repository {
             }
 
             async fn set_email(&self, id: i64, email: Option<&str>) -> $crate::db::DbResult<bool> {
-                // A new address is unverified; verification tokens sent to the old one die.
+                // A new address is unverified; every link mailed to the old one dies (reset links
+                // too: whoever reads the old mailbox must not get the account back).
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE users SET email = $1, email_key = $2, email_verified = FALSE, updated_at = $3 WHERE id = $4",
@@ -225,9 +226,8 @@ macro_rules! impl_repository {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::db::map_conflict)?;
-                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1")
                     .bind(id)
-                    .bind($crate::db::TokenPurpose::VerifyEmail.as_str())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

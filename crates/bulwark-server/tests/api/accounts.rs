@@ -105,3 +105,45 @@ async fn queued_mails_hold_no_usable_link(backend: Backend) {
     }
 }
 test_both!(queued_mails_hold_no_usable_link);
+
+async fn a_new_address_kills_the_links_mailed_to_the_old_one(backend: Backend) {
+    // Arrange: a reset link mailed to alice's first address.
+    let app = spawn_app(backend).await;
+    app.create_user_with_email("alice", PASSWORD, &[], Some("alice@old.example"))
+        .await;
+    let token = app.access_token("alice", PASSWORD).await;
+    let response = app
+        .post_json(
+            "/password-reset/request",
+            None,
+            &json!({"email": "alice@old.example"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let reset = mailbox::mails(&app, 1)
+        .await
+        .remove(0)
+        .token("/password-reset");
+
+    // Act: the address changes.
+    let response = app
+        .post_json(
+            "/users/me/email",
+            Some(&token),
+            &json!({"email": "alice@new.example"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // Assert: whoever reads the old mailbox cannot set the password.
+    let response = app
+        .post_json(
+            "/password-reset/confirm",
+            None,
+            &json!({"token": reset, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(detail(response, 400).await, "Invalid or expired token");
+    assert_eq!(app.login("alice", PASSWORD).await.status(), 200);
+}
+test_both!(a_new_address_kills_the_links_mailed_to_the_old_one);

@@ -8,6 +8,7 @@
 #![allow(unreachable_pub)] // test helpers are `pub` for the test modules only
 
 mod accounts;
+mod accounts_reset;
 mod audit_self;
 mod cli;
 mod csrf;
