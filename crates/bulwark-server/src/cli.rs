@@ -187,12 +187,36 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List users.
+    /// List users: id, name, roles, status, creation time, e-mail address and whether it is
+    /// verified (never a password or hash).
     List,
-    /// Disable a user: they can no longer log in.
+    /// Disable a user: they can no longer log in, and their outstanding tokens are revoked.
     Disable {
         /// Username.
         name: String,
+    },
+    /// Enable a disabled user again: they can log in; tokens issued before stay revoked.
+    Enable {
+        /// Username.
+        name: String,
+    },
+    /// Delete a user with their items and tokens (their tokens are revoked first; the audit
+    /// trail keeps the event). Refused for the last enabled user holding the `admin` role, so
+    /// that a deployment always keeps an admin who can log in: grant `admin` to another user
+    /// (`users set-roles`) first.
+    Delete {
+        /// Username.
+        name: String,
+    },
+    /// Set a user's password (held to the password policy): every token, session and refresh
+    /// family of the user is revoked and pending reset links die. The password is read from
+    /// stdin, or prompted for without echo on a terminal.
+    SetPassword {
+        /// Username.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Replace a user's roles.
     SetRoles {
@@ -201,7 +225,9 @@ pub enum UsersCommand {
         /// The new roles (none to remove all).
         roles: Vec<String>,
     },
-    /// Import users from JSON: [{"username", "hashed_password", "roles", "disabled"}].
+    /// Import users from JSON: [{"username", "hashed_password", "roles", "disabled", "email",
+    /// "email_verified"}] (bcrypt or Argon2id hashes; `email` and `email_verified` optional).
+    /// An existing username or address is skipped, a bad entry refused (exit 1).
     Import {
         /// The JSON file.
         file: PathBuf,
@@ -320,6 +346,32 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "s", "10", "1.5s", "-1s", "0ms", "10 parsecs"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn account_commands_parse_and_need_a_name() {
+        let cli = Cli::try_parse_from([
+            "bulwark",
+            "users",
+            "set-password",
+            "alice",
+            "--password-stdin",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Users(UsersCommand::SetPassword { ref name, password_stdin: true }) if name == "alice"
+        ));
+        for verb in ["enable", "delete", "set-password"] {
+            let err = Cli::try_parse_from(["bulwark", "users", verb]).expect_err(verb);
+            assert_eq!(err.exit_code(), 2, "{verb}");
         }
     }
 

@@ -335,29 +335,36 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
         }
         UsersCommand::List => {
             out!(
-                "{:<6} {:<24} {:<24} {:<9} created_at",
+                "{:<6} {:<24} {:<24} {:<9} {:<20} {:<9} email",
                 "id",
                 "username",
                 "roles",
-                "disabled"
+                "disabled",
+                "created_at",
+                "verified"
             );
+            // `-` for no roles and no address: every line has the same columns.
             for u in repo.list_users().await? {
+                let roles = if u.roles.is_empty() {
+                    "-".to_owned()
+                } else {
+                    u.roles.join(",")
+                };
                 out!(
-                    "{:<6} {:<24} {:<24} {:<9} {}",
+                    "{:<6} {:<24} {:<24} {:<9} {:<20} {:<9} {}",
                     u.id,
                     u.username,
-                    u.roles.join(","),
+                    roles,
                     u.disabled,
-                    rfc3339(u.created_at)
+                    rfc3339(u.created_at),
+                    u.email_verified,
+                    u.email.as_deref().unwrap_or("-")
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Disable { name } => {
-            let user = repo
-                .find_user(&name)
-                .await?
-                .with_context(|| format!("no user {name:?}"))?;
+            let user = find_user(repo, &name).await?;
             repo.set_disabled(user.id, true).await?;
             state.sessions.invalidate_user_tokens(user.id).await?;
             cli_audit(
@@ -370,11 +377,78 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
             out!("disabled {}", user.username);
             Ok(ExitCode::SUCCESS)
         }
+        UsersCommand::Enable { name } => {
+            let user = find_user(repo, &name).await?;
+            repo.set_disabled(user.id, false).await?;
+            // As for every change of status: tokens issued before it stay dead.
+            state.sessions.invalidate_user_tokens(user.id).await?;
+            cli_audit(
+                &state,
+                AuditKind::UserEnabled,
+                Some((user.id, &user.username)),
+                None,
+            )
+            .await;
+            out!("enabled {}", user.username);
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Delete { name } => {
+            let user = find_user(repo, &name).await?;
+            if is_last_admin(repo, &user).await? {
+                bail!(
+                    "refusing to delete {:?}: no other enabled user has the admin role, and a deployment must keep one; grant admin to another user first (bulwark users set-roles NAME admin)",
+                    user.username
+                );
+            }
+            crate::accounts::delete_user(repo, &state.sessions, &user).await?;
+            cli_audit(
+                &state,
+                AuditKind::UserDeleted,
+                Some((user.id, &user.username)),
+                None,
+            )
+            .await;
+            out!("deleted {} with their items and tokens", user.username);
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::SetPassword {
+            name,
+            password_stdin,
+        } => {
+            let user = find_user(repo, &name).await?;
+            let password = read_password(password_stdin).await?;
+            let mut inputs = vec![user.username.as_str()];
+            inputs.extend(user.email.as_deref());
+            if let Err(violation) = state.policy.check(&password, &inputs) {
+                bail!(
+                    "password of {:?} not changed: {}",
+                    user.username,
+                    violation.message()
+                );
+            }
+            let hash = state
+                .hasher
+                .hash(secrecy::SecretString::from(password))
+                .await
+                .context("cannot hash the password")?;
+            // Also deletes the user's pending reset tokens.
+            repo.set_password_hash(user.id, hash.as_str()).await?;
+            state.sessions.invalidate_user_tokens(user.id).await?;
+            cli_audit(
+                &state,
+                AuditKind::PasswordChanged,
+                Some((user.id, &user.username)),
+                None,
+            )
+            .await;
+            out!(
+                "password of {} changed; their tokens and sessions are revoked",
+                user.username
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         UsersCommand::SetRoles { name, mut roles } => {
-            let user = repo
-                .find_user(&name)
-                .await?
-                .with_context(|| format!("no user {name:?}"))?;
+            let user = find_user(repo, &name).await?;
             if let Some(bad) = roles.iter().find(|r| !bulwark::rbac::is_valid_role_name(r)) {
                 bail!("invalid role {bad:?}: roles match [a-z][a-z0-9_-]{{0,31}}");
             }
@@ -394,6 +468,28 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<ExitCode
         }
         UsersCommand::Import { file } => import_users(&state, file).await,
     }
+}
+
+/// The user named `name` (compared case-insensitively), or an error that names it.
+async fn find_user(repo: &dyn db::Repository, name: &str) -> anyhow::Result<db::User> {
+    repo.find_user(name)
+        .await?
+        .with_context(|| format!("no user {name:?}"))
+}
+
+/// Whether deleting `user` would leave no enabled user with the `admin` role.
+async fn is_last_admin(repo: &dyn db::Repository, user: &db::User) -> anyhow::Result<bool> {
+    let is_admin = |u: &db::User| u.roles.iter().any(|r| r == "admin");
+    if !is_admin(user) {
+        return Ok(false);
+    }
+    let others = repo
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.id != user.id && !u.disabled && is_admin(u))
+        .count();
+    Ok(others == 0)
 }
 
 async fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -432,6 +528,10 @@ struct ImportedUser {
     roles: Vec<String>,
     #[serde(default)]
     disabled: bool,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
 }
 
 fn is_supported_hash(hash: &str) -> bool {
@@ -446,7 +546,7 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
         .with_context(|| format!("cannot read {}", file.display()))?;
     let entries: Vec<ImportedUser> = serde_json::from_slice(&bytes).with_context(|| {
         format!(
-            "{}: expected a JSON array of {{\"username\", \"hashed_password\", \"roles\", \"disabled\"}}",
+            "{}: expected a JSON array of {{\"username\", \"hashed_password\", \"roles\", \"disabled\", \"email\", \"email_verified\"}}",
             file.display()
         )
     })?;
@@ -480,19 +580,50 @@ async fn import_users(state: &AppState, file: std::path::PathBuf) -> anyhow::Res
             refused += 1;
             continue;
         }
+        if let Some(email) = &entry.email
+            && let Err(detail) = crate::accounts::check_email(email, "email")
+        {
+            eprintln!(
+                "entry {i} ({}): refused: email: {}",
+                name.as_str(),
+                detail.msg
+            );
+            refused += 1;
+            continue;
+        }
+        // Told apart before inserting, so that the message says which one is taken (the
+        // insert's unique constraints still decide a race).
+        if state.repo.find_user(name.as_str()).await?.is_some() {
+            eprintln!(
+                "entry {i} ({}): skipped: the username exists",
+                name.as_str()
+            );
+            skipped += 1;
+            continue;
+        }
+        if let Some(email) = &entry.email
+            && state.repo.find_by_email(email).await?.is_some()
+        {
+            eprintln!(
+                "entry {i} ({}): skipped: another user has this email address",
+                name.as_str()
+            );
+            skipped += 1;
+            continue;
+        }
         let user = NewUser {
             username: name.as_str().to_owned(),
             password_hash: entry.hashed_password,
             roles: entry.roles,
             disabled: entry.disabled,
-            email: None,
-            email_verified: false,
+            email_verified: entry.email.is_some() && entry.email_verified,
+            email: entry.email,
         };
         match state.repo.create_user(user).await {
             Ok(_) => imported += 1,
             Err(db::DbError::Conflict) => {
                 eprintln!(
-                    "entry {i} ({}): skipped: the username exists",
+                    "entry {i} ({}): skipped: the username or email address exists",
                     name.as_str()
                 );
                 skipped += 1;

@@ -293,8 +293,13 @@ async fn patch_user(
     if let Some(roles) = &body.roles {
         check_roles(roles, &mut errors);
     }
+    let mut inputs = vec![existing.username.as_str()];
+    inputs.extend(existing.email.as_deref());
+    if let Some(email) = &body.email {
+        inputs.push(email.as_str());
+    }
     if let Some(password) = &body.password
-        && let Err(v) = state.policy.check(password, &[existing.username.as_str()])
+        && let Err(v) = state.policy.check(password, &inputs)
     {
         errors.push(v.to_error_detail(["body", "password"]));
     }

@@ -11,6 +11,7 @@ mod accounts;
 mod accounts_reset;
 mod audit_self;
 mod cli;
+mod cli_accounts;
 mod csrf;
 mod docs;
 mod faults;
