@@ -44,8 +44,12 @@ pub const RESET_REQUESTED: &str = "If the address is known, a reset link is on i
 /// Longest address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
 
-/// Reset requests being looked up and mailed at once, beyond which new ones are dropped (and
-/// logged): a flood from many addresses must not pile up tasks without bound.
+/// A reset request recorded this long ago and still there was not handled by the process that
+/// answered it (which takes milliseconds): the sweeper handles it.
+pub const STALE_RESET_REQUEST: Duration = Duration::from_secs(5);
+
+/// Reset requests being looked up and mailed at once, beyond which new ones are left to the
+/// sweeper (and logged): a flood from many addresses must not pile up tasks without bound.
 pub const MAX_PENDING_RESETS: usize = 256;
 
 /// Why an account operation was refused.
@@ -268,6 +272,16 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         check_email(email, "email").map_err(one_error)?;
         let user = self.live_user(user_id).await?;
+        // A taken address is refused before it costs a verification mail of the budget.
+        if self
+            .repo
+            .find_by_email(email)
+            .await
+            .map_err(failed)?
+            .is_some_and(|other| other.id != user.id)
+        {
+            return Err(AccountError::Conflict("Email already registered"));
+        }
         self.check_verification_limit(&user).await?;
         match self.repo.set_email(user.id, Some(email)).await {
             Ok(true) => {}
@@ -388,19 +402,62 @@ impl Accounts {
             .limits
             .check_key(&key, &self.reset_per_address, FailMode::Closed)
             .await?;
+        // The same write for every address; durable, so that a request answered just before a
+        // crash is handled after the restart (`Accounts::spawn_sweeper`).
+        let id = self
+            .repo
+            .insert_reset_request(email, Some(&ip.to_string()))
+            .await
+            .map_err(failed)?;
         match Arc::clone(&self.pending_resets).try_acquire_owned() {
             Ok(permit) => {
                 let (accounts, email) = (Arc::clone(self), email.to_owned());
                 tokio::spawn(async move {
                     accounts.mail_reset_link(&email, ip).await;
+                    if let Err(err) = accounts.repo.delete_reset_request(id).await {
+                        // Left for the sweeper: handled again (a second link) rather than lost.
+                        tracing::warn!(error = %err, "a handled reset request stays recorded");
+                    }
                     drop(permit);
                 });
             }
             Err(_) => tracing::warn!(
-                "too many password-reset requests in progress: one dropped without a mail"
+                "too many password-reset requests in progress: one left for the sweeper"
             ),
         }
         Ok(decision)
+    }
+
+    /// Handles reset requests that were answered but not handled (their process died, or too
+    /// many were in progress): at start and then every `every`, each request recorded more than
+    /// [`STALE_RESET_REQUEST`] ago. Instances sharing a database take each request once.
+    pub fn spawn_sweeper(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let before = now().saturating_sub(ttl_secs(STALE_RESET_REQUEST));
+                loop {
+                    match self.repo.take_stale_reset_request(before).await {
+                        Ok(Some(request)) => {
+                            let ip = request
+                                .ip
+                                .as_deref()
+                                .and_then(|ip| ip.parse().ok())
+                                .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                            tracing::info!(id = request.id, "handling a reset request left over");
+                            self.mail_reset_link(&request.email, ip).await;
+                        }
+                        Ok(None) => break,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reset requests left over: cannot read them now");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// The background half of [`Accounts::request_reset`].

@@ -460,6 +460,7 @@ impl Application {
         );
         let refusals =
             crate::refusals::spawn(Arc::clone(&self.state.refusals), self.state.repo.clone());
+        let reset_sweeper = Arc::clone(&self.state.accounts).spawn_sweeper(Duration::from_secs(2));
         let mail_worker = self
             .state
             .mail_worker
@@ -514,6 +515,7 @@ impl Application {
         revocations.abort();
         retention.abort();
         refusals.abort();
+        reset_sweeper.abort();
         // The worker finishes the mail it is sending (bounded by its send timeout); a mail
         // not sent stays queued for the next start or another instance.
         if let Some(worker) = mail_worker

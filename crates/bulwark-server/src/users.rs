@@ -136,6 +136,7 @@ pub async fn create_user(
         .hash(SecretString::from(password))
         .await
         .map_err(anyhow::Error::from)?;
+    let email_again = email.clone();
     let user = NewUser {
         username: name.into_string(),
         password_hash: hash.into_string(),
@@ -146,7 +147,20 @@ pub async fn create_user(
     };
     match repo.create_user(user).await {
         Ok(user) => Ok(user),
-        Err(DbError::Conflict) => Err(CreateUserError::Conflict),
+        // Lost a race with another create: say which of the two unique values was taken.
+        Err(DbError::Conflict) => match email_taken(repo, email_again.as_deref()).await {
+            true => Err(CreateUserError::EmailConflict),
+            false => Err(CreateUserError::Conflict),
+        },
         Err(err) => Err(CreateUserError::Internal(err.into())),
+    }
+}
+
+/// Whether another user has `email` (a failed lookup says no: the answer is only the message of
+/// a 409).
+async fn email_taken(repo: &dyn Repository, email: Option<&str>) -> bool {
+    match email {
+        Some(email) => repo.find_by_email(email).await.ok().flatten().is_some(),
+        None => false,
     }
 }

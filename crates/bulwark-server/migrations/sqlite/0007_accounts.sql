@@ -19,6 +19,17 @@ CREATE TABLE account_tokens (
 CREATE INDEX account_tokens_user ON account_tokens (user_id, purpose);
 CREATE INDEX account_tokens_expires_at ON account_tokens (expires_at);
 
+-- Password-reset requests answered but not yet looked up and mailed: the answer is the same
+-- write for any address (no timing gap between known and unknown ones), and a request answered
+-- just before a crash is still handled after the restart.
+CREATE TABLE reset_requests (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    email      TEXT    NOT NULL,
+    ip         TEXT,
+    created_at BIGINT  NOT NULL
+);
+CREATE INDEX reset_requests_created_at ON reset_requests (created_at);
+
 -- The library's mail queue (bulwark::store::sql), as its migrate() creates it.
 CREATE TABLE mail_queue (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -15,7 +15,9 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use models::{AccountToken, Item, ItemFields, NewUser, TokenPurpose, User, UserCredentials};
+pub use models::{
+    AccountToken, Item, ItemFields, NewUser, ResetRequest, TokenPurpose, User, UserCredentials,
+};
 
 /// A data-layer failure.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,13 @@ pub trait UserRepo: Send + Sync {
     ) -> DbResult<Option<AccountToken>>;
     /// Deletes expired account tokens; answers how many.
     async fn purge_account_tokens(&self, now: i64) -> DbResult<u64>;
+    /// Records a password-reset request to be handled; its id.
+    async fn insert_reset_request(&self, email: &str, ip: Option<&str>) -> DbResult<i64>;
+    /// Removes a handled reset request.
+    async fn delete_reset_request(&self, id: i64) -> DbResult<()>;
+    /// Takes (removes and answers) the oldest reset request recorded before `before`: one left
+    /// by a process that died before handling it. Of two instances taking at once, one gets it.
+    async fn take_stale_reset_request(&self, before: i64) -> DbResult<Option<ResetRequest>>;
     /// Replaces a password hash only while it is still `expected` (a re-hash of the password
     /// just verified); answers whether it did. A password changed meanwhile stays changed.
     async fn upgrade_password_hash(&self, id: i64, expected: &str, hash: &str) -> DbResult<bool>;

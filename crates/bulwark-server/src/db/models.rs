@@ -100,3 +100,14 @@ pub struct Item {
     /// Unix seconds.
     pub updated_at: i64,
 }
+
+/// A password-reset request waiting to be handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetRequest {
+    /// Its id.
+    pub id: i64,
+    /// The address as asked.
+    pub email: String,
+    /// The client IP that asked.
+    pub ip: Option<String>,
+}

@@ -337,6 +337,57 @@ macro_rules! impl_repository {
                 Ok(done.rows_affected())
             }
 
+            async fn insert_reset_request(
+                &self,
+                email: &str,
+                ip: Option<&str>,
+            ) -> $crate::db::DbResult<i64> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "INSERT INTO reset_requests (email, ip, created_at) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(email)
+                .bind(ip)
+                .bind($crate::db::now())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("id")?)
+            }
+
+            async fn delete_reset_request(&self, id: i64) -> $crate::db::DbResult<()> {
+                sqlx::query("DELETE FROM reset_requests WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_stale_reset_request(
+                &self,
+                before: i64,
+            ) -> $crate::db::DbResult<Option<$crate::db::ResetRequest>> {
+                use sqlx::Row as _;
+                // One statement: a second taker waits for the first one's row lock, then finds
+                // the row gone and takes nothing.
+                let row = sqlx::query(
+                    "DELETE FROM reset_requests WHERE id = \
+                     (SELECT id FROM reset_requests WHERE created_at < $1 ORDER BY id LIMIT 1) \
+                     RETURNING id, email, ip",
+                )
+                .bind(before)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok($crate::db::ResetRequest {
+                        id: row.try_get("id")?,
+                        email: row.try_get("email")?,
+                        ip: row.try_get("ip")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e: sqlx::Error| e.into())
+            }
+
             async fn mark_email_verified(&self, id: i64, email: &str) -> $crate::db::DbResult<bool> {
                 // Only while the address is still the one the link was sent to.
                 let done = sqlx::query(

@@ -23,13 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    accounts::RESET_REQUESTED,
-    audit::{self, AuditEvent, AuditKind},
-    auth::CurrentUser,
-    pages,
-    routes::users::UserOut,
-    sessions::TokenResponse,
-    state::AppState,
+    accounts::RESET_REQUESTED, audit::AuditKind, auth::CurrentUser, pages, routes::users::UserOut,
+    sessions::TokenResponse, state::AppState,
 };
 
 /// The account routes.
@@ -163,7 +158,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 /// A form post must carry the page's CSRF token, bound to this browser's CSRF cookie, from an
 /// allowed origin; JSON needs neither.
-async fn check_form_csrf(
+fn check_form_csrf(
     state: &AppState,
     headers: &HeaderMap,
     token: Option<&str>,
@@ -178,16 +173,10 @@ async fn check_form_csrf(
         return Ok(());
     }
     state.metrics.csrf_rejected.inc();
-    audit::record(
-        state.repo.as_ref(),
-        AuditKind::CsrfRejected,
-        AuditEvent {
-            ip: Some(ip),
-            detail: Some(route.to_owned()),
-            ..Default::default()
-        },
-    )
-    .await;
+    // Counted, never awaited: one audit row per client and window (crate::refusals).
+    state
+        .refusals
+        .count_for(AuditKind::CsrfRejected, ip, None, || route.to_owned());
     Err(csrf::refusal())
 }
 
@@ -295,9 +284,7 @@ async fn confirm_email(
         body.csrf_token.as_deref(),
         ip,
         "POST /verify-email/confirm",
-    )
-    .await
-    {
+    ) {
         return if browser {
             refused_page(refused, back)
         } else {
@@ -338,9 +325,7 @@ async fn request_reset(
         body.csrf_token.as_deref(),
         ip,
         "POST /password-reset/request",
-    )
-    .await
-    {
+    ) {
         return if browser {
             refused_page(refused, again)
         } else {
@@ -422,9 +407,7 @@ async fn confirm_reset(
         body.csrf_token.as_deref(),
         ip,
         "POST /password-reset/confirm",
-    )
-    .await
-    {
+    ) {
         return if browser {
             refused_page(refused, again)
         } else {

@@ -381,6 +381,11 @@ async fn patch_user(
     for kind in audit {
         audit_user(&state, kind, &user, Some(&admin), ip, None).await;
     }
+    if body.email.is_some() {
+        // The new address is unverified: its owner gets the link (under
+        // require_verified_email they could not log in to ask for it).
+        state.accounts.welcome(&user, ip).await;
+    }
     Ok(axum::Json(user.into()))
 }
 

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod accounts_reset;
+mod accounts_self;
 mod audit_self;
 mod cli;
 mod cli_accounts;
@@ -21,12 +22,14 @@ mod helpers;
 mod instances;
 mod items;
 mod lifecycle;
+mod mail;
 mod mailbox;
 mod openapi_answers;
 mod operations;
 mod process;
 mod rate_limits;
 mod rate_limits_shared;
+mod smtp;
 mod stores;
 mod tls;
 mod token;
