@@ -112,6 +112,9 @@ pub struct Settings {
     pub smtp_url: Option<bulwark::mail::smtp::SmtpUrl>,
     /// A file holding the SMTP password (the URL's user logs in with it).
     pub smtp_password_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for the SMTP server's certificate, besides the
+    /// public roots (a private mail server).
+    pub smtp_ca_file: Option<PathBuf>,
     /// The sender of mails: an address or `Name <address>`; unset:
     /// `bulwark@<host of public_url>`.
     pub mail_from: Option<String>,
@@ -168,6 +171,7 @@ impl Default for Settings {
             public_url: None,
             smtp_url: None,
             smtp_password_file: None,
+            smtp_ca_file: None,
             mail_from: None,
             mail_retry_delay: DurationSetting(Duration::from_secs(30)),
             password_reset_ttl: DurationSetting::mins(30),
@@ -549,6 +553,7 @@ const KEYS: &[&str] = &[
     "public_url",
     "smtp_url",
     "smtp_password_file",
+    "smtp_ca_file",
     "mail_from",
     "mail_retry_delay",
     "password_reset_ttl",
@@ -729,6 +734,9 @@ impl Settings {
             && self.smtp_url.as_ref().and_then(|u| u.user()).is_none()
         {
             bail!("smtp_password_file: needs a user in smtp_url (smtp://USER@host:port)");
+        }
+        if self.smtp_ca_file.is_some() && self.smtp_url.is_none() {
+            bail!("smtp_ca_file: needs smtp_url");
         }
         if self.mail_retry_delay.0 < Duration::from_secs(1) {
             bail!("mail_retry_delay: must be at least 1s");

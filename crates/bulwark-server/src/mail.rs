@@ -39,8 +39,14 @@ pub fn worker(
             }
             // The URL's Display never shows the password.
             let transport = url.to_string();
-            let mailer = SmtpMailer::new(url, SmtpOptions::default())
-                .map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;
+            let mut options = SmtpOptions::default();
+            if let Some(file) = &settings.smtp_ca_file {
+                let pem = std::fs::read(file)
+                    .with_context(|| format!("smtp_ca_file: cannot read {}", file.display()))?;
+                options = options.add_ca_pem(pem);
+            }
+            let mailer =
+                SmtpMailer::new(url, options).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;
             (Arc::new(mailer), transport)
         }
         None => {

@@ -471,6 +471,72 @@ async fn a_reset_mail_goes_out_over_smtp_and_its_link_sets_the_new_password(back
 }
 test_both!(a_reset_mail_goes_out_over_smtp_and_its_link_sets_the_new_password);
 
+/// A CA, and a certificate for `127.0.0.1` it signed, as PEM files in `dir`: (ca, cert, key).
+fn private_pki(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "bulwark private mail CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+async fn mail_goes_over_starttls_with_auth_to_a_private_ca_server(backend: Backend) {
+    // Arrange: a mail server with a certificate of a private CA, requiring STARTTLS and AUTH;
+    // the password in a file, the CA in smtp_ca_file.
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_pki(dir.path());
+    let password = "smtp-Secret-for-tests-81";
+    let smtp = SmtpServer::starttls_with_auth(&cert, &key, "mailer", password);
+    let password_file = dir.path().join("smtp-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let port = smtp.port;
+    let app = spawn_app_with(backend, |s| {
+        s.smtp_url = Some(
+            format!("smtp+starttls://mailer@127.0.0.1:{port}")
+                .parse()
+                .unwrap(),
+        );
+        s.smtp_password_file = Some(password_file.clone());
+        s.smtp_ca_file = Some(ca.clone());
+    })
+    .await;
+    app.create_user_with_email("alice", PASSWORD, &[], Some("alice@example.com"))
+        .await;
+    let http = Http::of(&app);
+
+    // Act
+    request_reset(&http, "alice@example.com").await;
+    let received = smtp.wait_for(1, Duration::from_secs(10)).await;
+
+    // Assert: delivered encrypted, after logging in as the URL's user.
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls, "sent over STARTTLS");
+    assert_eq!(received[0].login.as_deref(), Some("mailer"));
+    assert_eq!(received[0].rcpt_tos, ["alice@example.com"]);
+}
+test_both!(mail_goes_over_starttls_with_auth_to_a_private_ca_server);
+
 // ---------------------------------------------------------------------------------------------
 // 2. The SMTP server down, then back; a silent one
 // ---------------------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ pub struct Received {
     pub rcpt_tos: Vec<String>,
     /// Whether the session was encrypted.
     pub tls: bool,
+    /// The login the session authenticated with, if any.
+    pub login: Option<String>,
     /// The message as sent after DATA.
     pub raw: Vec<u8>,
     /// The message, parsed.
@@ -132,6 +134,8 @@ pub struct SmtpServer {
     child: Option<Child>,
     pub port: u16,
     reject: Option<String>,
+    /// `--mode ...` and the rest of the script's arguments.
+    mode: Vec<String>,
     out: tempfile::TempDir,
     /// Starts so far (each writes to `out/<n>`).
     starts: usize,
@@ -153,16 +157,44 @@ impl SmtpServer {
         Self::launch(Some(port), None)
     }
 
+    /// A server offering STARTTLS with `cert`/`key` (PEM files) and requiring AUTH as
+    /// `login`/`password` (only over TLS).
+    pub fn starttls_with_auth(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        login: &str,
+        password: &str,
+    ) -> Self {
+        let mut server = Self::idle(None, None);
+        server.mode = vec![
+            "--mode".into(),
+            "starttls".into(),
+            "--tls".into(),
+            cert.display().to_string(),
+            key.display().to_string(),
+            "--auth".into(),
+            login.into(),
+            password.into(),
+        ];
+        server.start_again();
+        server
+    }
+
     fn launch(port: Option<u16>, reject: Option<&str>) -> Self {
-        let mut server = Self {
+        let mut server = Self::idle(port, reject);
+        server.start_again();
+        server
+    }
+
+    fn idle(port: Option<u16>, reject: Option<&str>) -> Self {
+        Self {
             child: None,
             port: port.unwrap_or(0),
             reject: reject.map(str::to_owned),
+            mode: vec!["--mode".into(), "plain".into()],
             out: tempfile::tempdir().expect("temp dir"),
             starts: 0,
-        };
-        server.start_again();
-        server
+        }
     }
 
     /// Kills the server (as a crash would: no goodbye to connected clients).
@@ -188,7 +220,7 @@ impl SmtpServer {
                 .arg(library_smtp_dir().join("smtp_server.py"))
                 .env("BULWARK_SMTP_TEST_PORT", self.port.to_string());
         }
-        command.arg(&out).args(["--mode", "plain"]);
+        command.arg(&out).args(&self.mode);
         if let Some(reject) = &self.reject {
             command.args(["--reject", reject]);
         }
@@ -245,6 +277,7 @@ impl SmtpServer {
                         .map(|r| r.as_str().unwrap_or_default().to_owned())
                         .collect(),
                     tls: meta["tls"].as_bool().unwrap_or_default(),
+                    login: meta["login"].as_str().map(str::to_owned),
                     mail: mailbox::parse(&raw),
                     raw,
                 });
