@@ -9,6 +9,7 @@
 //! | token revocations (database or Redis) | the token expires, plus the clock leeway |
 //! | subject revocations (a user's tokens ended) | the longest access-token lifetime allowed (24 h), plus the leeway |
 //! | password-reset and verification tokens | they expire (`password_reset_ttl`, `email_verification_ttl`) |
+//! | mails given up (kept for inspection) | `audit_retention` after they failed |
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,10 +32,12 @@ pub struct Purged {
     pub revocations: u64,
     /// Expired password-reset and verification tokens.
     pub account_tokens: u64,
+    /// Mails given up longer ago than the audit retention.
+    pub failed_mails: u64,
 }
 
 /// Purges everything that has expired: audit events older than `audit_retention`, expired
-/// refresh tokens and account tokens from `repo`, expired revocations from `revoker`'s store; each part is tried
+/// refresh tokens, account tokens and mails given up before the audit retention from `repo`, expired revocations from `revoker`'s store; each part is tried
 /// even when another fails.
 ///
 /// # Errors
@@ -50,11 +53,13 @@ pub async fn purge_expired(
     let refresh = repo.purge_refresh(now).await;
     let revocations = revoker.purge(now, LONGEST_ACCESS_TOKEN).await;
     let account_tokens = repo.purge_account_tokens(now).await;
+    let failed_mails = repo.mail_queue().purge_failed(now - keep).await;
     Ok(Purged {
         audit: audit?,
         refresh: refresh?,
         revocations: revocations?,
         account_tokens: account_tokens?,
+        failed_mails: failed_mails?,
     })
 }
 
@@ -77,6 +82,7 @@ pub fn spawn(
                     refresh = purged.refresh,
                     revocations = purged.revocations,
                     account_tokens = purged.account_tokens,
+                    failed_mails = purged.failed_mails,
                     "expired entries purged"
                 ),
                 Err(err) => {

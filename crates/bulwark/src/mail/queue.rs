@@ -61,6 +61,9 @@ pub trait MailQueue: Send + Sync + std::fmt::Debug {
     fn fail<'a>(&'a self, id: i64, error: &'a str) -> QueueFuture<'a, ()>;
     /// How many messages are queued and failed.
     fn counts(&self) -> QueueFuture<'_, QueueCounts>;
+    /// Deletes the messages given up before `before` (unix seconds); answers how many. Queued
+    /// messages are never purged.
+    fn purge_failed(&self, before: i64) -> QueueFuture<'_, u64>;
 }
 
 /// The longest error text a queue keeps (longer ones are cut on a character boundary).
@@ -129,6 +132,8 @@ struct Entry {
     next_attempt_at: i64,
     leased_until: Option<i64>,
     failed: bool,
+    /// When it was given up (unix seconds).
+    failed_at: i64,
     // Kept for inspection, as the SQL backends keep it; nothing reads it back yet.
     #[allow(dead_code)]
     last_error: Option<String>,
@@ -161,6 +166,7 @@ impl MailQueue for MemoryMailQueue {
                     next_attempt_at: unix_now(),
                     leased_until: None,
                     failed: false,
+                    failed_at: 0,
                     last_error: None,
                 },
             );
@@ -209,10 +215,22 @@ impl MailQueue for MemoryMailQueue {
             if let Some(e) = self.lock()?.entries.get_mut(&id).filter(|e| !e.failed) {
                 e.attempts = e.attempts.saturating_add(1);
                 e.failed = true;
+                e.failed_at = unix_now();
                 e.leased_until = None;
                 e.last_error = Some(short_error(error).to_owned());
             }
             Ok(())
+        })
+    }
+
+    fn purge_failed(&self, before: i64) -> QueueFuture<'_, u64> {
+        Box::pin(async move {
+            let mut inner = self.lock()?;
+            let len = inner.entries.len();
+            inner
+                .entries
+                .retain(|_, e| !(e.failed && e.failed_at < before));
+            Ok((len - inner.entries.len()) as u64)
         })
     }
 

@@ -125,6 +125,10 @@ impl MailQueue for SealedMailQueue {
     fn counts(&self) -> QueueFuture<'_, QueueCounts> {
         self.inner.counts()
     }
+
+    fn purge_failed(&self, before: i64) -> QueueFuture<'_, u64> {
+        self.inner.purge_failed(before)
+    }
 }
 
 #[cfg(test)]

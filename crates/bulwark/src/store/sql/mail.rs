@@ -159,6 +159,19 @@ macro_rules! impl_mail_queue {
                 })
             }
 
+            fn purge_failed(&self, before: i64) -> $crate::mail::QueueFuture<'_, u64> {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "DELETE FROM mail_queue WHERE failed_at IS NOT NULL AND failed_at < $1",
+                    )
+                    .bind(before)
+                    .execute(self.pool())
+                    .await
+                    .map_err($crate::store::sql::store_error)?;
+                    Ok(done.rows_affected())
+                })
+            }
+
             fn counts(&self) -> $crate::mail::QueueFuture<'_, $crate::mail::queue::QueueCounts> {
                 Box::pin(async move {
                     let (queued, failed): (i64, i64) = sqlx::query_as(
