@@ -244,7 +244,7 @@ async fn resend_verification(
 
 /// The page a verification link opens: confirms on a button press, never on the GET alone.
 #[utoipa::path(get, path = "/verify-email", tag = "browser", params(LinkQuery),
-    responses((status = 200, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = 422)))]
 async fn verify_email_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -253,7 +253,7 @@ async fn verify_email_page(
     match query.token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => no_store(pages::verify_email_page(&state.csrf, &headers, token)),
         None => no_store(pages::result_page(
-            StatusCode::BAD_REQUEST,
+            StatusCode::OK,
             "Incomplete link",
             "This link is incomplete: open it from the mail again, or ask for a new one once signed in.",
             ("/login", "Sign in"),
@@ -310,7 +310,10 @@ async fn confirm_email(
     request_body(content(
         (ResetRequestBody = "application/json"),
         (ResetRequestBody = "application/x-www-form-urlencoded"))),
-    responses((status = 202, body = Detail), (status = 422), (status = 429)))]
+    responses((status = 202, body = Detail),
+        (status = 403, description = "Form posts: CSRF token missing or invalid"),
+        (status = 422), (status = 429),
+        (status = 503, description = "Rate-limit store (Redis) unreachable: the per-address limit fails closed")))]
 async fn request_reset(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -369,7 +372,7 @@ async fn request_reset(
 /// The page a reset link opens: a form for the new password; without a token, a form asking
 /// for a link.
 #[utoipa::path(get, path = "/password-reset", tag = "browser", params(LinkQuery),
-    responses((status = 200, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = 422)))]
 async fn reset_page(
     State(state): State<AppState>,
     headers: HeaderMap,

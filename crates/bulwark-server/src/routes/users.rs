@@ -394,7 +394,7 @@ async fn patch_user(
 #[utoipa::path(delete, path = "/admin/users/{user_id}", tag = "admin",
     params(("user_id" = i64, Path, description = "User id")),
     responses((status = 204), (status = 401), (status = 403), (status = 404),
-        (status = 409, description = "An admin cannot delete themself")))]
+        (status = 409, description = "An admin cannot delete themself"), (status = 422)))]
 async fn delete_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -1533,6 +1533,8 @@ const CHECK_KEYS: &[&str] = &[
     "rate_limits",
     "allow_signup",
     "database_url",
+    "public_url",
+    "smtp_url",
     "key_rotation_interval",
 ];
 
@@ -1573,6 +1575,8 @@ async fn check_reports_each_finding_with_the_right_exit_code() {
                 ("tls", "warning"),
                 ("secure_cookies", "critical"),
                 ("docs", "warning"),
+                ("public_url", "warning"),
+                ("smtp_url", "warning"),
             ],
         },
         Case {
@@ -1581,9 +1585,23 @@ async fn check_reports_each_finding_with_the_right_exit_code() {
                 ("BULWARK_BIND", "0.0.0.0:8000"),
                 ("BULWARK_SECURE_COOKIES", "true"),
                 ("BULWARK_DOCS", "false"),
+                ("BULWARK_PUBLIC_URL", "https://api.example.com"),
+                (
+                    "BULWARK_SMTP_URL",
+                    "smtp+starttls://bulwark@mail.example.com:587",
+                ),
             ],
             toml: None,
             expected: &[("tls", "warning")],
+        },
+        Case {
+            name: "mail links over plain HTTP, mail in clear, SMTP password inline",
+            env: &[],
+            toml: Some(
+                "public_url = \"http://api.example.com\"\n\
+                 smtp_url = \"smtp://bulwark:inline-Smtp-pass-77@mail.example.com\"\n",
+            ),
+            expected: &[("public_url", "warning"), ("smtp_url", "warning")],
         },
         Case {
             name: "CORS wildcard",
@@ -1685,6 +1703,12 @@ async fn check_reports_each_finding_with_the_right_exit_code() {
         assert!(
             !run.stdout.contains(&good_secret),
             "{}: the secret is printed",
+            case.name
+        );
+        assert!(
+            !run.stdout.contains("inline-Smtp-pass-77")
+                && !run.stderr.contains("inline-Smtp-pass-77"),
+            "{}: the SMTP password is printed",
             case.name
         );
     }

@@ -27,7 +27,15 @@ fn sorted_keys(value: &Value) -> Vec<String> {
 fn assert_user(user: &Value, id: Option<i64>, username: &str, roles: &[&str], disabled: bool) {
     assert_eq!(
         sorted_keys(user),
-        ["created_at", "disabled", "id", "roles", "username"],
+        [
+            "created_at",
+            "disabled",
+            "email",
+            "email_verified",
+            "id",
+            "roles",
+            "username"
+        ],
         "{user}"
     );
     if let Some(id) = id {
