@@ -77,9 +77,11 @@
 //! | [`error`] | error bodies: FastAPI shapes, no internal detail ever sent |
 //! | [`validation`] | typed request parsing with FastAPI-style 422 errors |
 //! | [`jwt`] | bearer authentication: a rotating key ring, strict verification |
+//! | [`api_key`] | machine clients: `bwk_` keys stored as an HMAC, checked in constant time, dead everywhere within 1 s of deletion |
 //! | [`rate_limit`] | request floods and password guessing: exact GCRA limits, memory or Redis |
 //! | [`rbac`] | role-based authorization (401 vs 403) |
 //! | [`revocation`] | revoking tokens before they expire, shared across instances |
+//! | [`totp`] | a leaked password alone: RFC 6238 codes used once per user, recovery codes |
 //! | [`password`] | Argon2id hashing off the async threads, legacy bcrypt, strength policy |
 //! | [`sanitize`] | XSS-safe user HTML over ammonia |
 //! | [`headers`] | hardening response headers |
@@ -108,7 +110,9 @@
 //! | `dev-certs` | no | `tls::self_signed`: self-signed development certificates; implies `tls` | `rcgen` |
 //! | `sqlx-sqlite` | no | `store::sql::SqliteStores`: the signing-key ring and the revocation log in SQLite, with `migrate()` creating their tables | `sqlx` (SQLite, bundled) |
 //! | `sqlx-postgres` | no | `store::sql::PgStores`: the same in PostgreSQL, shared by every instance on one database | `sqlx` (PostgreSQL) |
+//! | `api-key` | no | the `api_key` module: `bwk_` API keys (HMAC-SHA256 under a key derived from the master secret, prefix lookup, constant-time comparison), a verifier with a 1 s cache and a caller hook for the user's roles, a key store (memory; `SqliteStores`/`PgStores` with `sqlx-*`, table `api_keys`) | |
 //! | `mail` | no | the `mail` module: a `Mailer` over SMTP (`smtp://`, STARTTLS, implicit TLS; rustls) or to an `.eml` outbox folder, a durable queue and its worker | `lettre` |
+//! | `totp` | no | the `totp` module: RFC 6238 codes (SHA-1, 6 digits, ±1 step), secrets and `otpauth://` URIs, replay protection through a step store (memory; Redis with `redis`; `SqliteStores`/`PgStores` with `sqlx-*`), recovery codes | `data-encoding` (already in the tree through axum) |
 //! | `testing` | no | the `testing` module: conformance suites for store backends written elsewhere | |
 //! | `fuzzing` | no | hidden hooks for the fuzz targets; not an API | |
 //!
@@ -128,11 +132,16 @@
         feature = "sanitize",
         feature = "password-strength",
         feature = "tls",
-        feature = "dev-certs"
+        feature = "dev-certs",
+        feature = "totp",
+        feature = "api-key"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+#[cfg(feature = "api-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-key")))]
+pub mod api_key;
 pub mod client_ip;
 pub mod cookie;
 pub mod csrf;
@@ -160,4 +169,7 @@ pub mod testing;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+#[cfg(feature = "totp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "totp")))]
+pub mod totp;
 pub mod validation;

@@ -411,6 +411,19 @@ mod mail_queue {
 
         concurrent_claims(&queue).await;
         assert_eq!(counts(q).await, (0, 1));
+
+        // Failed messages are purged once failed before the given time; queued ones never.
+        let waiting = q.enqueue(&mail(5)).await.unwrap();
+        assert_eq!(
+            q.purge_failed(now() - 60).await.unwrap(),
+            0,
+            "failed just now"
+        );
+        assert_eq!(counts(q).await, (1, 1));
+        assert_eq!(q.purge_failed(now() + 60).await.unwrap(), 1);
+        assert_eq!(counts(q).await, (1, 0), "the queued message stays");
+        q.complete(waiting).await.unwrap();
+        assert_eq!(counts(q).await, (0, 0));
     }
 
     /// 8 tasks claim 50 messages at once: each message is claimed exactly once.
@@ -458,5 +471,407 @@ mod mail_queue {
         for id in ids {
             queue.complete(id).await.unwrap();
         }
+    }
+}
+
+#[cfg(feature = "totp")]
+pub use totp_steps::{totp_one_claim_among, totp_step_store_conformance};
+
+/// The suite of TOTP step stores (feature `totp`).
+#[cfg(feature = "totp")]
+mod totp_steps {
+    use std::sync::Arc;
+
+    use super::now;
+    use crate::totp::TotpStepStore;
+
+    /// A step near today's (about 56 million), where real claims happen.
+    const STEP: u64 = 56_000_000;
+
+    async fn claim(store: &dyn TotpStepStore, subject: &str, step: u64) -> bool {
+        store.claim(subject, step, now() + 3600).await.unwrap()
+    }
+
+    /// The behaviour every TOTP step store must have; run against each backend, on a
+    /// multi-threaded runtime (it claims from 16 tasks at once). The store must be empty.
+    pub async fn totp_step_store_conformance(store: Arc<dyn TotpStepStore>) {
+        let s = &*store;
+        // A code once: the first claim of a step wins, the same step again is refused.
+        assert!(claim(s, "alice", STEP).await, "first claim");
+        assert!(!claim(s, "alice", STEP).await, "a replay is refused");
+        // An older code after a newer one is refused; a newer one is accepted.
+        assert!(
+            !claim(s, "alice", STEP - 1).await,
+            "an older step is refused"
+        );
+        assert!(claim(s, "alice", STEP + 1).await, "the next step");
+        assert!(!claim(s, "alice", STEP).await, "older than the last");
+        assert!(
+            claim(s, "alice", STEP + 5).await,
+            "a later step, with a gap"
+        );
+        assert!(!claim(s, "alice", STEP + 3).await, "inside the gap: older");
+        // Subjects are apart, whatever their text.
+        assert!(claim(s, "bob", STEP).await, "another subject");
+        assert!(claim(s, "Alice", STEP).await, "subjects are case-sensitive");
+        for subject in [
+            "ü'\"; -- DROP TABLE totp_steps",
+            "a:b*c?[d]",
+            " ",
+            &"x".repeat(300),
+        ] {
+            assert!(claim(s, subject, STEP).await, "{subject:?}");
+            assert!(!claim(s, subject, STEP).await, "{subject:?} again");
+        }
+        // Step 0 and large steps (2^52: exact in a double, for a Lua comparison).
+        assert!(claim(s, "zero", 0).await);
+        assert!(!claim(s, "zero", 0).await);
+        let big = 1u64 << 52;
+        assert!(claim(s, "big", big).await);
+        assert!(!claim(s, "big", big - 1).await);
+        assert!(claim(s, "big", big + 1).await);
+        // A purge never removes an entry before its expiry.
+        store.purge(now()).await.unwrap();
+        assert!(!claim(s, "alice", STEP + 5).await, "kept by the purge");
+        // An entry expired (and purged) is never needed again: claims of later steps work.
+        assert!(s.claim("gone", STEP, now() - 10).await.unwrap());
+        store.purge(now()).await.unwrap();
+        assert!(claim(s, "gone", STEP + 10).await);
+
+        // Real concurrency: 16 tasks with one code, then with 16 codes of steps in a row.
+        totp_one_claim_among(std::slice::from_ref(&store), "race", STEP).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..16 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move { claim(&*store, "steps", STEP + k).await });
+        }
+        let mut won = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            won += usize::from(outcome.unwrap());
+        }
+        assert!(won >= 1, "at least the first claim wins");
+        assert!(
+            !claim(s, "steps", STEP + 15).await,
+            "the last step is taken"
+        );
+        assert!(claim(s, "steps", STEP + 16).await);
+    }
+
+    /// 16 tasks claim `step` for `subject` at once, spread over `stores` (instances sharing one
+    /// backend): exactly one claim wins, and the step stays taken. `subject` must have no step
+    /// at or after `step` yet.
+    pub async fn totp_one_claim_among(stores: &[Arc<dyn TotpStepStore>], subject: &str, step: u64) {
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..16 {
+            let store = Arc::clone(&stores[k % stores.len()]);
+            let (barrier, subject) = (Arc::clone(&barrier), subject.to_owned());
+            tasks.spawn(async move {
+                barrier.wait().await;
+                claim(&*store, &subject, step).await
+            });
+        }
+        let mut won = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            won += usize::from(outcome.unwrap());
+        }
+        assert_eq!(won, 1, "exactly one of 16 concurrent claims of a step wins");
+        for store in stores {
+            assert!(
+                !claim(&**store, subject, step).await,
+                "the step stays taken"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "api-key")]
+pub use api_keys::{api_key_instances_share_one_cap, api_key_store_conformance};
+
+/// The suite of API key stores (feature `api-key`).
+#[cfg(feature = "api-key")]
+mod api_keys {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use crate::api_key::{ApiKey, ApiKeyHasher, ApiKeyRecord, ApiKeyStore, Inserted};
+
+    /// A record of `subject` with a fresh random prefix and id.
+    fn record(subject: &str, created_at: i64) -> ApiKeyRecord {
+        let key = ApiKey::generate();
+        ApiKeyRecord {
+            id: uuid::Uuid::new_v4(),
+            subject: subject.to_owned(),
+            name: "CI — 'nightly' \"job\"; DROP TABLE api_keys; --".to_owned(),
+            prefix: key.prefix().to_owned(),
+            hash: ApiKeyHasher::new(&[5; 32]).hash(key.expose()),
+            roles: vec!["reader".into(), "writer".into()],
+            created_at,
+            expires_at: Some(created_at + 3600),
+            last_used_at: None,
+        }
+    }
+
+    async fn insert(store: &dyn ApiKeyStore, record: &ApiKeyRecord, max: u32) -> Inserted {
+        store.insert(record, max).await.unwrap()
+    }
+
+    async fn find(store: &dyn ApiKeyStore, prefix: &str) -> Option<ApiKeyRecord> {
+        store.find_by_prefix(prefix).await.unwrap()
+    }
+
+    /// The behaviour every API key store must have; run against each backend, on a
+    /// multi-threaded runtime (its last part inserts and deletes from many tasks at once). The
+    /// store must be empty.
+    pub async fn api_key_store_conformance(store: Arc<dyn ApiKeyStore>) {
+        let s = &*store;
+        // Empty.
+        assert_eq!(find(s, "AbCd1234").await, None);
+        assert!(
+            s.list("u1").await.unwrap().is_empty(),
+            "the suite expects an empty store"
+        );
+        assert_eq!(s.count("u1").await.unwrap(), 0);
+        assert!(!s.delete(uuid::Uuid::new_v4(), "u1").await.unwrap());
+        assert_eq!(s.delete_subject("u1").await.unwrap(), 0);
+        assert!(!s.touch(uuid::Uuid::new_v4(), 60).await.unwrap());
+
+        // Records round-trip field for field, whatever their text.
+        let first = record("u1", 1_700_000_000);
+        assert_eq!(insert(s, &first, 20).await, Inserted::Stored);
+        assert_eq!(find(s, &first.prefix).await, Some(first.clone()));
+        let mut bare = record("u1", 1_700_000_000);
+        bare.roles = vec![];
+        bare.expires_at = None;
+        bare.name = "ünïcode ✓".into();
+        assert_eq!(insert(s, &bare, 20).await, Inserted::Stored);
+        assert_eq!(find(s, &bare.prefix).await, Some(bare.clone()));
+        let older = record("u1", 1_600_000_000);
+        assert_eq!(insert(s, &older, 20).await, Inserted::Stored);
+
+        // Listed oldest first, then by id; counted; scoped to the subject.
+        let mut tied = [&first, &bare];
+        tied.sort_by_key(|r| r.id);
+        let expected = vec![older.clone(), tied[0].clone(), tied[1].clone()];
+        assert_eq!(s.list("u1").await.unwrap(), expected);
+        assert_eq!(s.count("u1").await.unwrap(), 3);
+        assert!(s.list("u2").await.unwrap().is_empty());
+        assert!(s.list("U1").await.unwrap().is_empty(), "subjects are exact");
+
+        // Prefixes are unique and exact (case counts); ids are unique.
+        let mut same_prefix = record("u2", 0);
+        same_prefix.prefix = first.prefix.clone();
+        assert_eq!(insert(s, &same_prefix, 20).await, Inserted::Conflict);
+        let mut same_id = record("u2", 0);
+        same_id.id = first.id;
+        assert_eq!(insert(s, &same_id, 20).await, Inserted::Conflict);
+        assert_eq!(s.count("u2").await.unwrap(), 0, "a conflict stores nothing");
+        let mut upper = record("u2", 0);
+        upper.prefix = "AbCd1234".into();
+        let mut lower = record("u2", 0);
+        lower.prefix = "abcd1234".into();
+        assert_eq!(insert(s, &upper, 20).await, Inserted::Stored);
+        assert_eq!(find(s, "abcd1234").await, None);
+        assert_eq!(insert(s, &lower, 20).await, Inserted::Stored);
+        assert_eq!(find(s, "abcd1234").await.map(|r| r.id), Some(lower.id));
+        assert_eq!(find(s, "AbCd1234").await.map(|r| r.id), Some(upper.id));
+        assert_eq!(find(s, "AbCd123").await, None, "no prefix matching");
+        assert_eq!(find(s, "AbCd1234%").await, None, "no pattern matching");
+
+        // The cap counts the subject's keys only.
+        assert_eq!(insert(s, &record("u1", 0), 3).await, Inserted::LimitReached);
+        assert_eq!(s.count("u1").await.unwrap(), 3);
+        assert_eq!(insert(s, &record("u1", 0), 4).await, Inserted::Stored);
+        assert_eq!(insert(s, &record("u3", 0), 1).await, Inserted::Stored);
+        assert_eq!(insert(s, &record("u3", 0), 1).await, Inserted::LimitReached);
+        assert_eq!(insert(s, &record("u4", 0), 0).await, Inserted::LimitReached);
+
+        // last_used_at only moves forward.
+        assert!(s.touch(first.id, 1_700_000_040).await.unwrap());
+        assert_eq!(
+            find(s, &first.prefix).await.unwrap().last_used_at,
+            Some(1_700_000_040)
+        );
+        assert!(
+            !s.touch(first.id, 1_700_000_040).await.unwrap(),
+            "same minute: no write"
+        );
+        assert!(
+            !s.touch(first.id, 1_699_999_980).await.unwrap(),
+            "never backwards"
+        );
+        assert!(s.touch(first.id, 1_700_000_100).await.unwrap());
+        let touched = find(s, &first.prefix).await.unwrap();
+        assert_eq!(touched.last_used_at, Some(1_700_000_100));
+        assert_eq!(touched.hash, first.hash, "a touch changes nothing else");
+        assert_eq!(touched.roles, first.roles);
+
+        // Deleting: the owner's only, once.
+        assert!(
+            !s.delete(first.id, "u2").await.unwrap(),
+            "another subject's key"
+        );
+        assert!(find(s, &first.prefix).await.is_some(), "still there");
+        assert!(s.delete(first.id, "u1").await.unwrap());
+        assert_eq!(find(s, &first.prefix).await, None);
+        assert!(!s.delete(first.id, "u1").await.unwrap(), "deleted once");
+        assert_eq!(s.count("u1").await.unwrap(), 3);
+        // The prefix is free again.
+        let mut reused = record("u2", 0);
+        reused.prefix = first.prefix.clone();
+        assert_eq!(insert(s, &reused, 20).await, Inserted::Stored);
+        assert_eq!(s.delete_subject("u1").await.unwrap(), 3);
+        assert_eq!(s.count("u1").await.unwrap(), 0);
+        assert_eq!(find(s, &bare.prefix).await, None);
+        assert_eq!(
+            s.count("u2").await.unwrap(),
+            3,
+            "other subjects keep theirs"
+        );
+        assert_eq!(s.delete_subject("u2").await.unwrap(), 3);
+        assert_eq!(s.delete_subject("u3").await.unwrap(), 1);
+
+        concurrent_inserts_respect_the_cap(&store).await;
+        concurrent_inserts_of_one_prefix(&store).await;
+        concurrent_deletes_and_inserts(&store).await;
+    }
+
+    /// 40 tasks insert keys of one subject at once, capped at 20: exactly 20 are stored.
+    async fn concurrent_inserts_respect_the_cap(store: &Arc<dyn ApiKeyStore>) {
+        let stored = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let (store, stored) = (Arc::clone(store), Arc::clone(&stored));
+            tasks.spawn(async move {
+                match store.insert(&record("capped", n), 20).await.unwrap() {
+                    Inserted::Stored => {
+                        stored.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Inserted::LimitReached => {}
+                    other => panic!("{other:?}"),
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(stored.load(Ordering::SeqCst), 20, "exactly the cap");
+        assert_eq!(store.count("capped").await.unwrap(), 20);
+        assert_eq!(store.delete_subject("capped").await.unwrap(), 20);
+    }
+
+    /// 10 tasks insert keys with one prefix at once (for different subjects): one is stored.
+    async fn concurrent_inserts_of_one_prefix(store: &Arc<dyn ApiKeyStore>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..10 {
+            let store = Arc::clone(store);
+            tasks.spawn(async move {
+                let mut r = record(&format!("p{n}"), 0);
+                r.prefix = "Same0000".into();
+                store.insert(&r, 20).await.unwrap()
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            outcomes.push(done.unwrap());
+        }
+        let stored = outcomes.iter().filter(|o| **o == Inserted::Stored).count();
+        let conflicts = outcomes
+            .iter()
+            .filter(|o| **o == Inserted::Conflict)
+            .count();
+        assert_eq!((stored, conflicts), (1, 9), "{outcomes:?}");
+        let owner = find(&**store, "Same0000").await.unwrap().subject;
+        assert_eq!(store.delete_subject(&owner).await.unwrap(), 1);
+    }
+
+    /// A subject at the cap: tasks delete half its keys (each twice) while others insert new
+    /// ones. Every key is deleted once, and the subject never holds more than the cap.
+    async fn concurrent_deletes_and_inserts(store: &Arc<dyn ApiKeyStore>) {
+        let mut keys = Vec::new();
+        for n in 0..20 {
+            let r = record("busy", n);
+            assert_eq!(insert(&**store, &r, 20).await, Inserted::Stored);
+            keys.push(r);
+        }
+        let deleted = Arc::new(AtomicUsize::new(0));
+        let stored = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (n, key) in keys.iter().take(10).enumerate() {
+            for _ in 0..2 {
+                let (store, deleted, id) = (Arc::clone(store), Arc::clone(&deleted), key.id);
+                tasks.spawn(async move {
+                    if store.delete(id, "busy").await.unwrap() {
+                        deleted.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            let (store, stored) = (Arc::clone(store), Arc::clone(&stored));
+            tasks.spawn(async move {
+                for m in 0..2 {
+                    let r = record("busy", 100 + i64::try_from(2 * n + m).unwrap());
+                    if store.insert(&r, 20).await.unwrap() == Inserted::Stored {
+                        stored.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        let (deleted, stored) = (
+            deleted.load(Ordering::SeqCst),
+            stored.load(Ordering::SeqCst),
+        );
+        assert_eq!(deleted, 10, "each key deleted exactly once");
+        assert!(stored <= 10, "never past the cap: {stored} stored");
+        let count = store.count("busy").await.unwrap();
+        assert_eq!(count, u64::try_from(20 - deleted + stored).unwrap());
+        for key in keys.iter().take(10) {
+            assert_eq!(find(&**store, &key.prefix).await, None);
+        }
+        for key in keys.iter().skip(10) {
+            assert_eq!(find(&**store, &key.prefix).await.as_ref(), Some(key));
+        }
+        assert_eq!(
+            store.list("busy").await.unwrap().len(),
+            usize::try_from(count).unwrap()
+        );
+        store.delete_subject("busy").await.unwrap();
+    }
+
+    /// Several instances (pools) over one database: inserts for one subject from all of them
+    /// at once never pass the cap, and what one deletes the others no longer find. The
+    /// database must be empty.
+    pub async fn api_key_instances_share_one_cap(instances: Vec<Arc<dyn ApiKeyStore>>) {
+        let stored = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..36 {
+            let store = Arc::clone(&instances[n % instances.len()]);
+            let stored = Arc::clone(&stored);
+            tasks.spawn(async move {
+                let r = record("shared", i64::try_from(n).unwrap());
+                if store.insert(&r, 20).await.unwrap() == Inserted::Stored {
+                    stored.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(stored.load(Ordering::SeqCst), 20);
+        for instance in &instances {
+            assert_eq!(instance.count("shared").await.unwrap(), 20);
+        }
+        let listed = instances[0].list("shared").await.unwrap();
+        let victim = &listed[0];
+        assert!(instances[1].delete(victim.id, "shared").await.unwrap());
+        for instance in &instances {
+            assert_eq!(find(&**instance, &victim.prefix).await, None);
+            assert!(!instance.delete(victim.id, "shared").await.unwrap());
+        }
+        assert_eq!(instances[0].delete_subject("shared").await.unwrap(), 19);
     }
 }

@@ -24,6 +24,8 @@
 //! | `key_rotations` | the rotation slots already claimed, so a scheduled rotation happens once per interval however many instances try |
 //! | `revocations` | the revocation log, with an index on its creation time |
 //! | `mail_queue` | with the `mail` feature: the durable mail queue (`bulwark::mail::MailQueue`): recipient, subject, text and HTML bodies, attempts, next attempt time, lease, failure time and last error |
+//! | `totp_steps` | with the `totp` feature: the last accepted TOTP time step of each subject (`bulwark::totp::TotpStepStore`), advanced by one atomic upsert |
+//! | `api_keys` | with the `api-key` feature: the API keys (`bulwark::api_key::ApiKeyStore`): id, subject, name, unique prefix (index `api_keys_prefix`), HMAC of the key, roles, creation, expiry and last-use times, an index on the subject (`api_keys_subject`) |
 //!
 //! The columns are those of the server's own migrations (`crates/bulwark-server/migrations`).
 //! An application with a migration tool of its own may create them there instead and never call
@@ -299,6 +301,8 @@ macro_rules! impl_stores {
     };
 }
 
+#[cfg(feature = "api-key")]
+mod api_key;
 #[cfg(feature = "mail")]
 mod mail;
 #[cfg(feature = "sqlx-postgres")]
@@ -307,6 +311,8 @@ mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "totp")]
+mod totp;
 
 #[cfg(feature = "sqlx-postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx-postgres")))]

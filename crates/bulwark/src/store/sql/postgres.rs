@@ -71,7 +71,7 @@ impl PgStores {
     }
 
     /// Creates the tables `signing_keys`, `key_rotations` and `revocations` and the index
-    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`), each only
+    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`; with `totp`, `totp_steps`; with `api-key`, `api_keys` and its indexes), each only
     /// when it does not exist, in one transaction (under an
     /// advisory lock, so that instances starting together do not race). Existing tables and
     /// their rows are left as they are, so calling it at every start is harmless. The tables go
@@ -100,6 +100,20 @@ impl PgStores {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        #[cfg(feature = "totp")]
+        sqlx::query(super::totp::TABLE)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        #[cfg(feature = "api-key")]
+        for statement in super::api_key::PG_SCHEMA {
+            sqlx::query(statement)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
         tx.commit().await.map_err(store_error)
     }
 }

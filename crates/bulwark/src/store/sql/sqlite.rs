@@ -69,7 +69,7 @@ impl SqliteStores {
     }
 
     /// Creates the tables `signing_keys`, `key_rotations` and `revocations` and the index
-    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`), each only
+    /// `revocations_created_at` (and, with the `mail` feature, the table `mail_queue`; with `totp`, `totp_steps`; with `api-key`, `api_keys` and its indexes), each only
     /// when it does not exist, in one transaction. Existing
     /// tables and their rows are left as they are, so calling it at every start is harmless.
     ///
@@ -90,6 +90,20 @@ impl SqliteStores {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        #[cfg(feature = "totp")]
+        sqlx::query(super::totp::TABLE)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        #[cfg(feature = "api-key")]
+        for statement in super::api_key::SQLITE_SCHEMA {
+            sqlx::query(statement)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
         tx.commit().await.map_err(store_error)
     }
 }

@@ -149,12 +149,20 @@ mod sqlite {
         assert_eq!(
             tables,
             [
+                #[cfg(feature = "api-key")]
+                "api_keys",
+                #[cfg(feature = "api-key")]
+                "api_keys_prefix",
+                #[cfg(feature = "api-key")]
+                "api_keys_subject",
                 "key_rotations",
                 #[cfg(feature = "mail")]
                 "mail_queue",
                 "revocations",
                 "revocations_created_at",
-                "signing_keys"
+                "signing_keys",
+                #[cfg(feature = "totp")]
+                "totp_steps"
             ]
         );
         migrate_again_keeps_rows(&stores, async || stores.migrate().await).await;
@@ -313,12 +321,20 @@ pub(super) mod postgres {
         assert_eq!(
             tables,
             [
+                #[cfg(feature = "api-key")]
+                "api_keys",
+                #[cfg(feature = "api-key")]
+                "api_keys_prefix",
+                #[cfg(feature = "api-key")]
+                "api_keys_subject",
                 "key_rotations",
                 #[cfg(feature = "mail")]
                 "mail_queue",
                 "revocations",
                 "revocations_created_at",
-                "signing_keys"
+                "signing_keys",
+                #[cfg(feature = "totp")]
+                "totp_steps"
             ]
         );
         migrate_again_keeps_rows(&stores, async || stores.migrate().await).await;
