@@ -352,6 +352,81 @@ async fn logs_never_hold_secrets(backend: Backend, format: &str) {
     for (user, hash) in stored_hashes(&env.database_url, &["alice"]).await {
         secrets.hash(&format!("{user}'s new password hash"), &hash);
     }
+
+    // Accounts: alice sets an address and verifies it through the mailed link (the page opened
+    // with the token in its query), asks for a reset and follows that link, then changes her
+    // password herself.
+    let outbox = env.data_dir().join("outbox");
+    let email = http
+        .post("/users/me/email")
+        .bearer_auth(&after.access)
+        .json(&json!({"email": "alice@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(email.status(), 200);
+    let mails =
+        crate::mailbox::wait_for_mails(&outbox, 1, std::time::Duration::from_secs(10)).await;
+    let verify = mails[0].token("/verify-email");
+    secrets.add("the verification token", &verify);
+    let page = http
+        .get(&format!("/verify-email?token={verify}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let confirmed = http
+        .post("/verify-email/confirm")
+        .json(&json!({"token": verify}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let requested = http
+        .post("/password-reset/request")
+        .json(&json!({"email": "alice@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(requested.status(), 202);
+    let mails =
+        crate::mailbox::wait_for_mails(&outbox, 2, std::time::Duration::from_secs(10)).await;
+    let reset = mails[1].token("/password-reset");
+    secrets.add("the reset token", &reset);
+    let page = http
+        .get(&format!("/password-reset?token={reset}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let reset_password = unique("Pw-Secret-alice-reset");
+    secrets.add("alice's password set by the reset", &reset_password);
+    let done = http
+        .post("/password-reset/confirm")
+        .json(&json!({"token": reset, "new_password": reset_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 204);
+    let fresh = Pair::login(&http, None, "alice", &reset_password).await;
+    secrets.jwt("alice's access token after the reset", &fresh.access);
+    secrets.add("alice's refresh token after the reset", &fresh.refresh);
+    let own_password = unique("Pw-Secret-alice-own");
+    secrets.add("alice's own new password", &own_password);
+    let changed = http
+        .post("/users/me/password")
+        .bearer_auth(&fresh.access)
+        .json(&json!({"current_password": reset_password, "new_password": own_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let pair = Pair::of(changed).await;
+    secrets.jwt("the pair of alice's own change", &pair.access);
+    secrets.add("the refresh token of alice's own change", &pair.refresh);
+    for (user, hash) in stored_hashes(&env.database_url, &["alice"]).await {
+        secrets.hash(&format!("{user}'s own password hash"), &hash);
+    }
     let log = server.stop().await;
 
     // Assert: nothing secret anywhere in the log...
