@@ -266,8 +266,7 @@ impl RateLimitPolicy {
 
     /// The quota, outage policy and store key of a request from `ip` (canonical, as
     /// `ClientIp::of` gives it) to the route template `path`. Route lookups borrow the
-    /// request's method and template (no allocation unless per-route overrides are
-    /// configured); the key is the one allocation.
+    /// request's method and template; the key is the one allocation.
     fn resolve<B>(
         &self,
         request: &http::Request<B>,
@@ -277,13 +276,14 @@ impl RateLimitPolicy {
         use std::fmt::Write as _;
         let ip = crate::client_ip::ip_group(ip, self.ipv6_prefix);
         let method = request.method();
-        let override_quota = if self.routes.is_empty() {
-            None
-        } else {
-            self.routes
-                .get(&RouteKey::new(method.clone(), path))
-                .copied()
-        };
+        // A scan that borrows, not a `get` that would build an owned `RouteKey` (a copy of
+        // the template) for every request: the server configures account routes by default,
+        // so this runs on every request, and override lists are a handful of entries.
+        let override_quota = self
+            .routes
+            .iter()
+            .find(|(r, _)| r.method == *method && r.path == path)
+            .map(|(_, quota)| *quota);
         let mut key = String::with_capacity(64);
         if self
             .login_routes
