@@ -28,6 +28,16 @@ macro_rules! impl_repository {
                 })
             }
 
+            fn account_token_from_row(
+                row: &$row,
+            ) -> Result<$crate::db::AccountToken, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($crate::db::AccountToken {
+                    user_id: row.try_get("user_id")?,
+                    email: row.try_get("email")?,
+                })
+            }
+
             fn item_from_row(row: &$row) -> Result<$crate::db::Item, sqlx::Error> {
                 use sqlx::Row as _;
                 Ok($crate::db::Item {
@@ -281,7 +291,6 @@ macro_rules! impl_repository {
                 purpose: $crate::db::TokenPurpose,
                 now: i64,
             ) -> $crate::db::DbResult<Option<$crate::db::AccountToken>> {
-                use sqlx::Row as _;
                 let row = sqlx::query(
                     "SELECT user_id, email FROM account_tokens \
                      WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3",
@@ -291,14 +300,7 @@ macro_rules! impl_repository {
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(|row| {
-                    Ok($crate::db::AccountToken {
-                        user_id: row.try_get("user_id")?,
-                        email: row.try_get("email")?,
-                    })
-                })
-                .transpose()
-                .map_err(|e: sqlx::Error| e.into())
+                Ok(row.as_ref().map(Self::account_token_from_row).transpose()?)
             }
 
             async fn spend_account_token(
@@ -307,7 +309,6 @@ macro_rules! impl_repository {
                 purpose: $crate::db::TokenPurpose,
                 now: i64,
             ) -> $crate::db::DbResult<Option<$crate::db::AccountToken>> {
-                use sqlx::Row as _;
                 // One statement: of two requests spending one token, one gets the row.
                 let row = sqlx::query(
                     "DELETE FROM account_tokens \
@@ -319,14 +320,7 @@ macro_rules! impl_repository {
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(|row| {
-                    Ok($crate::db::AccountToken {
-                        user_id: row.try_get("user_id")?,
-                        email: row.try_get("email")?,
-                    })
-                })
-                .transpose()
-                .map_err(|e: sqlx::Error| e.into())
+                Ok(row.as_ref().map(Self::account_token_from_row).transpose()?)
             }
 
             async fn purge_account_tokens(&self, now: i64) -> $crate::db::DbResult<u64> {
